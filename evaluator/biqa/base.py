@@ -1,0 +1,44 @@
+"""The interface every BIQA model of the kit follows.
+
+A model is a `torch.nn.Module`: `forward(x)` takes RGB float `(N, 3, H, W)` in [0, 1] and returns `(N,)` quality
+scores in [0, 100], higher = better, differentiable with respect to `x`. `raw_score(x)` is the same score before
+the clip (same orientation, may leave [0, 100]); attacks optimize it, since the clip has zero gradient at both
+ends. `info` carries the metadata (name, threshold, score range, orientation, weights hash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BIQAInfo:
+    name: str
+    threshold: float = 50.0
+    score_range: tuple[float, float] = (0.0, 100.0)
+    lower_better: bool = False  # always False for the kit's 0..100 score; kept for pyiqa-style callers
+    weights_sha256: str | None = None  # content hash of the parameters the model scores with
+    description: str = ""
+
+
+class BIQAModel(nn.Module):
+    """Base class: subclasses implement `raw_score`; `forward` clips it to the score range."""
+
+    info: BIQAInfo
+
+    def raw_score(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.info.score_range
+        return self.raw_score(x).clamp(lo, hi)
+
+    @staticmethod
+    def check_input(x: torch.Tensor) -> None:
+        """Raise `ValueError` unless `x` is a float batch `(N, 3, H, W)`."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"BIQA input must be a float tensor (N, 3, H, W) in [0, 1], got {shape}")

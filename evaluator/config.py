@@ -1,0 +1,152 @@
+"""Task rules: `task.toml` loaded into a typed, immutable `TaskConfig`.
+
+Every key has a default (the 2020 task's rules, in `evaluator/default_task.toml`); a task file overrides
+some of them. An unknown key, a wrong type or an impossible value raises `TaskConfigError` naming the file,
+the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: libjpeg builds that jpeglib 1.0.2 bundles (see `jpeglib.version.LIBJPEG_VERSIONS`).
+LIBJPEG_BUILDS = (
+    "6b", "7", "8", "8a", "8b", "8c", "8d", "9", "9a", "9b", "9c", "9d", "9e", "9f",
+    "turbo120", "turbo130", "turbo140", "turbo150", "turbo200", "turbo210",
+    "mozjpeg101", "mozjpeg201", "mozjpeg300", "mozjpeg403",
+)
+SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+BIQA_MODELS = ("brisque", "niqe", "koncept512")
+
+
+class TaskConfigError(ValueError):
+    """A task file that cannot be used: the message names the file, the key and the allowed values."""
+
+
+@dataclass(frozen=True)
+class JpegRules:
+    quality: int = 90
+    libjpeg: str = "turbo210"
+    subsampling: str = "4:2:0"
+
+
+@dataclass(frozen=True)
+class BiqaRules:
+    model: str = "brisque"
+    threshold: float = 50.0
+
+
+@dataclass(frozen=True)
+class GateRules:
+    max_accuracy: float = 0.5
+
+
+@dataclass(frozen=True)
+class SelectionRules:
+    images: int = 20
+
+
+@dataclass(frozen=True)
+class JuryRules:
+    most: int = 3
+    least: int = 2
+    show_original: bool = False
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    jpeg: JpegRules = field(default_factory=JpegRules)
+    biqa: BiqaRules = field(default_factory=BiqaRules)
+    gate: GateRules = field(default_factory=GateRules)
+    selection: SelectionRules = field(default_factory=SelectionRules)
+    jury: JuryRules = field(default_factory=JuryRules)
+    source: str = "<defaults>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rules as plain data (for `task.json` and cache keys)."""
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+
+def _check_type(where: str, key: str, value: Any, kind: type) -> Any:
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise TaskConfigError(
+            f"{where}: key '{key}' must be {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _require(where: str, key: str, ok: bool, allowed: str, value: Any) -> None:
+    if not ok:
+        raise TaskConfigError(f"{where}: key '{key}' = {value!r} is not allowed; allowed: {allowed}")
+
+
+def _validate(cfg: TaskConfig, where: str) -> None:
+    j, b, g, s, y = cfg.jpeg, cfg.biqa, cfg.gate, cfg.selection, cfg.jury
+    _require(where, "jpeg.quality", 1 <= j.quality <= 100, "an integer 1..100", j.quality)
+    _require(where, "jpeg.libjpeg", j.libjpeg in LIBJPEG_BUILDS, ", ".join(LIBJPEG_BUILDS), j.libjpeg)
+    _require(where, "jpeg.subsampling", j.subsampling in SUBSAMPLINGS, ", ".join(SUBSAMPLINGS), j.subsampling)
+    _require(where, "biqa.model", b.model in BIQA_MODELS, ", ".join(BIQA_MODELS), b.model)
+    _require(where, "biqa.threshold", 0 < b.threshold < 100, "a number strictly between 0 and 100", b.threshold)
+    _require(where, "gate.max_accuracy", 0 < g.max_accuracy <= 1, "a number in (0, 1]", g.max_accuracy)
+    _require(where, "selection.images", s.images >= 1, "an integer >= 1", s.images)
+    _require(where, "jury.most", y.most >= 1, "an integer >= 1", y.most)
+    _require(where, "jury.least", y.least >= 0, "an integer >= 0", y.least)
+
+
+def task_from_dict(data: dict[str, Any], where: str = "<dict>") -> TaskConfig:
+    """Build a `TaskConfig` from nested tables like those of `task.toml`; missing keys keep their defaults."""
+    if not isinstance(data, dict):
+        raise TaskConfigError(f"{where}: expected a table of sections, got {type(data).__name__}")
+    sections = {f.name: f.type for f in dataclasses.fields(TaskConfig) if f.name != "source"}
+    defaults = TaskConfig()
+    built: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise TaskConfigError(
+                f"{where}: unknown section [{name}]; allowed sections: {', '.join(sections)}"
+            )
+        if not isinstance(table, dict):
+            raise TaskConfigError(f"{where}: '{name}' must be a table [{name}], got {type(table).__name__}")
+    for name in sections:
+        current = getattr(defaults, name)
+        table = data.get(name, {})
+        fields = {f.name: f for f in dataclasses.fields(current)}
+        values = {}
+        for key, value in table.items():
+            if key not in fields:
+                raise TaskConfigError(
+                    f"{where}: unknown key '{name}.{key}'; allowed keys in [{name}]: {', '.join(fields)}"
+                )
+            kind = type(getattr(current, key))
+            values[key] = _check_type(where, f"{name}.{key}", value, kind)
+        built[name] = dataclasses.replace(current, **values)
+    cfg = TaskConfig(**built, source=where)
+    _validate(cfg, where)
+    return cfg
+
+
+def load_task(path: str | Path | None = None) -> TaskConfig:
+    """Load the task rules from `path` (TOML); `None` gives the 2020 defaults."""
+    if path is None:
+        return TaskConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise TaskConfigError(f"{p}: task file not found; pass an existing task.toml (see the repository's task.toml)")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TaskConfigError(f"{p}: not valid TOML ({exc}); fix the syntax or start from the repository's task.toml") from exc
+    return task_from_dict(data, str(p))
