@@ -1,0 +1,82 @@
+"""The differentiable JPEG approximation against the real codec (Pillow's libjpeg at the same quality)."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from submission.diff_jpeg import DiffJPEG, dct_matrix, ijg_tables, round_cubic
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def real_jpeg(rgb: np.ndarray, quality: int, subsampling: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[64:321, 40:373])  # 257 x 333: not a multiple of the MCU
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+
+
+def to_rgb(x: torch.Tensor) -> np.ndarray:
+    return (x[0].permute(1, 2, 0).detach().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("mode", "pil_subsampling"), [("4:2:0", 2), ("4:2:2", 1), ("4:4:4", 0)])
+@pytest.mark.parametrize("quality", [90, 50])
+def test_forward_is_close_to_the_real_codec(photo, mode, pil_subsampling, quality):
+    real = real_jpeg(photo, quality, pil_subsampling)
+    approx = to_rgb(DiffJPEG(quality, subsampling=mode)(to_tensor(photo)))
+    # the approximation sits far closer to the real decode than the real decode sits to the original
+    assert psnr(approx, real) > 42.0
+    assert psnr(approx, real) > psnr(real, photo) + 6.0
+
+
+def test_tables_are_the_ijg_scaled_annex_k_tables():
+    t = ijg_tables(90)
+    assert t.shape == (2, 8, 8)
+    assert t[0, 0, 0] == 3 and t[0, 7, 7] == 20 and t[1, 0, 0] == 3 and t[1, 7, 7] == 20
+    assert (ijg_tables(100) == 1).all()
+    with pytest.raises(ValueError, match="1..100"):
+        ijg_tables(0)
+
+
+def test_dct_matrix_is_orthonormal():
+    c = dct_matrix()
+    assert torch.allclose(c @ c.T, torch.eye(8), atol=1e-6)
+
+
+def test_gradient_flows_and_output_shape_matches(photo):
+    x = to_tensor(photo).requires_grad_(True)
+    y = DiffJPEG(90)(x)
+    assert y.shape == x.shape
+    y.mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_cubic_rounding_is_exact_at_integers_and_smooth_between():
+    x = torch.tensor([-2.0, 0.0, 3.0, 0.25], requires_grad=True)
+    y = round_cubic(x)
+    assert torch.allclose(y[:3], x[:3].detach())
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([0.0, 0.0, 0.0, 3 * 0.25**2]))
+
+
+@pytest.mark.parametrize("kwargs", [{"subsampling": "4:1:1"}, {"rounding": "floor"}, {"tables": np.ones((8, 8))}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        DiffJPEG(90, **kwargs)
