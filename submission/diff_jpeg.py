@@ -66,16 +66,66 @@ _YCC2RGB = torch.tensor([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1
 _SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (1, 2), "4:2:0": (2, 2)}  # (vertical, horizontal) chroma factors
 
 
-def _blockwise(x: torch.Tensor, fn) -> torch.Tensor:
-    """Apply `fn` to every 8x8 block of (N, H, W) with H, W multiples of 8: fn gets (N, H/8, W/8, 8, 8)."""
-    n, h, w = x.shape
-    blocks = x.reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)
-    out = fn(blocks)
-    return out.permute(0, 1, 3, 2, 4).reshape(n, h, w)
+def _to_blocks(plane: torch.Tensor) -> torch.Tensor:
+    """(N, H, W), H and W multiples of 8 -> (N, H/8, W/8, 8, 8) blocks (jpeglib's layout)."""
+    n, h, w = plane.shape
+    return plane.reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)
+
+
+def _from_blocks(blocks: torch.Tensor) -> torch.Tensor:
+    """(N, hb, wb, 8, 8) -> (N, 8 hb, 8 wb)."""
+    n, hb, wb = blocks.shape[:3]
+    return blocks.permute(0, 1, 3, 2, 4).reshape(n, hb * 8, wb * 8)
+
+
+def block_grid(height: int, width: int, subsampling: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Blocks per component as libjpeg stores them: luma ceil(H/8) x ceil(W/8), chroma ceil(H/8fv) x ceil(W/8fh)."""
+    fv, fh = _SUBSAMPLING[subsampling]
+    luma = (math.ceil(height / 8), math.ceil(width / 8))
+    chroma = (math.ceil(height / (8 * fv)), math.ceil(width / (8 * fh)))
+    return luma, chroma
+
+
+def jpeg_forward(x: torch.Tensor, tables: torch.Tensor, subsampling: str = "4:2:0") -> list[torch.Tensor]:
+    """RGB [0,1] (N,3,H,W) -> [Y, Cb, Cr] unrounded DCT coefficients in quantization-step units (F / Q),
+    each (N, hb, wb, 8, 8) on libjpeg's block grid (edges replicated to the MCU, as libjpeg does)."""
+    n, _, h, w = x.shape
+    fv, fh = _SUBSAMPLING[subsampling]
+    ph, pw = (-h) % (8 * fv), (-w) % (8 * fh)
+    rgb = x * 255.0
+    if ph or pw:
+        rgb = F.pad(rgb, (0, pw, 0, ph), mode="replicate")
+    ycc = torch.einsum("ij,njhw->nihw", _RGB2YCC.to(x), rgb)
+    chroma = ycc[:, 1:] + 128.0
+    if fv > 1 or fh > 1:
+        chroma = F.avg_pool2d(chroma, kernel_size=(fv, fh))
+    c = dct_matrix().to(x)
+    (lh, lw), (ch, cw) = block_grid(h, w, subsampling)
+    out = []
+    for plane, table, (bh, bw) in ((ycc[:, 0], tables[0], (lh, lw)), (chroma[:, 0], tables[1], (ch, cw)),
+                                   (chroma[:, 1], tables[1], (ch, cw))):
+        blocks = _to_blocks(plane)[:, :bh, :bw]
+        out.append((c @ (blocks - 128.0) @ c.T) / table)
+    return out
+
+
+def jpeg_inverse(coefs: list[torch.Tensor], tables: torch.Tensor, size: tuple[int, int],
+                 subsampling: str = "4:2:0") -> torch.Tensor:
+    """[Y, Cb, Cr] coefficients in quantization-step units -> RGB [0,1] (N,3,H,W): dequantize, IDCT, +128,
+    chroma upsampled bilinearly (half-pixel centres, like libjpeg's fancy upsampling), YCbCr -> RGB, clamp."""
+    h, w = size
+    c = dct_matrix().to(coefs[0])
+    planes = [_from_blocks(c.T @ (k * t) @ c + 128.0) for k, t in zip(coefs, (tables[0], tables[1], tables[1]))]
+    y = planes[0][:, :h, :w]
+    chroma = torch.stack(planes[1:], dim=1)
+    chroma = F.interpolate(chroma, scale_factor=_SUBSAMPLING[subsampling], mode="bilinear", align_corners=False) \
+        if subsampling != "4:4:4" else chroma
+    ycc = torch.cat([y[:, None], chroma[:, :, :h, :w] - 128.0], dim=1)
+    return (torch.einsum("ij,njhw->nihw", _YCC2RGB.to(y), ycc).clamp(0.0, 255.0) / 255.0)
 
 
 class DiffJPEG(nn.Module):
-    """Differentiable JPEG compress + decode of RGB [0,1] batches (N, 3, H, W); output has the input's shape."""
+    """Differentiable JPEG compress + decode of RGB [0,1] batches (N, 3, H, W): jpeg_inverse(round(jpeg_forward(x)))."""
 
     def __init__(self, quality: int = 90, subsampling: str = "4:2:0", rounding: str = "ste",
                  tables: np.ndarray | None = None) -> None:
@@ -89,40 +139,8 @@ class DiffJPEG(nn.Module):
             raise ValueError(f"quantization tables must have shape (2, 8, 8), got {q.shape}")
         self.quality, self.subsampling, self.rounding = quality, subsampling, rounding
         self.register_buffer("tables", torch.from_numpy(q.copy()))
-        self.register_buffer("dct", dct_matrix())
-        self.register_buffer("rgb2ycc", _RGB2YCC.clone())
-        self.register_buffer("ycc2rgb", _YCC2RGB.clone())
-
-    def _quantize(self, plane: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        rnd = round_ste if self.rounding == "ste" else round_cubic
-        c = self.dct
-
-        def fn(blocks: torch.Tensor) -> torch.Tensor:
-            coef = c @ (blocks - 128.0) @ c.T
-            coef = rnd(coef / table) * table
-            return c.T @ coef @ c + 128.0
-
-        return _blockwise(plane, fn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        fv, fh = _SUBSAMPLING[self.subsampling]
-        mh, mw = 8 * fv, 8 * fh
-        ph, pw = (-h) % mh, (-w) % mw
-        rgb = x * 255.0
-        if ph or pw:
-            rgb = F.pad(rgb, (0, pw, 0, ph), mode="replicate")
-        ycc = torch.einsum("ij,njhw->nihw", self.rgb2ycc, rgb)
-        y = ycc[:, 0]
-        chroma = ycc[:, 1:] + 128.0
-        if fv > 1 or fh > 1:
-            chroma = F.avg_pool2d(chroma, kernel_size=(fv, fh))
-        y = self._quantize(y, self.tables[0])
-        cb = self._quantize(chroma[:, 0], self.tables[1])
-        cr = self._quantize(chroma[:, 1], self.tables[1])
-        chroma = torch.stack([cb, cr], dim=1)
-        if fv > 1 or fh > 1:
-            chroma = F.interpolate(chroma, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        ycc = torch.cat([y[:, None], chroma - 128.0], dim=1)
-        out = torch.einsum("ij,njhw->nihw", self.ycc2rgb, ycc).clamp(0.0, 255.0) / 255.0
-        return out[:, :, :h, :w]
+        rnd = round_ste if self.rounding == "ste" else round_cubic
+        coefs = [rnd(k) for k in jpeg_forward(x, self.tables, self.subsampling)]
+        return jpeg_inverse(coefs, self.tables, (x.shape[2], x.shape[3]), self.subsampling)

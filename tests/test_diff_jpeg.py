@@ -80,3 +80,35 @@ def test_cubic_rounding_is_exact_at_integers_and_smooth_between():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         DiffJPEG(90, **kwargs)
+
+
+def test_forward_transform_lands_on_libjpegs_coefficients(photo, tmp_path):
+    """Rounded jpeg_forward equals libjpeg's quantized DCT coefficients up to its integer-DCT rounding (+-1)."""
+    import jpeglib
+
+    from submission.diff_jpeg import jpeg_forward
+
+    jpeglib.version.set("turbo210")
+    path = str(tmp_path / "a.jpg")
+    jpeglib.from_spatial(photo).write_spatial(path, qt=90)
+    real = jpeglib.read_dct(path)
+    ours = jpeg_forward(to_tensor(photo), torch.from_numpy(ijg_tables(90)))
+    for plane, coef in zip((real.Y, real.Cb, real.Cr), ours):
+        rounded = torch.round(coef[0]).numpy()
+        assert rounded.shape == plane.shape
+        assert np.abs(rounded - plane).max() <= 1
+        assert (rounded == plane).mean() > 0.95
+
+
+def test_inverse_transform_decodes_like_libjpeg(photo, tmp_path):
+    import jpeglib
+
+    from submission.diff_jpeg import jpeg_inverse
+
+    jpeglib.version.set("turbo210")
+    path = str(tmp_path / "a.jpg")
+    jpeglib.from_spatial(photo).write_spatial(path, qt=90)
+    real = jpeglib.read_dct(path)
+    coefs = [torch.from_numpy(p.astype(np.float32))[None] for p in (real.Y, real.Cb, real.Cr)]
+    ours = to_rgb(jpeg_inverse(coefs, torch.from_numpy(ijg_tables(90)), photo.shape[:2]))
+    assert psnr(ours, jpeglib.read_spatial(path).spatial) > 48.0
