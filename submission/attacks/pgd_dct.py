@@ -1,0 +1,183 @@
+"""PGD in the JPEG DCT domain with Lagrangian quantization, written straight into a JPEG (Bonnet et al. 2020, sec. 3.2.2).
+
+Notation (all coefficients in quantization-step units of the organizer's QF-90 tables Delta, on libjpeg's block grid):
+z_o = DCT(x)/Delta, the unquantized coefficients of the original (`submission.diff_jpeg.jpeg_forward`);
+decode(z) = the differentiable JPEG decoder (`jpeg_inverse`); L(z) = BIQA_raw(decode(z)) - s_a (their eq. 5).
+
+1. Attack: L2 PGD on z, distortion D(z) = ||Delta (z - z_o)||_2 (0..255 units, equal to the pixel L2 distortion
+   of the luma/chroma planes since the DCT is orthonormal), loss relu(L + margin); a binary search over the budget
+   eps in (0, eps_max] (`search_steps` rounds, Bonnet: 7 rounds, max 2000) keeps the smallest budget that reaches
+   L < 0 before rounding, giving z_a = z_o + P.
+2. Quantization (their eqs. 6-7): with G = dL/dX at z_a (X = Delta z the raw coefficients), minimizing
+   ||Delta (P + Q)||^2 + lambda L(Q) to first order gives X_o + P + Q* = X_o - lambda G / 2, i.e.
+   z*(lambda) = z_o - lambda G / (2 Delta); the coefficients written are k = round(z*), kept within `max_step`
+   quantization steps of z_o (their bound on the quantized perturbation).
+3. lambda is searched (log scale, `lambda_steps` rounds) for the smallest value whose JPEG, decoded and recompressed
+   by the organizer codec, scores below s_a (success after JPEG-90, Bonnet's P_JPEG); if none does, the largest.
+
+The run gets `<id>.jpg` files holding exactly the coefficients k (no re-encoding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evaluator.biqa.base import BIQAModel
+from evaluator.codec import DCTCoefficients, OrganizerCodec
+from submission.attacks.base import Attack, AttackContext, Params, param
+from submission.diff_jpeg import jpeg_forward, jpeg_inverse
+
+BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator, sec. 3.2.2, eqs. 5-7"
+
+
+@dataclass(frozen=True)
+class PGDDCTParams(Params):
+    target: float | None = param(None, "target score s_a (none = the BIQA threshold); Bonnet: 30 and 50",
+                                 min=0.0, max=100.0, type=float)
+    margin: float = param(2.0, "PGD aims this many points under s_a before quantization", min=0.0, max=100.0)
+    eps_max: float = param(2000.0, "largest L2 budget in the DCT domain (0..255 units; Bonnet: 2000)", min=1.0)
+    search_steps: int = param(7, "binary-search rounds over the budget (Bonnet: 7)", min=1, max=30)
+    iters: int = param(20, "PGD iterations per budget", min=1, max=10000)
+    max_step: int = param(1, "largest change of a coefficient, in quantization steps", min=1, max=64)
+    lambda_steps: int = param(10, "search rounds over the Lagrange multiplier lambda", min=1, max=40)
+    quality: int = param(90, "quality of the organizer codec the coefficients are written for", min=1, max=100)
+
+
+def _l2(delta: list[torch.Tensor], tables: torch.Tensor) -> torch.Tensor:
+    """Per-image ||Delta (z - z_o)||_2 over the three planes."""
+    t = (tables[0], tables[1], tables[1])
+    return torch.sqrt(sum(((d * q) ** 2).flatten(1).sum(1) for d, q in zip(delta, t)))
+
+
+class PGDDCT(Attack):
+    name = "pgd-dct"
+    paper = BONNET
+    summary = "L2 PGD on the JPEG-90 DCT coefficients + Lagrangian quantization, written as a JPEG"
+    Params = PGDDCTParams
+    writes_jpeg = True
+
+    def __init__(self, params: Any | None = None, /, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self.codec = OrganizerCodec(quality=self.params.quality)
+
+    def objective(self, model: BIQAModel):  # noqa: D102 - the base resolves target None to the threshold
+        from submission.attacks.base import Objective
+
+        target = self.params.target
+        return Objective("below", float(model.info.threshold if target is None else target), self.params.margin)
+
+    # ---- stage 1: PGD over the budget ----
+    def _pgd(self, z_o: list[torch.Tensor], tables: torch.Tensor, size: tuple[int, int], model: BIQAModel,
+             target: float, eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        p = self.params
+        z = [c.clone() for c in z_o]
+        step = 2.5 * eps / p.iters
+        raw = None
+        for _ in range(p.iters):
+            zg = [c.detach().requires_grad_(True) for c in z]
+            raw = model.raw_score(jpeg_inverse(zg, tables, size))
+            loss = torch.relu(raw - (target - p.margin))
+            grads = torch.autograd.grad(loss.sum(), zg)
+            # steepest descent for ||Delta z||_2: move along G / Delta^2, normalized in the Delta-weighted norm
+            t = (tables[0], tables[1], tables[1])
+            direction = [g / (q**2) for g, q in zip(grads, t)]
+            norm = _l2(direction, tables).clamp_min(1e-12)
+            view = (-1, 1, 1, 1, 1)
+            z = [c.detach() - (step / norm).view(view) * d for c, d in zip(z, direction)]
+            delta = [c - o for c, o in zip(z, z_o)]
+            scale = torch.clamp(eps / _l2(delta, tables).clamp_min(1e-12), max=1.0).view(view)
+            z = [o + d * scale for o, d in zip(z_o, delta)]
+        with torch.no_grad():
+            raw = model.raw_score(jpeg_inverse(z, tables, size))
+        return z, raw
+
+    # ---- stage 2: quantization with lambda search, scored after the organizer's JPEG ----
+    def _write(self, k: list[np.ndarray], size: tuple[int, int], tmp: Path) -> bytes:
+        coeffs = DCTCoefficients(Y=k[0], Cb=k[1], Cr=k[2], qt=self.codec.quant_tables(), height=size[0], width=size[1])
+        self.codec.write_dct(tmp, coeffs)
+        return tmp.read_bytes()
+
+    def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> Any:
+        import tempfile
+
+        p = self.params
+        n, _, h, w = x.shape
+        size = (h, w)
+        target = ctx.objective.target
+        tables = torch.from_numpy(self.codec.quant_tables().astype(np.float32)).to(x.device)
+        with torch.no_grad():
+            z_o = jpeg_forward(x, tables, self.codec.subsampling)
+
+        # stage 1: per-image binary search over eps in (0, eps_max]; images that fail at eps_max keep that result
+        eps = torch.full((n,), p.eps_max, device=x.device)
+        best, raw = self._pgd(z_o, tables, size, model, target, eps)
+        best_eps, found = eps.clone(), raw < target
+        lo, hi = torch.zeros_like(eps), eps.clone()
+        view = (-1, 1, 1, 1, 1)
+        for _ in range(p.search_steps - 1):
+            if not bool(found.any()):
+                break
+            eps = (lo + hi) / 2
+            z, raw = self._pgd(z_o, tables, size, model, target, eps)
+            ok = raw < target
+            take = ok & found
+            best = [torch.where(take.view(view), c, b) for c, b in zip(z, best)]
+            best_eps = torch.where(take, eps, best_eps)
+            hi, lo = torch.where(ok, eps, hi), torch.where(ok, lo, eps)
+        z_a = best
+
+        # gradient of L at z_a, w.r.t. the raw coefficients X = Delta z
+        zg = [c.detach().requires_grad_(True) for c in z_a]
+        raw_a = model.raw_score(jpeg_inverse(zg, tables, size))
+        grads = torch.autograd.grad(raw_a.sum(), zg)
+        t = (tables[0], tables[1], tables[1])
+        g_x = [g / q for g, q in zip(grads, t)]  # dL/dX = dL/dz / Delta
+        shift = [(g / (2 * q)).detach().cpu().numpy() for g, q in zip(g_x, t)]  # z* = z_o - lambda * shift
+        zo_np = [c.detach().cpu().numpy() for c in z_o]
+
+        outs: list[np.ndarray] = []
+        blobs: list[bytes] = []
+        info: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="pp-pgd-dct-") as d:
+            tmp = Path(d) / "adv.jpg"
+            for i in range(n):
+                unit = max(float(np.abs(s[i]).max()) for s in shift)
+                lam_unit = 1.0 / max(unit, 1e-12)  # lambda at which the largest move is one quantization step
+
+                def attempt(lam: float) -> tuple[float, bytes, np.ndarray]:
+                    k = []
+                    for o, s in zip(zo_np, shift):
+                        zs = o[i] - lam * s[i]
+                        lo_k, hi_k = np.ceil(o[i] - p.max_step), np.floor(o[i] + p.max_step)
+                        k.append(np.clip(np.round(zs), lo_k, hi_k).astype(np.int16))
+                    blob = self._write(k, size, tmp)
+                    rgb = self.codec.decompress(blob)
+                    after = self.codec.roundtrip(rgb)
+                    xa = torch.from_numpy(after).permute(2, 0, 1)[None].float().to(x.device) / 255.0
+                    with torch.no_grad():
+                        score = float(model.raw_score(xa)[0])
+                    return score, blob, rgb
+
+                lo_l, hi_l = np.log(0.25 * lam_unit), np.log(1024.0 * lam_unit)
+                score, blob, rgb = attempt(float(np.exp(hi_l)))
+                chosen = float(np.exp(hi_l))
+                success = score < target
+                if success:
+                    for _ in range(p.lambda_steps):
+                        mid = (lo_l + hi_l) / 2
+                        s_mid, b_mid, r_mid = attempt(float(np.exp(mid)))
+                        if s_mid < target:
+                            hi_l, score, blob, rgb, chosen = mid, s_mid, b_mid, r_mid, float(np.exp(mid))
+                        else:
+                            lo_l = mid
+                outs.append(rgb)
+                blobs.append(blob)
+                info.append({"eps": float(best_eps[i]), "pgd_success": bool(found[i]), "lambda": chosen,
+                             "success_jpeg": bool(success), "score_jpeg_raw": score})
+        x_adv = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float().to(x.device) / 255.0
+        return x_adv, blobs, info

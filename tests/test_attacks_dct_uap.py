@@ -1,0 +1,102 @@
+"""pgd-dct (Bonnet et al.) and the universal perturbations (MSU), on small real photos with the default BIQA."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evaluator.biqa import create
+from evaluator.codec import OrganizerCodec
+from submission.attacks import AttackError, get_attack
+
+
+@pytest.fixture(scope="module")
+def model():
+    return create("brisque")
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    from skimage import data
+
+    a = data.astronaut()
+    return [np.ascontiguousarray(a[40:136, 150:278]), np.ascontiguousarray(data.coffee()[100:196, 200:328])]
+
+
+def batch(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(im).permute(2, 0, 1) for im in images]).float() / 255.0
+
+
+def test_pgd_dct_writes_jpegs_that_hold_its_pixels_and_stay_near_the_plain_jpeg(model, photos):
+    codec = OrganizerCodec()
+    attack = get_attack("pgd-dct")(search_steps=2, iters=5, lambda_steps=3, target=50.0)
+    res = attack.run(batch(photos), model, ids=["a", "b"])
+    assert res.jpeg_bytes is not None and len(res.jpeg_bytes) == 2
+    for i, blob in enumerate(res.jpeg_bytes):
+        assert blob[:2] == b"\xff\xd8"
+        decoded = codec.decompress(blob)
+        assert np.array_equal(decoded, np.round(res.x_adv[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+        ours = _dct_of(codec, blob)
+        plain = _dct_of(codec, codec.compress(photos[i]))
+        for k, k0 in zip(ours, plain):
+            # bounded by max_step quantization steps around the unrounded original (libjpeg may round +-1 otherwise)
+            assert np.abs(k.astype(int) - k0.astype(int)).max() <= attack.params.max_step + 1
+        assert set(res.info[i]) >= {"eps", "lambda", "success_jpeg", "score_jpeg_raw"}
+
+
+def _dct_of(codec: OrganizerCodec, blob: bytes):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.jpg"
+        path.write_bytes(blob)
+        c = codec.read_dct(path)
+    return c.Y, c.Cb, c.Cr
+
+
+def test_pgd_dct_lowers_the_score_after_the_organizer_jpeg(model, photos):
+    codec = OrganizerCodec()
+    x = batch(photos[:1])
+    before = float(model.raw_score(x)[0])
+    res = get_attack("pgd-dct")(search_steps=3, iters=10, lambda_steps=4, target=max(before - 30.0, 1.0)).run(x, model)
+    after = codec.roundtrip(codec.decompress(res.jpeg_bytes[0]))
+    score_jpeg = float(model.raw_score(batch([after]))[0])
+    assert score_jpeg < before - 10.0
+    assert abs(score_jpeg - res.info[0]["score_jpeg_raw"]) < 1e-3
+
+
+@pytest.mark.parametrize("method", ["uap-cumulative", "uap-optimized", "uap-generative"])
+def test_uap_trains_lowers_scores_saves_and_reloads(model, photos, tmp_path, method):
+    paths = []
+    for i, im in enumerate(photos):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(im).save(paths[-1])
+    file = tmp_path / "uap.pt"
+    attack = get_attack(method)(epochs=4, height=96, width=128, uap_file=file, amplitude=0.8, lr=0.02, step=0.01)
+    attack.prepare(paths, model)
+    assert file.is_file()
+    x = batch(photos)
+    res = attack.run(x, model)
+    assert float(res.raw_after.mean()) < float(res.raw_before.mean())
+    assert float((res.x_adv - x).abs().max()) <= 0.8 * attack.params.eps + 1e-6
+    again = get_attack(method)(uap_file=file, amplitude=0.8)
+    again.prepare([], model)  # loads, no training images needed
+    assert torch.equal(again.delta, attack.delta)
+    other = "uap-optimized" if method != "uap-optimized" else "uap-cumulative"
+    with pytest.raises(AttackError, match="trained by"):
+        get_attack(other)(uap_file=file).prepare(paths, model)
+
+
+def test_uap_bad_inputs(model, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(AttackError, match="not a UAP file"):
+        get_attack("uap-optimized")(uap_file=bad).prepare([], model)
+    with pytest.raises(AttackError, match="train_dir"):
+        get_attack("uap-optimized")(train_dir=tmp_path / "missing").prepare([], model)
+    with pytest.raises(AttackError, match="no training images"):
+        get_attack("uap-optimized")().prepare([], model)
+    with pytest.raises(AttackError, match="prepare"):
+        get_attack("uap-optimized")().run(torch.rand(1, 3, 32, 32), model)
