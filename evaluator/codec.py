@@ -1,0 +1,286 @@
+"""The organizer's JPEG codec: jpeglib 1.0.2 with a pinned libjpeg build, quality and chroma subsampling.
+
+Every submitted image is compressed with this codec before it is scored (`OrganizerCodec.roundtrip`). With the
+task defaults (turbo210, quality 90, 4:2:0) the files are byte-identical to Pillow's `save(..., "JPEG",
+quality=90)`. Quantization tables follow the IJG scaling of the Annex K tables:
+S = 5000 / Q if Q < 50 else 200 - 2 Q;  table = clip(floor((S * base + 50) / 100), 1, 255), baseline
+(8-bit) tables at every quality, like Pillow.
+
+jpeglib selects the libjpeg build process-wide. Every jpeglib call here runs inside `libjpeg(build)`, which
+takes a module lock and sets the build, so codecs with different builds can be used from several threads.
+jpeglib reads and writes paths only: each call uses its own private temporary folder, removed afterwards.
+Decoding uses the integer slow DCT (JDCT_ISLOW) explicitly, so it is deterministic for a given build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jpeglib
+import numpy as np
+
+from evaluator.config import LIBJPEG_BUILDS, SUBSAMPLINGS
+
+if TYPE_CHECKING:
+    from evaluator.config import TaskConfig
+
+#: libjpeg sampling factors per subsampling, as jpeglib wants them: [[Y_v, Y_h], [Cb_v, Cb_h], [Cr_v, Cr_h]].
+SAMPLING_FACTORS: dict[str, tuple[tuple[int, int], ...]] = {
+    "4:4:4": ((1, 1), (1, 1), (1, 1)),
+    "4:2:2": ((1, 2), (1, 1), (1, 1)),
+    "4:2:0": ((2, 2), (1, 1), (1, 1)),
+}
+
+_LOCK = threading.RLock()
+
+
+class CodecError(ValueError):
+    """Bad codec settings, bad input to the codec, or JPEG data the codec cannot read."""
+
+
+@contextlib.contextmanager
+def libjpeg(build: str) -> Iterator[None]:
+    """Hold the jpeglib lock with `build` selected; the one place that calls `jpeglib.version.set`."""
+    with _LOCK:
+        jpeglib.version.set(build)
+        yield
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="pp-codec-") as d:
+        yield Path(d)
+
+
+@dataclass(frozen=True)
+class DCTCoefficients:
+    """Quantized DCT coefficients of a YCbCr JPEG.
+
+    `Y`, `Cb`, `Cr`: int16 blocks (rows of blocks, columns of blocks, 8, 8), natural (row-major) order;
+    `qt`: uint16 (2, 8, 8) tables [luma, chroma] (None: the codec's own); `height`, `width`: image size in pixels.
+    Baseline range (what libjpeg can entropy-code for 8-bit data): DC -1024..1023, AC -1023..1023.
+    """
+
+    Y: np.ndarray
+    Cb: np.ndarray
+    Cr: np.ndarray
+    qt: np.ndarray | None
+    height: int
+    width: int
+
+
+def _expected_blocks(height: int, width: int, subsampling: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Block-grid shapes libjpeg uses: luma ceil(size/8); chroma ceil(size * c / (8 * max)) per axis."""
+    (yv, yh), (cv, ch), _ = SAMPLING_FACTORS[subsampling]
+    luma = (math.ceil(height / 8), math.ceil(width / 8))
+    chroma = (math.ceil(height * cv / (8 * yv)), math.ceil(width * ch / (8 * yh)))
+    return luma, chroma
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file next to `path`, then `os.replace` it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_rgb(rgb: object, what: str) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        desc = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}".strip()
+        raise ValueError(f"{what}: expected a numpy (H, W, 3) uint8 RGB array, got {desc}; "
+                         "convert with evaluator.imageio.to_uint8 or load with evaluator.imageio.load_rgb")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"{what}: image has zero size {rgb.shape}")
+    return np.ascontiguousarray(rgb)
+
+
+def _write_spatial(path: Path, rgb: np.ndarray, quality: int, subsampling: str) -> None:
+    """Compress with the IJG defaults plus FORCE_BASELINE (tables clipped to 255, as Pillow and cjpeg's
+    jpeg_set_defaults do; jpeglib otherwise writes 16-bit extended tables below quality 25). Caller holds the lock.
+    """
+    jpeg = jpeglib.from_spatial(rgb)
+    jpeg.samp_factor = np.array(SAMPLING_FACTORS[subsampling], dtype=np.int32)
+    jpeg.write_spatial(str(path), qt=quality, dct_method=jpeglib.DCTMethod.JDCT_ISLOW, flags=["+FORCE_BASELINE"])
+
+
+@functools.lru_cache(maxsize=64)
+def _quant_tables(build: str, quality: int) -> np.ndarray:
+    """The tables `build` writes at `quality` (jpeglib's qf_to_qt ignores its argument, so write and read)."""
+    with libjpeg(build), _scratch() as d:
+        path = d / "probe.jpg"
+        _write_spatial(path, np.full((16, 16, 3), 128, np.uint8), quality, "4:4:4")
+        jpeg = jpeglib.read_dct(str(path))
+        jpeg.load()
+        qt = np.array(jpeg.qt, dtype=np.uint16)
+    if qt.shape != (2, 8, 8):
+        raise CodecError(f"libjpeg {build} wrote {qt.shape[0]} quantization tables at quality {quality}, expected 2")
+    qt.setflags(write=False)
+    return qt
+
+
+@dataclass(frozen=True)
+class OrganizerCodec:
+    """JPEG compression as the organizer applies it: `quality` 1..100, `subsampling`, libjpeg `libjpeg` build."""
+
+    quality: int = 90
+    subsampling: str = "4:2:0"
+    libjpeg: str = "turbo210"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
+            raise CodecError(f"OrganizerCodec: quality must be an integer 1..100, got {self.quality!r}")
+        if self.subsampling not in SAMPLING_FACTORS:
+            raise CodecError(
+                f"OrganizerCodec: subsampling {self.subsampling!r} is not one of {', '.join(SUBSAMPLINGS)}"
+            )
+        if self.libjpeg not in LIBJPEG_BUILDS:
+            raise CodecError(
+                f"OrganizerCodec: libjpeg build {self.libjpeg!r} is not one of {', '.join(LIBJPEG_BUILDS)}"
+            )
+        if self.libjpeg not in jpeglib.version.versions():
+            raise CodecError(f"OrganizerCodec: libjpeg build {self.libjpeg!r} is not bundled with this jpeglib "
+                             f"installation; reinstall jpeglib==1.0.2")
+
+    @classmethod
+    def from_task(cls, cfg: TaskConfig) -> OrganizerCodec:
+        """The codec of a task's `[jpeg]` rules."""
+        return cls(quality=cfg.jpeg.quality, subsampling=cfg.jpeg.subsampling, libjpeg=cfg.jpeg.libjpeg)
+
+    # -- pixels ------------------------------------------------------------------------------------------------
+    def _write(self, path: Path, rgb: np.ndarray) -> None:
+        """Caller holds `libjpeg(self.libjpeg)`."""
+        _write_spatial(path, rgb, self.quality, self.subsampling)
+
+    def _read(self, path: Path) -> np.ndarray:
+        """Caller holds `libjpeg(self.libjpeg)`."""
+        try:
+            jpeg = jpeglib.read_spatial(str(path), dct_method=jpeglib.DCTMethod.JDCT_ISLOW)
+            rgb = np.array(jpeg.spatial, dtype=np.uint8)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise CodecError(f"{path.name}: libjpeg {self.libjpeg} cannot decode this JPEG ({exc})") from exc
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise CodecError(f"{path.name}: decoded to shape {rgb.shape}, expected an RGB (H, W, 3) image")
+        return rgb
+
+    def compress(self, rgb: np.ndarray) -> bytes:
+        """JPEG bytes of (H, W, 3) uint8 RGB."""
+        rgb = _check_rgb(rgb, "OrganizerCodec.compress")
+        with libjpeg(self.libjpeg), _scratch() as d:
+            path = d / "out.jpg"
+            self._write(path, rgb)
+            return path.read_bytes()
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of JPEG bytes; refuses data without the JPEG start and end markers."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise CodecError(f"OrganizerCodec.decompress: expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if not data.startswith(b"\xff\xd8") or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            raise CodecError("OrganizerCodec.decompress: data is not a complete JPEG (missing SOI or EOI marker); "
+                             "pass the bytes that compress() returned")
+        with libjpeg(self.libjpeg), _scratch() as d:
+            path = d / "in.jpg"
+            path.write_bytes(data)
+            return self._read(path)
+
+    def roundtrip(self, rgb: np.ndarray) -> np.ndarray:
+        """decompress(compress(rgb)): the image the organizer scores."""
+        rgb = _check_rgb(rgb, "OrganizerCodec.roundtrip")
+        with libjpeg(self.libjpeg), _scratch() as d:
+            path = d / "rt.jpg"
+            self._write(path, rgb)
+            return self._read(path)
+
+    def write_jpeg(self, path: str | Path, rgb: np.ndarray) -> None:
+        """Write compress(rgb) to `path` atomically (temporary file in the same folder, then replace)."""
+        _atomic_write(Path(path), self.compress(rgb))
+
+    # -- DCT domain --------------------------------------------------------------------------------------------
+    def quant_tables(self) -> np.ndarray:
+        """(2, 8, 8) uint16 [luma, chroma] tables this codec writes, natural (row-major) order."""
+        return _quant_tables(self.libjpeg, self.quality).copy()
+
+    def read_dct(self, path: str | Path) -> DCTCoefficients:
+        """Quantized coefficients and tables of a YCbCr JPEG file (lossless, no decoding)."""
+        p = Path(path)
+        if not p.is_file():
+            raise CodecError(f"{p}: no such JPEG file")
+        with libjpeg(self.libjpeg):
+            try:
+                jpeg = jpeglib.read_dct(str(p))
+                jpeg.load()
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise CodecError(f"{p}: libjpeg {self.libjpeg} cannot read its DCT coefficients ({exc})") from exc
+            if jpeg.Cb is None or jpeg.Cr is None or jpeg.K is not None:
+                raise CodecError(f"{p}: not a 3-component YCbCr JPEG; read_dct handles colour JPEGs only")
+            luma_no, cb_no, cr_no = (int(i) for i in jpeg.quant_tbl_no)
+            if cb_no != cr_no:
+                raise CodecError(f"{p}: Cb and Cr use different quantization tables; not supported")
+            qt = np.stack([jpeg.qt[luma_no], jpeg.qt[cb_no]]).astype(np.uint16)
+            return DCTCoefficients(
+                Y=np.array(jpeg.Y, dtype=np.int16), Cb=np.array(jpeg.Cb, dtype=np.int16),
+                Cr=np.array(jpeg.Cr, dtype=np.int16), qt=qt, height=int(jpeg.height), width=int(jpeg.width),
+            )
+
+    def _check_coeffs(self, coeffs: DCTCoefficients) -> None:
+        luma, chroma = _expected_blocks(coeffs.height, coeffs.width, self.subsampling)
+        for name, arr, grid in (("Y", coeffs.Y, luma), ("Cb", coeffs.Cb, chroma), ("Cr", coeffs.Cr, chroma)):
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.int16 or arr.shape != (*grid, 8, 8):
+                raise CodecError(
+                    f"DCT coefficients {name}: expected int16 {(*grid, 8, 8)} for a {coeffs.width}x{coeffs.height} "
+                    f"image at {self.subsampling}, got {getattr(arr, 'dtype', type(arr).__name__)} "
+                    f"{getattr(arr, 'shape', '')}"
+                )
+            dc, ac = arr[..., 0, 0], arr.reshape(*grid, 64)[..., 1:]
+            if dc.min() < -1024 or dc.max() > 1023 or np.abs(ac).max() > 1023:
+                raise CodecError(
+                    f"DCT coefficients {name}: outside the baseline range (DC -1024..1023, AC -1023..1023; "
+                    f"got DC {dc.min()}..{dc.max()}, AC max |{np.abs(ac).max()}|); libjpeg would write a corrupt "
+                    "file: clip the coefficients"
+                )
+        tables = self.quant_tables()
+        if coeffs.qt is not None and not np.array_equal(np.asarray(coeffs.qt), tables):
+            raise CodecError(
+                "DCT coefficients carry quantization tables that differ from this codec's "
+                f"(quality {self.quality}, {self.libjpeg}); requantize them or use a codec with matching quality"
+            )
+
+    def _write_dct(self, path: Path, coeffs: DCTCoefficients) -> None:
+        """Caller holds `libjpeg(self.libjpeg)`."""
+        jpeg = jpeglib.from_dct(coeffs.Y, coeffs.Cb, coeffs.Cr, qt=self.quant_tables())
+        jpeg.height, jpeg.width = coeffs.height, coeffs.width
+        jpeg.samp_factor = np.array(SAMPLING_FACTORS[self.subsampling], dtype=np.int32)
+        jpeg.write_dct(str(path))
+
+    def write_dct(self, path: str | Path, coeffs: DCTCoefficients) -> None:
+        """Write coefficients as a JPEG file with this codec's tables and subsampling (lossless)."""
+        self._check_coeffs(coeffs)
+        with libjpeg(self.libjpeg), _scratch() as d:
+            tmp = d / "coeffs.jpg"
+            self._write_dct(tmp, coeffs)
+            data = tmp.read_bytes()
+        _atomic_write(Path(path), data)
+
+    def decode_dct(self, coeffs: DCTCoefficients) -> np.ndarray:
+        """(H, W, 3) uint8 RGB that this codec's libjpeg decodes from the coefficients."""
+        self._check_coeffs(coeffs)
+        with libjpeg(self.libjpeg), _scratch() as d:
+            path = d / "coeffs.jpg"
+            self._write_dct(path, coeffs)
+            return self._read(path)
