@@ -1,0 +1,82 @@
+"""The simulated jury casts real ballots through the store, and its documented preference shows in the ranking."""
+
+import io
+import json
+import secrets
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jury_app.package import load_package
+from jury_app.simulate import simulate
+from jury_app.store import VoteStore
+
+RUNS = {"clean": 0.0, "mild": 6.0, "medium": 14.0, "heavy": 30.0, "worst": 50.0}
+
+
+@pytest.fixture()
+def package(tmp_path):
+    """3 photos x 5 runs; each run adds Gaussian noise of its own strength, so SSIM orders the runs."""
+    from skimage import data
+
+    originals = tmp_path / "originals"
+    jury = tmp_path / "jury"
+    (jury / "images").mkdir(parents=True)
+    originals.mkdir()
+    rng = np.random.default_rng(0)
+    photo = data.astronaut()
+    manifest = {"version": 1, "task": {"most": 3, "least": 2, "show_original": False}, "images": []}
+    key = {"candidates": {}}
+    for i in range(3):
+        image = f"img{i}"
+        rgb = np.ascontiguousarray(photo[i * 100 : i * 100 + 96, 100:228])
+        Image.fromarray(rgb).save(originals / f"{image}.png")
+        entry = {"image": image, "original": None, "candidates": []}
+        for run, sigma in RUNS.items():
+            noisy = np.clip(rgb + rng.normal(0, sigma, rgb.shape), 0, 255).astype(np.uint8)
+            cid = secrets.token_hex(8)
+            buf = io.BytesIO()
+            Image.fromarray(noisy).save(buf, "JPEG", quality=90)
+            (jury / "images" / f"{cid}.jpg").write_bytes(buf.getvalue())
+            entry["candidates"].append({"id": cid, "file": f"images/{cid}.jpg"})
+            key["candidates"][cid] = {"run": run, "image": image}
+        manifest["images"].append(entry)
+    (jury / "manifest.json").write_text(json.dumps(manifest))
+    (jury / "key.json").write_text(json.dumps(key))
+    return jury, originals
+
+
+def test_simulated_jurors_vote_through_the_store_and_prefer_faithful_versions(package):
+    jury, originals = package
+    cast = simulate(jury, originals, jurors=4, sigma=0.0, seed=1)
+    assert cast == 4 * 3
+    store = VoteStore(load_package(jury))
+    assert store.count_ballots() == 12
+    assert all(j.finalized for j in store.jurors())
+    key = json.loads((jury / "key.json").read_text())["candidates"]
+    most = {run: 0 for run in RUNS}
+    least = {run: 0 for run in RUNS}
+    for row in store.votes():
+        (most if row.choice == "most" else least)[key[row.candidate]["run"]] += 1
+    # noise-free preference for SSIM: the three least noisy runs are always "most", the two noisiest "least"
+    assert most == {"clean": 12, "mild": 12, "medium": 12, "heavy": 0, "worst": 0}
+    assert least == {"clean": 0, "mild": 0, "medium": 0, "heavy": 12, "worst": 12}
+
+
+def test_noise_makes_jurors_disagree(package):
+    jury, originals = package
+    simulate(jury, originals, jurors=6, sigma=0.5, seed=3)
+    votes = sorted((r.juror, r.image, r.candidate, r.choice) for r in VoteStore(load_package(jury)).votes())
+    per_juror = {}
+    for juror, image, cand, choice in votes:
+        per_juror.setdefault(juror, set()).add((image, cand, choice))
+    assert len({frozenset(v) for v in per_juror.values()}) > 1  # not all jurors identical
+
+
+def test_missing_original_is_a_clear_error(package, tmp_path):
+    jury, _ = package
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no original img0"):
+        simulate(jury, empty, jurors=1)
