@@ -1,20 +1,114 @@
-"""pp-evaluate: the organizer scoring CLI (lands with the evaluator issue)."""
+"""pp-evaluate: score Pixel Privacy runs exactly as the organizer does (thin CLI over `evaluator.pipeline`)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
+
+from evaluator.config import TaskConfigError, load_task
+from evaluator.device import DEVICE_CHOICES
+
+EXIT_OK, EXIT_USAGE, EXIT_ORIGINALS, EXIT_MODEL, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+
+EPILOG = """\
+results (in --out):
+  runs.csv, scores.csv, selection.csv, task.json, report.html, jury/ (manifest.json, key.json, images/),
+  and .cache/ (scores reused by the next run; delete it to rescore everything). Results are replaced only
+  when the whole evaluation succeeded; an interrupted run leaves the previous results as they were.
+
+exit codes:
+  0  the pipeline ran (invalid runs are results: see their 'error' column in runs.csv)
+  2  usage error: bad arguments, unreadable or invalid --task file, missing --runs folder, --out not writable,
+     --out in use by another pp-evaluate, or an unusable --out/.cache (delete it)
+  3  no originals, or originals that cannot be read (--originals)
+  4  the BIQA model or its weights do not load (--biqa, --biqa-weights, --device)
+  130 interrupted (Ctrl-C): the previous results in --out are left as they were
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pp-evaluate",
+        description="Score Pixel Privacy runs as the organizer does: JPEG-compress every submitted image with "
+        "the organizer codec, score it with the BIQA, compute accuracy, the gate, the robustness and "
+        "fidelity scores, select the jury images and write the blinded jury package.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--originals", required=True, type=Path, help="folder of original <id>.png images")
+    parser.add_argument("--runs", required=True, type=Path, help="folder holding one folder or .zip per run")
+    parser.add_argument("--out", required=True, type=Path, help="results folder (created if missing)")
+    parser.add_argument("--task", type=Path, default=None, help="task rules (task.toml); default: the 2020 rules")
+    parser.add_argument("--biqa", default=None, help="BIQA model name (default: the task's biqa.model)")
+    parser.add_argument("--biqa-weights", type=Path, default=None, help="weights file (koncept512)")
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"pp-evaluate: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pp-evaluate",
-        description="Score Pixel Privacy runs as the organizer does. "
-        "Not implemented yet in this version of the kit: the scoring pipeline is not available.",
-    )
-    parser.parse_args(argv)
-    print("pp-evaluate: the scoring pipeline is not implemented yet in this version of the kit.", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.batch_size < 1:
+        return _fail(EXIT_USAGE, f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        task = load_task(args.task)
+    except TaskConfigError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    if not args.runs.is_dir():
+        return _fail(EXIT_USAGE, f"{args.runs}: runs folder not found; pass --runs a folder holding one folder "
+                                 "or .zip per run")
+
+    from evaluator.runs import OriginalsError, index_originals
+
+    try:
+        index_originals(args.originals)
+    except OriginalsError as exc:
+        return _fail(EXIT_ORIGINALS, str(exc))
+
+    from evaluator.biqa import BIQAError, create
+
+    name = args.biqa or task.biqa.model
+    try:
+        model = create(name, weights=args.biqa_weights, device=args.device)
+    except (BIQAError, ValueError, OSError, RuntimeError, KeyError) as exc:
+        return _fail(EXIT_MODEL, f"BIQA {name!r} does not load: {exc}")
+
+    from evaluator.pipeline import PipelineError, evaluate
+    from evaluator.score_cache import ScoreCacheError
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(EXIT_USAGE, f"{args.out}: cannot create the results folder ({exc}); pass a writable --out")
+    if name != task.biqa.model:
+        import dataclasses
+
+        task = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model=name))
+    try:
+        result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
+                          progress=not args.no_progress)
+    except OriginalsError as exc:
+        return _fail(EXIT_ORIGINALS, str(exc))
+    except (PipelineError, ScoreCacheError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, f"interrupted; the previous results in {args.out} are left as they were")
+    n_q = sum(r.qualified for r in result.runs)
+    n_inv = sum(r.status == "invalid" for r in result.runs)
+    print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "
+          f"report: {args.out / 'report.html'}", file=sys.stderr)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""Codabench / CodaLab scoring program: `python -m evaluator.codabench INPUT OUTPUT`.
+
+Convention: `INPUT/ref/` holds the reference data (the original `<id>.png` images, and optionally the
+`task.toml` of the competition), `INPUT/res/` holds one participant submission: the run's files
+(`<id>.png|jpg` and `run.json`) at its root, or one run folder / `.zip` inside it. Writes:
+- `OUTPUT/scores.json`: {"accuracy", "accuracy_reduction", "qualified" (1 or 0), "mean_score", "psnr", "ssim",
+  "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score"} (null for a value that is
+  not finite, e.g. PSNR of an untouched image);
+- `OUTPUT/scores.txt`: the same as `key: value` lines (CodaLab);
+- `OUTPUT/details/`: the full results of `pp-evaluate` (report.html, scores.csv, ...).
+An invalid submission writes its problems to stderr and exits 1, so the platform shows them to the participant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from evaluator.config import TaskConfigError, load_task
+
+SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr", "ssim", "abs_gain",
+              "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
+EXIT_INVALID_SUBMISSION, EXIT_SETUP = 1, 2
+_RUN_FILES = {"run.json"}
+
+
+class SubmissionLayoutError(ValueError):
+    """INPUT/res does not hold one run (the message says what was found)."""
+
+
+def locate_run(res: Path) -> Path:
+    """The run inside `res`: `res` itself when it holds run.json or images, else its single folder or zip."""
+    if not res.is_dir():
+        raise SubmissionLayoutError(f"{res}: submission folder not found; the platform should unpack the "
+                                    "submission there")
+    entries = [p for p in sorted(res.iterdir()) if not p.name.startswith(".") and p.name != "__MACOSX"]
+    if any(p.name in _RUN_FILES or p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in entries):
+        return res
+    runs = [p for p in entries if p.is_dir() or p.suffix.lower() == ".zip"]
+    if len(runs) == 1:
+        return runs[0]
+    raise SubmissionLayoutError(
+        f"{res}: expected one run (its images and run.json at the top of the zip you upload, or one run "
+        f"folder), found {len(runs)} folders/zips: {', '.join(p.name for p in runs) or 'nothing'}")
+
+
+def score_values(row: object) -> dict[str, float | int | None]:
+    """The scores.json values of a runs.csv row (`evaluator.pipeline.RunResult`)."""
+    out: dict[str, float | int | None] = {}
+    for key in SCORE_KEYS:
+        value = getattr(row, key)
+        if key == "qualified":
+            out[key] = int(bool(value))
+        else:
+            out[key] = float(value) if math.isfinite(value) else None
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluator.codabench",
+        description="Codabench/CodaLab scoring program: INPUT/ref = originals (+ optional task.toml), "
+        "INPUT/res = one run; writes OUTPUT/scores.json and OUTPUT/scores.txt. Exit 1: the submission is "
+        "invalid (problems on stderr); 2: the scoring setup is broken (originals, task file, model).",
+    )
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--task", type=Path, default=None, help="task.toml (default: INPUT/ref/task.toml if any)")
+    parser.add_argument("--biqa-weights", type=Path, default=None, help="weights file for koncept512")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    ref, res, out = args.input / "ref", args.input / "res", args.output
+    task_path = args.task or (ref / "task.toml" if (ref / "task.toml").is_file() else None)
+    try:
+        task = load_task(task_path)
+    except TaskConfigError as exc:
+        print(f"scoring setup: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    try:
+        run_path = locate_run(res)
+    except SubmissionLayoutError as exc:
+        print(f"invalid submission: {exc}", file=sys.stderr)
+        return EXIT_INVALID_SUBMISSION
+
+    from evaluator.biqa import BIQAError, create
+    from evaluator.pipeline import evaluate_runs
+    from evaluator.runs import OriginalsError
+
+    try:
+        model = create(task.biqa.model, weights=args.biqa_weights, device=args.device)
+    except (BIQAError, ValueError, OSError, RuntimeError) as exc:
+        print(f"scoring setup: BIQA {task.biqa.model!r} does not load: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = evaluate_runs(ref, [run_path], out / "details", task, model, batch_size=args.batch_size,
+                               progress=False)
+    except OriginalsError as exc:
+        print(f"scoring setup: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    (row,) = result.runs
+    if row.status != "scored":
+        print(f"invalid submission ({row.run}):", file=sys.stderr)
+        for problem in row.error.split(" | "):
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_INVALID_SUBMISSION
+    values = score_values(row)
+    _write_atomic(out / "scores.json", json.dumps(values, indent=2, allow_nan=False) + "\n")
+    _write_atomic(out / "scores.txt", "".join(f"{k}: {'NaN' if v is None else v}\n" for k, v in values.items()))
+    print(f"scored {row.run}: accuracy {row.accuracy:.3f}, qualified {row.qualified}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The blinded jury package (`jury/`, format of `jury_app/package.py`): selected images x qualified runs.
+
+- Candidate ids come from `secrets.token_urlsafe` (16 characters, 96 random bits): never derived from a run
+  name; an id that happens to contain a run name is drawn again.
+- `images/<id>.jpg` are the exact JPEG bytes that were scored (same sha256 as at scoring time), which libjpeg
+  writes with a JFIF APP0 header only; `check_jpeg_metadata_free` refuses EXIF/XMP/ICC (APP1..APP15) and COM.
+- Candidates are listed in the order of their random ids, so the list order does not reveal the runs either.
+- With fewer candidates than `most + least`, the picks shrink (`shrink_picks`) and the manifest says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.imageio import save_png
+
+MANIFEST = "manifest.json"
+KEY = "key.json"
+FORMAT_VERSION = 1
+_STANDALONE = {0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)}  # SOI, EOI, TEM, RST0..7: no length field
+
+
+class JuryExportError(RuntimeError):
+    """The jury package cannot be written faithfully (the message says which image and why)."""
+
+
+@dataclass(frozen=True)
+class Picks:
+    most: int
+    least: int
+    requested_most: int
+    requested_least: int
+    candidates: int
+
+    @property
+    def shrunk(self) -> bool:
+        return (self.most, self.least) != (self.requested_most, self.requested_least)
+
+    def note(self) -> str | None:
+        if not self.shrunk:
+            return None
+        return (f"Only {self.candidates} candidates per image: picks shrunk from {self.requested_most} most / "
+                f"{self.requested_least} least to {self.most} most / {self.least} least (most + least <= candidates)")
+
+
+def shrink_picks(most: int, least: int, candidates: int) -> Picks:
+    """Lower the larger of (most, least) by one (least on a tie) until most + least <= candidates; most >= 1."""
+    m, l = most, least
+    while m + l > max(candidates, 1) and (m > 1 or l > 0):
+        if l >= m and l > 0:
+            l -= 1
+        else:
+            m -= 1
+    return Picks(most=m, least=l, requested_most=most, requested_least=least, candidates=candidates)
+
+
+def jpeg_markers(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, segment payload) of every JPEG header segment before the first SOS."""
+    if not data.startswith(b"\xff\xd8"):
+        raise JuryExportError("not a JPEG stream (no SOI marker)")
+    out: list[tuple[int, bytes]] = []
+    i = 2
+    while i < len(data):
+        if data[i] != 0xFF:
+            raise JuryExportError(f"corrupt JPEG header: expected a marker at byte {i}")
+        while i < len(data) and data[i] == 0xFF:
+            i += 1
+        if i >= len(data):
+            break
+        marker = data[i]
+        i += 1
+        if marker in _STANDALONE:
+            out.append((marker, b""))
+            continue
+        length = int.from_bytes(data[i:i + 2], "big")
+        out.append((marker, data[i + 2:i + length]))
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            break
+        i += length
+    return out
+
+
+def check_jpeg_metadata_free(data: bytes, what: str) -> None:
+    """Raise unless the only application segment is the JFIF APP0 and there is no comment (COM)."""
+    for marker, payload in jpeg_markers(data):
+        if marker == 0xFE:
+            raise JuryExportError(f"{what}: the JPEG has a comment (COM) segment; jurors could read it")
+        if 0xE0 <= marker <= 0xEF and not (marker == 0xE0 and payload.startswith(b"JFIF\x00")):
+            raise JuryExportError(f"{what}: the JPEG has an APP{marker - 0xE0} segment (EXIF/XMP/ICC/...) "
+                                  "that jurors could read")
+
+
+def new_candidate_id(taken: set[str], run_names: Sequence[str]) -> str:
+    """A fresh random id (not in `taken`, containing no run name of 3+ characters, case-insensitive)."""
+    lowered = [r.lower() for r in run_names if len(r) >= 3]
+    while True:
+        cid = secrets.token_urlsafe(12)
+        if cid not in taken and not any(r in cid.lower() for r in lowered):
+            taken.add(cid)
+            return cid
+
+
+@dataclass(frozen=True)
+class JuryItem:
+    """One candidate to export: the run and image it belongs to and its scored JPEG bytes' sha256."""
+
+    run: str
+    image: str
+    jpeg_sha256: str
+
+
+def write_jury_package(
+    directory: Path,
+    images: Sequence[str],
+    items: Sequence[JuryItem],
+    jpeg_of: Callable[[JuryItem], bytes],
+    picks: Picks,
+    show_original: bool,
+    original_of: Callable[[str], np.ndarray],
+    all_run_names: Sequence[str],
+) -> dict[str, dict[str, str]]:
+    """Write manifest.json, key.json, images/ (and originals/ when shown) into `directory`; return the key.
+
+    `images` in the order jurors see them; `jpeg_of(item)` returns the JPEG bytes, checked against
+    `item.jpeg_sha256`; `original_of(image)` the original's pixels (only called when `show_original`).
+    """
+    (directory / "images").mkdir(parents=True)
+    if show_original:
+        (directory / "originals").mkdir()
+    by_image: dict[str, list[JuryItem]] = {image: [] for image in images}
+    for item in items:
+        by_image[item.image].append(item)
+    taken: set[str] = set()
+    key: dict[str, dict[str, str]] = {}
+    entries = []
+    for image in images:
+        candidates = []
+        for item in by_image[image]:
+            data = jpeg_of(item)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != item.jpeg_sha256:
+                raise JuryExportError(
+                    f"image {image!r}: re-encoding gave JPEG bytes (sha256 {digest[:12]}) that differ from the "
+                    f"scored ones ({item.jpeg_sha256[:12]}); the codec is not deterministic here, so the jury "
+                    "would not see what was scored. Delete OUT/.cache and rerun."
+                )
+            check_jpeg_metadata_free(data, f"jury image for {image!r}")
+            cid = new_candidate_id(taken, all_run_names)
+            (directory / "images" / f"{cid}.jpg").write_bytes(data)
+            key[cid] = {"run": item.run, "image": image}
+            candidates.append({"id": cid, "file": f"images/{cid}.jpg"})
+        candidates.sort(key=lambda c: c["id"])
+        original = None
+        if show_original:
+            original = f"originals/{image}.png"
+            save_png(directory / original, original_of(image))
+        entries.append({"image": image, "original": original, "candidates": candidates})
+    manifest: dict[str, object] = {
+        "version": FORMAT_VERSION,
+        "task": {"most": picks.most, "least": picks.least, "show_original": show_original},
+        "images": entries,
+    }
+    note = picks.note()
+    if note:
+        manifest["note"] = note
+    _write_json(directory / MANIFEST, manifest)
+    _write_json(directory / KEY, {"candidates": {cid: key[cid] for cid in sorted(key)}})
+    return key
+
+
+def _write_json(path: Path, data: Mapping[str, object]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

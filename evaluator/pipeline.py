@@ -1,0 +1,532 @@
+"""The organizer's scoring pipeline (liu2020, section 3), from a folder of runs to the results contract.
+
+`evaluate(originals_dir, runs_dir, out_dir, task, model)`:
+1. Score the originals clean (no JPEG). An original scored below the threshold is reported (task.json, report,
+   log) and left out of every per-run number: the test set is defined as high quality.
+2. Validate every run (`evaluator.runs`, headers only: each image is decoded once, when it is scored); an
+   invalid run, or one with an image whose pixels do not decode, becomes one `invalid` row with its errors
+   joined by " | ", and every other run is still scored.
+3. For every valid run and image: compress the submitted image with the organizer codec, decode, score it in
+   batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
+   (one image id at a time, all runs' versions of it batched together), never all held in memory.
+4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
+5. Select the jury images (`evaluator.selection`) and write the blinded jury package for the qualified runs.
+6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a staging folder inside
+   `out_dir`, then move them into place (`evaluator.results_io`): an interrupted run leaves old results intact.
+
+Every computed value is cached in `out_dir/.cache/scores.sqlite` (`evaluator.score_cache`), so a rerun with one
+more run scores only that run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import logging
+import math
+import platform
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from evaluator import metrics
+from evaluator.biqa.base import BIQAModel
+from evaluator.codec import OrganizerCodec
+from evaluator.config import TaskConfig
+from evaluator.imageio import load_rgb
+from evaluator.jury_export import JuryItem, Picks, shrink_picks, write_jury_package
+from evaluator.results_io import commit_staged, new_staging, remove_stale, write_csv
+from evaluator.fidelity import FidelityWorker
+from evaluator.imageio import ImageError
+from evaluator.runs import Limits, RunIssue, RunReadError, ValidatedRun, find_runs, index_originals, validate_run
+from evaluator.score_cache import CacheKeyContext, ScoreCache, kit_version, model_hash, rules_hash
+from evaluator.selection import SelectedImage, score_variances, select_images
+
+log = logging.getLogger(__name__)
+
+RUNS_COLUMNS = (
+    "run", "status", "error", "n_images", "accuracy", "accuracy_reduction", "qualified", "mean_score",
+    "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score", "psnr", "ssim",
+)
+SCORES_COLUMNS = ("run", "image", "score_clean", "score", "low_quality", "psnr", "ssim")
+SELECTION_COLUMNS = ("image", "variance", "rank")
+RESULT_NAMES = ("runs.csv", "scores.csv", "selection.csv", "task.json", "report.html", "jury")
+CACHE_DIR = ".cache"
+CACHE_FILE = "scores.sqlite"
+LOCK_FILE = ".lock"
+ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class PipelineError(RuntimeError):
+    """The evaluation cannot go on (the message names the file and what to do)."""
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One row of scores.csv (plus the sha256 of the scored JPEG bytes, used for the jury package)."""
+
+    run: str
+    image: str
+    score_clean: float
+    score: float
+    low_quality: bool
+    psnr: float
+    ssim: float
+    jpeg_sha256: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One row of runs.csv. Numbers are over the images whose original is high quality."""
+
+    run: str
+    status: str
+    error: str = ""
+    n_images: int = 0
+    accuracy: float = math.nan
+    accuracy_reduction: float = math.nan
+    qualified: bool = False
+    mean_score: float = math.nan
+    abs_gain: float = math.nan
+    rel_gain: float = math.nan
+    robustness_score: float = math.nan
+    wasserstein_score: float = math.nan
+    energy_score: float = math.nan
+    psnr: float = math.nan
+    ssim: float = math.nan
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int = 0
+    computed: int = 0
+    model_batches: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    out_dir: Path
+    runs: tuple[RunResult, ...]
+    scores: tuple[ImageScore, ...]
+    original_scores: dict[str, float]
+    excluded_originals: tuple[str, ...]
+    original_accuracy: float
+    selection: tuple[SelectedImage, ...]
+    picks: Picks
+    jury_candidates: int
+    threshold: float
+    max_accuracy: float
+    cache: CacheStats = field(default_factory=CacheStats)
+
+    def run(self, name: str) -> RunResult:
+        for r in self.runs:
+            if r.run == name:
+                return r
+        raise KeyError(name)
+
+
+# -- scoring ---------------------------------------------------------------------------------------------------
+def _model_device(model: torch.nn.Module) -> torch.device:
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+class _BatchScorer:
+    """Collects same-shape images and scores them with the model `batch_size` at a time."""
+
+    def __init__(self, model: BIQAModel, batch_size: int, on_scored: Callable[[list[str], list[float]], None]):
+        self.model, self.batch_size, self.on_scored = model, max(1, batch_size), on_scored
+        self.device = _model_device(model)
+        self.keys: list[str] = []
+        self.images: list[np.ndarray] = []
+        self.batches = 0
+
+    def add(self, key: str, rgb: np.ndarray) -> None:
+        if self.images and self.images[0].shape != rgb.shape:
+            self.flush()
+        self.keys.append(key)
+        self.images.append(rgb)
+        if len(self.images) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.images:
+            return
+        batch = torch.from_numpy(np.stack(self.images))  # (N, H, W, 3) uint8
+        # the same values as `evaluator.imageio.to_tensor`, for the whole batch at once
+        x = batch.to(self.device).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+        with torch.inference_mode():
+            y = self.model(x)
+        values = [float(v) for v in y.detach().to("cpu", torch.float64).reshape(-1)]
+        if len(values) != len(self.keys) or not all(math.isfinite(v) for v in values):
+            raise PipelineError(f"the BIQA model returned {values!r} for a batch of {len(self.keys)} images; "
+                                "it must return one finite score per image")
+        self.batches += 1
+        keys = self.keys
+        self.keys, self.images = [], []
+        self.on_scored(keys, values)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `out_dir/.lock` so that two evaluations never write one results folder."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, run one evaluation at a time
+        yield
+        return
+    with open(out_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineError(f"{out_dir}: another pp-evaluate is writing these results; wait for it to "
+                                "finish or pass another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _original_paths(originals_dir: Path, ids: Sequence[str]) -> dict[str, Path]:
+    paths: dict[str, Path] = {}
+    for image in ids:
+        for suffix in ORIGINAL_SUFFIXES:
+            p = originals_dir / f"{image}{suffix}"
+            if p.is_file():
+                paths[image] = p
+                break
+        else:
+            raise PipelineError(f"{originals_dir}: original {image!r} was indexed but no {image}.png is there; "
+                                "do not change the originals folder while evaluating")
+    return paths
+
+
+@dataclass
+class _Counters:
+    hits: int = 0
+    computed: int = 0
+    batches: int = 0
+
+
+def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAModel, cache: ScoreCache,
+                     batch_size: int, counters: _Counters, progress: bool) -> dict[str, float]:
+    cached = cache.get_many("clean", set(shas.values()), rules=False)
+    by_sha: dict[str, float] = {sha: v["score"] for sha, v in cached.items()}
+    counters.hits += sum(1 for image in paths if shas[image] in by_sha)
+
+    def store(keys: list[str], values: list[float]) -> None:
+        cache.put_many("clean", {k: {"score": v} for k, v in zip(keys, values)}, rules=False)
+        by_sha.update(zip(keys, values))
+
+    scorer = _BatchScorer(model, batch_size, store)
+    todo = [image for image in sorted(paths) if shas[image] not in by_sha]
+    queued: set[str] = set()
+    for image in tqdm(todo, desc="originals", unit="img", disable=not progress):
+        if shas[image] in queued:
+            continue
+        queued.add(shas[image])
+        scorer.add(shas[image], load_rgb(paths[image]))
+        counters.computed += 1
+    scorer.flush()
+    counters.batches += scorer.batches
+    return {image: by_sha[shas[image]] for image in paths}
+
+
+def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original_paths: dict[str, Path],
+                original_shas: dict[str, str], model: BIQAModel, codec: OrganizerCodec, cache: ScoreCache,
+                batch_size: int, counters: _Counters, progress: bool, fidelity_threads: int = 1
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, RunIssue]]:
+    """Post-JPEG score (by submitted sha256) and fidelity (by 'submitted:original' sha256) of every image.
+
+    Runs are validated from headers only, so an image whose pixels do not decode shows up here: its run is
+    returned in the third dict (run -> issue) and not scored further.
+    """
+    def fid_key(run: ValidatedRun, image: str) -> str:
+        return f"{run.images[image].sha256}:{original_shas[image]}"
+
+    jpeg_values = cache.get_many("jpeg", {r.images[i].sha256 for r in runs for i in image_ids})
+    fid_values = cache.get_many("fidelity", {fid_key(r, i) for r in runs for i in image_ids}, rules=False,
+                                model=False)
+    failed: dict[str, RunIssue] = {}
+    pending_sha: dict[str, str] = {}  # submitted sha -> sha of its JPEG bytes, until the batch is scored
+
+    def store(keys: list[str], values: list[float]) -> None:
+        fresh = {k: {"score": v, "jpeg_sha256": pending_sha.pop(k)} for k, v in zip(keys, values)}
+        cache.put_many("jpeg", fresh)
+        jpeg_values.update(fresh)
+
+    def store_fidelity(done: dict[str, dict[str, float]]) -> None:
+        cache.put_many("fidelity", done, rules=False, model=False)
+        fid_values.update(done)
+
+    scorer = _BatchScorer(model, batch_size, store)
+    worker = FidelityWorker(store_fidelity, threads=fidelity_threads, max_pending=4 * max(len(runs), batch_size))
+    total = len(runs) * len(image_ids)
+    try:
+        with tqdm(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
+            for image in image_ids:
+                original: np.ndarray | None = None
+                for run in runs:
+                    bar.update()
+                    ref = run.images[image]
+                    need_jpeg = ref.sha256 not in jpeg_values and ref.sha256 not in pending_sha
+                    fkey = fid_key(run, image)
+                    need_fid = fkey not in fid_values and fkey not in worker
+                    if not (need_jpeg or need_fid):
+                        counters.hits += 1
+                        continue
+                    if run.name in failed:
+                        continue
+                    try:
+                        rgb = ref.load()
+                    except (ImageError, RunReadError) as exc:
+                        failed[run.name] = RunIssue(file=ref.name, problem=f"cannot be decoded ({exc})",
+                                                    fix="re-export it as 8-bit RGB PNG and submit again")
+                        log.warning("run %s: %s", run.name, failed[run.name])
+                        continue
+                    counters.computed += 1
+                    if need_fid:
+                        if original is None:
+                            original = load_rgb(original_paths[image])
+                        worker.submit(fkey, original, rgb)
+                    if need_jpeg:
+                        data = codec.compress(rgb)
+                        pending_sha[ref.sha256] = hashlib.sha256(data).hexdigest()
+                        scorer.add(ref.sha256, codec.decompress(data))
+                worker.collect()
+        scorer.flush()
+        worker.close()
+    except BaseException:
+        worker.abandon()
+        raise
+    counters.batches += scorer.batches
+    return jpeg_values, fid_values, failed
+
+
+# -- per-run numbers -------------------------------------------------------------------------------------------
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def run_result(name: str, rows: Sequence[ImageScore], eligible: set[str], original_accuracy: float,
+               task: TaskConfig) -> RunResult:
+    """The runs.csv row of a scored run, from its scores.csv rows (only images with a high-quality original)."""
+    used = [r for r in rows if r.image in eligible]
+    if not used:
+        return RunResult(run=name, status="scored", error="no image with a high-quality original to score")
+    clean = [r.score_clean for r in used]
+    after = [r.score for r in used]
+    acc = metrics.accuracy(after, task.biqa.threshold)
+    robust = metrics.robustness_scores(clean, after)
+    return RunResult(
+        run=name, status="scored", n_images=len(used), accuracy=acc,
+        accuracy_reduction=metrics.accuracy_reduction(original_accuracy, acc),
+        qualified=metrics.qualifies(acc, task.gate.max_accuracy), mean_score=_mean(after),
+        **asdict(robust), psnr=_mean([r.psnr for r in used]), ssim=_mean([r.ssim for r in used]),
+    )
+
+
+def _library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = ("torch", "numpy", "scipy", "scikit-image", "pillow", "jpeglib", "brisque", "scikit-video")
+    versions = {"python": platform.python_version(), "pixel-privacy-kit": kit_version()}
+    for n in names:
+        try:
+            versions[n] = md.version(n)
+        except md.PackageNotFoundError:
+            versions[n] = "not installed"
+    return versions
+
+
+def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    h = max(1, round(im.height * width / im.width))
+    buf = io.BytesIO()
+    im.resize((width, h), Image.Resampling.LANCZOS).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+# -- the pipeline ----------------------------------------------------------------------------------------------
+def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Path, task: TaskConfig,
+             model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
+             fidelity_threads: int = 1) -> EvaluationResult:
+    """Score every run found in `runs_dir` (see `evaluator.runs.find_runs`) and write the results into `out_dir`."""
+    runs_path, out_path = Path(runs_dir), Path(out_dir)
+    if not runs_path.is_dir():
+        raise PipelineError(f"{runs_path}: runs folder not found; pass the folder that holds the run folders/zips")
+    out_resolved = out_path.resolve()
+    if out_resolved in (runs_path.resolve(), Path(originals_dir).resolve()):
+        raise PipelineError(f"{out_path}: the results folder must not be the runs or the originals folder; "
+                            "pass another --out")
+    run_paths = [p for p in find_runs(runs_path) if p.resolve() != out_resolved]
+    return evaluate_runs(originals_dir, run_paths, out_dir, task, model, batch_size=batch_size,
+                         progress=progress, limits=limits, fidelity_threads=fidelity_threads)
+
+
+def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir: str | Path, task: TaskConfig,
+                  model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
+                  fidelity_threads: int = 1) -> EvaluationResult:
+    """`evaluate` on an explicit list of run folders/zips (used by the Codabench adapter)."""
+    originals_dir, out_dir = Path(originals_dir), Path(out_dir)
+    headers = index_originals(originals_dir, limits or Limits())
+    image_ids = sorted(headers)
+    paths = _original_paths(originals_dir, image_ids)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir):
+        remove_stale(out_dir)
+        return _evaluate_locked(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths,
+                                batch_size=batch_size, progress=progress, limits=limits or Limits(),
+                                fidelity_threads=fidelity_threads)
+
+
+def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,
+                     model: BIQAModel, headers: dict[str, Any], image_ids: list[str], paths: dict[str, Path], *,
+                     batch_size: int, progress: bool, limits: Limits, fidelity_threads: int) -> EvaluationResult:
+    codec = OrganizerCodec.from_task(task)
+    info = getattr(model, "info", None)
+    if info is not None and info.threshold != task.biqa.threshold:
+        log.warning("the task threshold %g differs from the model's own threshold %g; the task's is used",
+                    task.biqa.threshold, info.threshold)
+    mhash = model_hash(model)
+    context = CacheKeyContext(rules=rules_hash(task), model=mhash, kit=kit_version())
+    counters = _Counters()
+    threshold = task.biqa.threshold
+    with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache:
+        original_shas = {image: _file_sha256(p) for image, p in paths.items()}
+        clean = _score_originals(paths, original_shas, model, cache, batch_size, counters, progress)
+        excluded = tuple(i for i in image_ids if clean[i] < threshold)
+        for image in excluded:
+            log.warning("original %s scores %.2f < threshold %g: not high quality, left out of the accuracy",
+                        image, clean[image], threshold)
+        eligible = set(image_ids) - set(excluded)
+        original_accuracy = metrics.accuracy([clean[i] for i in sorted(eligible)], threshold)
+
+        validated = [validate_run(path, headers, limits, decode=False) for path in run_paths]
+        for v in validated:
+            if not v.valid:
+                log.warning("run %s is invalid: %d problem(s), first: %s", v.name, len(v.issues), v.issues[0])
+        jpeg_values, fid_values, failed = _score_runs([v for v in validated if v.valid], image_ids, paths,
+                                                      original_shas, model, codec, cache, batch_size, counters,
+                                                      progress, fidelity_threads)
+        for v in validated:
+            if v.name in failed:
+                v.issues.append(failed[v.name])
+        valid = [v for v in validated if v.valid]
+
+    rows: list[ImageScore] = []
+    results: list[RunResult] = []
+    for v in sorted(validated, key=lambda v: v.name):
+        if not v.valid:
+            results.append(RunResult(run=v.name, status="invalid", error=" | ".join(str(i) for i in v.issues)))
+            continue
+        run_rows = []
+        for image in image_ids:
+            ref = v.images[image]
+            jv = jpeg_values[ref.sha256]
+            fv = fid_values[f"{ref.sha256}:{original_shas[image]}"]
+            run_rows.append(ImageScore(run=v.name, image=image, score_clean=clean[image], score=jv["score"],
+                                       low_quality=jv["score"] < threshold, psnr=fv["psnr"], ssim=fv["ssim"],
+                                       jpeg_sha256=jv["jpeg_sha256"]))
+        rows.extend(run_rows)
+        results.append(run_result(v.name, run_rows, eligible, original_accuracy, task))
+
+    scored_names = [r.run for r in results if r.status == "scored"]
+    by_run: dict[str, dict[str, float]] = {n: {} for n in scored_names}
+    for r in rows:
+        by_run[r.run][r.image] = r.score
+    variances = score_variances(by_run, sorted(eligible)) if scored_names else {}
+    selection = tuple(select_images(variances, task.selection.images))
+    qualified = [r.run for r in results if r.qualified]
+    picks = shrink_picks(task.jury.most, task.jury.least, len(qualified))
+    if picks.shrunk and qualified:
+        log.warning("jury: %s", picks.note())
+
+    result = EvaluationResult(
+        out_dir=out_dir, runs=tuple(results), scores=tuple(rows), original_scores=clean,
+        excluded_originals=excluded, original_accuracy=original_accuracy, selection=selection, picks=picks,
+        jury_candidates=len(qualified), threshold=threshold, max_accuracy=task.gate.max_accuracy,
+        cache=CacheStats(hits=counters.hits, computed=counters.computed, model_batches=counters.batches),
+    )
+    meta = {
+        "rules": task.to_dict(), "task_source": task.source,
+        "model": {"name": getattr(getattr(model, "info", None), "name", type(model).__name__),
+                  "class": f"{type(model).__module__}.{type(model).__qualname__}", "sha256": mhash,
+                  "weights_sha256": getattr(getattr(model, "info", None), "weights_sha256", None)},
+        "codec": {"quality": codec.quality, "subsampling": codec.subsampling, "libjpeg": codec.libjpeg},
+        "versions": _library_versions(),
+        "originals": {"folder": str(originals_dir), "count": len(image_ids), "accuracy": original_accuracy,
+                      "excluded": [{"image": i, "score_clean": clean[i]} for i in excluded]},
+        "jury": {"most": picks.most, "least": picks.least, "requested_most": picks.requested_most,
+                 "requested_least": picks.requested_least, "candidates_per_image": len(qualified),
+                 "note": picks.note()},
+        "cache": asdict(result.cache),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    valid_by_name = {v.name: v for v in valid}
+    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, [v.name for v in validated])
+    return result
+
+
+def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
+                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path],
+                   all_names: Sequence[str]) -> None:
+    from evaluator.report import write_report
+
+    staging = new_staging(out_dir)
+    try:
+        write_csv(staging / "runs.csv", RUNS_COLUMNS, (asdict(r) for r in result.runs))
+        write_csv(staging / "scores.csv", SCORES_COLUMNS, (asdict(r) for r in result.scores))
+        write_csv(staging / "selection.csv", SELECTION_COLUMNS, (asdict(s) for s in result.selection))
+        (staging / "task.json").write_text(json.dumps(_plain_json(meta), indent=2, allow_nan=False) + "\n",
+                                           encoding="utf-8")
+        selected = [s.image for s in result.selection]
+        qualified = [r.run for r in result.runs if r.qualified]
+        sha_of = {(r.run, r.image): r.jpeg_sha256 for r in result.scores}
+        items = [JuryItem(run=run, image=image, jpeg_sha256=sha_of[(run, image)])
+                 for image in (selected if qualified else []) for run in qualified]
+        write_jury_package(
+            staging / "jury", selected if qualified else [], items,
+            jpeg_of=lambda item: codec.compress(runs[item.run].images[item.image].load()),
+            picks=result.picks, show_original=task.jury.show_original,
+            original_of=lambda image: load_rgb(original_paths[image]),
+            all_run_names=all_names,
+        )
+        thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
+        write_report(staging / "report.html", result, meta, thumbs)
+        commit_staged(staging, out_dir, RESULT_NAMES)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("results written to %s", out_dir)
+
+
+def _plain_json(value: Any) -> Any:
+    """`value` with NaN and infinities replaced by null (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    return value

@@ -1,0 +1,94 @@
+"""python -m evaluator.codabench INPUT OUTPUT: Codabench/CodaLab layout, scores.json / scores.txt, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+
+import evaluator.biqa
+from evaluator.codabench import SCORE_KEYS, main
+
+
+@pytest.fixture()
+def bundle(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    originals = write_originals(tmp_path / "input" / "ref", {"a": 0.7, "b": 0.65, "c": 0.75, "d": 0.6})
+    return tmp_path, originals
+
+
+def _scores(tmp_path) -> dict:
+    return json.loads((tmp_path / "output" / "scores.json").read_text())
+
+
+def _call(tmp_path) -> int:
+    return main([str(tmp_path / "input"), str(tmp_path / "output"), "--device", "cpu"])
+
+
+def test_run_files_at_the_root_of_res(bundle):
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 0
+    scores = _scores(tmp_path)
+    assert list(scores) == list(SCORE_KEYS)
+    assert scores["accuracy"] == 0.0 and scores["qualified"] == 1 and scores["accuracy_reduction"] == 1.0
+    assert 30 < scores["mean_score"] < 40 and scores["abs_gain"] > 0.25
+    assert all(isinstance(v, (int, float)) for v in scores.values())
+    txt = (tmp_path / "output" / "scores.txt").read_text().splitlines()
+    assert txt[0] == f"accuracy: {scores['accuracy']}" and len(txt) == len(SCORE_KEYS)
+    assert (tmp_path / "output" / "details" / "report.html").is_file()
+
+
+def test_one_zipped_run_inside_res_and_untouched_images_give_null_psnr(bundle):
+    tmp_path, originals = bundle
+    folder = write_run(tmp_path / "staging", "copy", originals)
+    (tmp_path / "input" / "res").mkdir(parents=True)
+    with zipfile.ZipFile(tmp_path / "input" / "res" / "copy.zip", "w") as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f"copy/{f.name}")
+    assert _call(tmp_path) == 0
+    scores = _scores(tmp_path)
+    assert scores["qualified"] == 0 and scores["accuracy"] == 1.0
+    assert scores["psnr"] is None and scores["ssim"] == pytest.approx(1.0)
+    assert "psnr: NaN" in (tmp_path / "output" / "scores.txt").read_text()
+
+
+def test_an_invalid_run_exits_1_with_every_problem_on_stderr(bundle, capsys):
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: v for k, v in originals.items() if k not in ("b", "c")})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "b.png: is missing" in err and "c.png: is missing" in err
+    assert not (tmp_path / "output" / "scores.json").exists()
+
+
+def test_two_runs_in_res_is_a_layout_error(bundle, capsys):
+    tmp_path, originals = bundle
+    res = tmp_path / "input" / "res"
+    write_run(res, "one", originals)
+    write_run(res, "two", originals)
+    assert _call(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "expected one run" in err and "found 2 folders/zips: one, two" in err
+
+
+def test_missing_originals_is_a_setup_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    (tmp_path / "input" / "ref").mkdir(parents=True)
+    write_run(tmp_path / "input", "res", {})
+    assert _call(tmp_path) == 2
+    assert "scoring setup" in capsys.readouterr().err
+
+
+def test_task_toml_in_ref_is_used(bundle):
+    tmp_path, originals = bundle
+    (tmp_path / "input" / "ref" / "task.toml").write_text("[biqa]\nthreshold = 30\n")
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 0
+    assert _scores(tmp_path)["accuracy"] == 1.0  # post-JPEG scores ~33 are >= 30: high quality now

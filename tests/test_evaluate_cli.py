@@ -1,0 +1,160 @@
+"""pp-evaluate: exit codes (0, 2, 3, 4), one clear stderr line on failure, the default BIQA end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+
+import evaluator.biqa
+from evaluator.cli import main
+
+
+@pytest.fixture()
+def dirs(tmp_path):
+    originals = write_originals(tmp_path / "originals", {"a": 0.7, "b": 0.65, "c": 0.75})
+    (tmp_path / "runs").mkdir()
+    write_run(tmp_path / "runs", "dark-run", {k: darken(v, 0.5) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "copy-run", originals)
+    return tmp_path
+
+
+def _args(d: Path, *extra: str) -> list[str]:
+    return ["--originals", str(d / "originals"), "--runs", str(d / "runs"), "--out", str(d / "out"),
+            "--no-progress", *extra]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("pp-evaluate: error: ")
+    return err[0]
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for line in ("0  the pipeline ran", "2  usage error", "3  no originals", "4  the BIQA model"):
+        assert line in text
+
+
+def test_success_with_an_injected_model_exits_0_and_writes_results(dirs, monkeypatch, capsys):
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    assert main(_args(dirs, "--batch-size", "2")) == 0
+    rows = {r["run"]: r for r in csv.DictReader((dirs / "out" / "runs.csv").open(encoding="utf-8"))}
+    assert rows["dark-run"]["qualified"] == "true" and rows["copy-run"]["qualified"] == "false"
+    assert "1 qualified" in capsys.readouterr().err
+
+
+def test_bad_task_file_exits_2(dirs, capsys):
+    task = dirs / "task.toml"
+    task.write_text("[jpeg]\nquality = 'ninety'\n")
+    assert main(_args(dirs, "--task", str(task))) == 2
+    line = _one_error_line(capsys)
+    assert "task.toml" in line and "jpeg.quality" in line
+    task.write_text("[jpeg\n")
+    assert main(_args(dirs, "--task", str(task))) == 2
+    assert "not valid TOML" in _one_error_line(capsys)
+    assert not (dirs / "out").exists()
+
+
+def test_missing_runs_folder_and_bad_batch_size_exit_2(dirs, capsys):
+    args = _args(dirs)
+    args[args.index("--runs") + 1] = str(dirs / "nope")
+    assert main(args) == 2
+    assert "runs folder not found" in _one_error_line(capsys)
+    assert main(_args(dirs, "--batch-size", "0")) == 2
+    assert "--batch-size" in _one_error_line(capsys)
+
+
+def test_no_originals_exits_3(dirs, capsys):
+    for f in (dirs / "originals").iterdir():
+        f.unlink()
+    assert main(_args(dirs)) == 3
+    assert "originals" in _one_error_line(capsys)
+    assert not (dirs / "out").exists()
+
+
+def test_unreadable_original_exits_3(dirs, capsys):
+    (dirs / "originals" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
+    assert main(_args(dirs)) == 3
+    assert "b.png" in _one_error_line(capsys)
+
+
+def test_unknown_model_and_weights_that_do_not_load_exit_4(dirs, capsys):
+    assert main(_args(dirs, "--biqa", "nosuchmodel")) == 4
+    assert "nosuchmodel" in _one_error_line(capsys)
+    bad = dirs / "weights.pth"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(_args(dirs, "--biqa", "koncept512", "--biqa-weights", str(bad))) == 4
+    assert "koncept512" in _one_error_line(capsys)
+    assert main(_args(dirs, "--biqa-weights", str(bad))) == 4  # brisque takes no weights
+    assert "brisque" in _one_error_line(capsys)
+    assert not (dirs / "out").exists()
+
+
+def test_console_script_with_the_default_brisque(tmp_path):
+    """The real default model through the installed entry point, on 128x96 crops of a real photo."""
+    from PIL import Image, ImageFilter
+
+    from evaluator.demo_data import photo_path
+    from evaluator.imageio import save_png
+
+    photo = np.asarray(Image.open(photo_path("skimage", "data/astronaut.png")).convert("RGB"))
+    crops = {f"c{i}": np.ascontiguousarray(photo[y:y + 96, x:x + 128])
+             for i, (y, x) in enumerate([(100, 200), (384, 100), (0, 0)])}
+    (tmp_path / "originals").mkdir()
+    for image, rgb in crops.items():
+        save_png(tmp_path / "originals" / f"{image}.png", rgb)
+    (tmp_path / "runs").mkdir()
+    blurred = {k: np.asarray(Image.fromarray(v).filter(ImageFilter.GaussianBlur(3))) for k, v in crops.items()}
+    write_run(tmp_path / "runs", "blur-run", blurred)
+    write_run(tmp_path / "runs", "copy-run", crops)
+    exe = Path(sys.executable).with_name("pp-evaluate")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "evaluator.cli"]
+    proc = subprocess.run(cmd + _args(tmp_path, "--device", "cpu"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "out" / "task.json").read_text())
+    assert meta["model"]["name"] == "brisque" and meta["rules"]["biqa"]["model"] == "brisque"
+    assert meta["originals"]["excluded"] == []  # all three crops score >= 50 clean
+    runs = {r["run"]: r for r in csv.DictReader((tmp_path / "out" / "runs.csv").open(encoding="utf-8"))}
+    assert runs["blur-run"]["qualified"] == "true" and float(runs["blur-run"]["accuracy"]) == 0.0
+    assert runs["copy-run"]["qualified"] == "false" and runs["copy-run"]["psnr"] == "inf"
+
+
+def test_a_results_folder_in_use_or_a_broken_cache_exits_2(dirs, monkeypatch, capsys):
+    import fcntl
+
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    out = dirs / "out"
+    (out / ".cache").mkdir(parents=True)
+    (out / ".cache" / "scores.sqlite").write_bytes(b"garbage" * 200)
+    assert main(_args(dirs)) == 2
+    assert "delete the file and rerun" in _one_error_line(capsys)
+    (out / ".cache" / "scores.sqlite").unlink()
+    with open(out / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(_args(dirs)) == 2
+        assert "another pp-evaluate" in _one_error_line(capsys)
+    assert main(_args(dirs)) == 0
+
+
+def test_interrupt_exits_130_with_one_line(dirs, monkeypatch, capsys):
+    import evaluator.pipeline
+
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluator.pipeline, "evaluate", interrupted)
+    assert main(_args(dirs)) == 130
+    assert "interrupted" in _one_error_line(capsys)
