@@ -1,0 +1,1 @@
+"""pp-jury: the blind jury of Pixel Privacy (Streamlit app, SQLite vote store, ranking). See docs/jury.md."""

@@ -1,20 +1,166 @@
-"""pp-jury: the jury CLI (lands with the jury issue)."""
+"""pp-jury: run the blind jury of Pixel Privacy on a jury package (`results/jury` of pp-evaluate)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from jury_app.ballot import BallotError
+from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_blinding, load_key, load_package
+from jury_app.report import rank_jury, ranking_csv, write_text_atomic
+from jury_app.store import StoreError, VoteStore, ballots_from_votes
+from jury_app.votes_csv import VotesFileError, read_votes_csv, votes_to_csv
+
+log = logging.getLogger("pp-jury")
+
+DEFAULT_PORT = 8501
+DEFAULT_ADDRESS = "127.0.0.1"
+APP_FILE = Path(__file__).with_name("app.py")
+
+EPILOG = """\
+commands:
+  serve DIR                 run the jury web app (juror page at /, organizer page at /organizer)
+  jurors DIR --add N        create N jurors and print one private link per juror (token shown once)
+  admin DIR                 create a new organizer link (the previous one stops working)
+  export DIR                print all votes as CSV: juror,image,candidate,choice,timestamp
+  rank DIR [--votes CSV]    write DIR/ranking.csv and print it:
+                            run,most,least,appearances,bws,ci_low,ci_high,rank
+
+exit codes:
+  0  success
+  1  unexpected error (a bug: please report it with the traceback)
+  2  bad input: wrong arguments, an invalid jury package, votes file or vote store (the message says which
+     file and what to do)
+"""
+
+
+def _base(url: str) -> str:
+    return url.rstrip("/")
+
+
+def juror_link(base_url: str, token: str) -> str:
+    return f"{_base(base_url)}/?token={quote(token, safe='')}"
+
+
+def admin_link(base_url: str, token: str) -> str:
+    return f"{_base(base_url)}/organizer?admin={quote(token, safe='')}"
+
+
+def _default_base(args: argparse.Namespace) -> str:
+    return getattr(args, "base_url", None) or f"http://{DEFAULT_ADDRESS}:{DEFAULT_PORT}"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    package = load_package(args.dir)
+    if (package.root / KEY_NAME).is_file():
+        check_blinding(package, load_key(package.root, package))
+    else:
+        log.warning("%s is missing: jurors can vote, but the organizer page cannot rank runs until it is "
+                    "there", package.root / KEY_NAME)
+    store = VoteStore(package)
+    base = f"http://{args.address}:{args.port}"
+    if not store.has_admin_token():
+        print(f"organizer link (shown once; `pp-jury admin DIR` makes a new one):\n  "
+              f"{admin_link(base, store.new_admin_token())}", file=sys.stderr)
+    env = dict(os.environ, PP_JURY_DIR=str(package.root))
+    argv = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+            "--server.port", str(args.port), "--server.address", args.address,
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--", str(package.root)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+    return 1  # unreachable
+
+
+def cmd_jurors(args: argparse.Namespace) -> int:
+    store = VoteStore(load_package(args.dir))
+    base = _default_base(args)
+    for link in store.add_jurors(args.add):
+        print(f"{link.juror}\t{juror_link(base, link.token)}")
+    if not store.has_admin_token():
+        print(f"organizer link (shown once; `pp-jury admin DIR` makes a new one):\n  "
+              f"{admin_link(base, store.new_admin_token())}", file=sys.stderr)
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    store = VoteStore(load_package(args.dir))
+    print(admin_link(_default_base(args), store.new_admin_token()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = VoteStore(load_package(args.dir))
+    sys.stdout.write(votes_to_csv(store.votes()))
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    package = load_package(args.dir)
+    key = load_key(package.root, package)
+    if args.votes:
+        known = {c: k.image for c, k in key.candidates.items()}
+        ballots = ballots_from_votes(read_votes_csv(args.votes, known))
+    else:
+        ballots = VoteStore(package).ballots()
+    result = rank_jury(ballots, key, n_boot=args.boot, seed=args.seed)
+    text = ranking_csv(result.scores)
+    write_text_atomic(package.root / RANKING_NAME, text)
+    sys.stdout.write(text)
+    a = result.agreement
+    print(f"{len(ballots)} ballots from {a.n_jurors} jurors; Kendall's W = {a.kendall_w:.3f}; "
+          f"split-half reliability = {a.split_half:.3f}; wrote {package.root / RANKING_NAME}", file=sys.stderr)
+    if (warning := a.warning()) is not None:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pp-jury", description="Run the blind jury of Pixel Privacy on a jury package written by "
+        "pp-evaluate (results/jury: manifest.json, key.json, images/). Votes go to DIR/votes.sqlite.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the jury web app")
+    p.add_argument("dir", help="jury package folder")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--address", default=DEFAULT_ADDRESS, help="listen address (default: loopback only)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("jurors", help="create jurors and print their private links")
+    p.add_argument("dir")
+    p.add_argument("--add", type=int, required=True, metavar="N", help="number of jurors to create")
+    p.add_argument("--base-url", help=f"address jurors open (default http://{DEFAULT_ADDRESS}:{DEFAULT_PORT})")
+    p.set_defaults(func=cmd_jurors)
+    p = sub.add_parser("admin", help="create a new organizer link (invalidates the previous one)")
+    p.add_argument("dir")
+    p.add_argument("--base-url")
+    p.set_defaults(func=cmd_admin)
+    p = sub.add_parser("export", help="print the votes as CSV")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("rank", help="write DIR/ranking.csv and print it")
+    p.add_argument("dir")
+    p.add_argument("--votes", help="rank this votes CSV instead of DIR/votes.sqlite")
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_rank)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pp-jury",
-        description="Run the blind jury of Pixel Privacy. "
-        "Not implemented yet in this version of the kit: the jury app is not available.",
-    )
-    parser.parse_args(argv)
-    print("pp-jury: the jury app is not implemented yet in this version of the kit.", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="pp-jury: %(message)s")
+    try:
+        return args.func(args)
+    except (PackageError, VotesFileError, StoreError, BallotError) as exc:
+        print(f"pp-jury: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

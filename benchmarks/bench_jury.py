@@ -1,0 +1,177 @@
+"""Jury app speed: a 13-candidate page in headless Chromium, and ballot commit latency under 20 jurors.
+
+    python benchmarks/bench_jury.py [--images 6] [--size 768] [--jurors 20] [--ballots 20]
+
+Targets (issue 5): a page of 13 candidates renders in under 1 s; ballot commit p95 under 50 ms with 20
+concurrent jurors. Prints a markdown table (paste it into docs/benchmarks.md) and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jury_app.devserver import free_port, start_server
+from jury_app.fixtures import make_demo_package
+from jury_app.package import load_package
+from jury_app.store import VoteStore
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run"]
+IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
+ALL_LOADED = """() => { const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+  return imgs.length === 13 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
+
+
+def press(button) -> None:
+    """Click a pill until it reads as pressed (a click during Streamlit's re-mount can be lost)."""
+    for _ in range(5):
+        button.click()
+        for _ in range(20):
+            if button.get_attribute("aria-pressed") == "true":
+                return
+            button.page.wait_for_timeout(100)
+    raise RuntimeError("a pill did not register the click")
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def bench_page(root: Path, n_images: int) -> dict[str, list[float]]:
+    """Seconds from navigation (or the 'Save' click) until all 13 grid images are decoded in the page."""
+    from playwright.sync_api import sync_playwright
+
+    store = VoteStore(load_package(root))
+    tokens = [link.token for link in store.add_jurors(3)]
+    port = free_port()
+    server = start_server(root, port)
+    base = f"http://127.0.0.1:{port}"
+    out: dict[str, list[float]] = {"first load (cold browser)": [], "open link (warm browser)": [],
+                                   "next image after Save": []}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            for k, token in enumerate(tokens):
+                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                t0 = time.perf_counter()
+                page.goto(f"{base}/?token={token}")
+                page.wait_for_function(ALL_LOADED, timeout=120_000)
+                out["first load (cold browser)" if k == 0 else "open link (warm browser)"].append(
+                    time.perf_counter() - t0)
+                for i in range(n_images - 1):
+                    page.wait_for_function(IDLE, timeout=120_000)
+                    most = page.get_by_role("toolbar", name="Most appealing (exactly 3)")
+                    least = page.get_by_role("toolbar", name="Least appealing (exactly 2)")
+                    for k in range(3):
+                        press(most.get_by_role("button").nth(k))
+                    for k in range(3, 5):
+                        press(least.get_by_role("button").nth(k))
+                    t0 = time.perf_counter()
+                    page.get_by_role("button", name="Save and continue").click()
+                    try:
+                        page.get_by_text(f"Image {i + 2} of {n_images}", exact=True).wait_for(timeout=60_000)
+                    except Exception:
+                        page.screenshot(path="/tmp/bench_jury_failure.png", full_page=True)
+                        raise
+                    page.wait_for_function(ALL_LOADED, timeout=120_000)
+                    out["next image after Save"].append(time.perf_counter() - t0)
+                page.context.close()
+            browser.close()
+    finally:
+        server.kill()
+        server.wait()
+    return out
+
+
+def _juror_worker(directory: str, juror: str, n_ballots: int, barrier, results, think: float = 0.0) -> None:
+    """Submit n ballots; `think` > 0 waits uniform(0, 2 think) seconds before each (a fast human is ~5 s)."""
+    store = VoteStore(load_package(directory))
+    ids = store.package.image_ids
+    rng = np.random.default_rng(abs(hash(juror)) % 2**32)
+    barrier.wait()
+    times = []
+    for i in range(n_ballots):
+        if think:
+            time.sleep(rng.uniform(0, 2 * think))
+        image = ids[i % len(ids)]
+        c = list(store.package.candidate_ids(image))
+        t0 = time.perf_counter()
+        store.save_ballot(juror, image, c[:3], c[3:5])
+        times.append(time.perf_counter() - t0)
+    results.extend(times) if isinstance(results, list) else results.put(times)
+
+
+def bench_commits(root: Path, n_jurors: int, n_ballots: int, mode: str, think: float = 0.0) -> list[float]:
+    store = VoteStore(load_package(root))
+    jurors = [link.juror for link in store.add_jurors(n_jurors)]
+    if mode == "threads":
+        barrier, results = threading.Barrier(n_jurors), []
+        workers = [threading.Thread(target=_juror_worker, args=(str(root), j, n_ballots, barrier, results, think))
+                   for j in jurors]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return results
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(n_jurors), ctx.Queue()
+    procs = [ctx.Process(target=_juror_worker, args=(str(root), j, n_ballots, barrier, queue, think)) for j in jurors]
+    for p in procs:
+        p.start()
+    times = [t for _ in procs for t in queue.get()]
+    for p in procs:
+        p.join()
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=6, help="images per juror in the page benchmark")
+    ap.add_argument("--size", type=int, default=768, help="side of the square candidate JPEGs")
+    ap.add_argument("--jurors", type=int, default=20)
+    ap.add_argument("--ballots", type=int, default=20)
+    ap.add_argument("--think", type=float, default=0.5, help="mean pause between a juror's ballots (s)")
+    ap.add_argument("--skip-browser", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_browser:
+            root = make_demo_package(Path(tmp) / "page", [f"run{i:02d}" for i in range(13)], args.images,
+                                     size=args.size)
+            for name, values in bench_page(root, args.images).items():
+                if values:
+                    rows.append((f"13-candidate page, {name} ({args.size}px JPEGs)", len(values),
+                                 statistics.median(values) * 1000, pct(values, 95) * 1000, max(values) * 1000,
+                                 "< 1000 ms"))
+        for mode in ("threads", "processes"):
+            for think in (0.0, args.think):
+                root = make_demo_package(Path(tmp) / f"{mode}{think}", [f"run{i}" for i in range(13)],
+                                         args.ballots, size=8)
+                times = bench_commits(root, args.jurors, args.ballots, mode, think)
+                how = "all at once, no pause" if think == 0 else f"pause uniform(0, {2 * think:g}) s"
+                rows.append((f"ballot commit, {args.jurors} concurrent jurors ({mode}, {how})", len(times),
+                             statistics.median(times) * 1000, pct(times, 95) * 1000, max(times) * 1000,
+                             "p95 < 50 ms"))
+    print(f"\nMachine: {platform.machine()}, {mp.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"{platform.platform()}\n")
+    print("| measurement | n | median ms | p95 ms | max ms | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, n, med, p95, mx, target in rows:
+        print(f"| {name} | {n} | {med:.1f} | {p95:.1f} | {mx:.1f} | {target} |")
+    print(f"\nCommand: python benchmarks/bench_jury.py {' '.join(sys.argv[1:])}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

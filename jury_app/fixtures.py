@@ -1,0 +1,91 @@
+"""A small, real jury package for tests, benchmarks and trying the app without running `pp-evaluate`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jury_app.package import KEY_NAME, MANIFEST_NAME
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _demo_rgb(image_index: int, run_index: int, size: int) -> np.ndarray:
+    """A smooth colour field per image, with a run-specific stripe pattern so versions differ visibly."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
+    hue = (image_index * 0.173) % 1.0
+    r = 0.5 + 0.5 * np.sin(2 * np.pi * (x + hue))
+    g = 0.5 + 0.5 * np.sin(2 * np.pi * (y + 2 * hue))
+    b = 0.5 + 0.5 * np.cos(2 * np.pi * (x * y + hue))
+    rgb = np.stack([r, g, b], axis=-1)
+    stripes = 0.08 * np.sin(2 * np.pi * (run_index + 1) * 3 * x)[..., None]
+    return np.clip((rgb + stripes) * 255.0, 0, 255).astype(np.uint8)
+
+
+def _jpeg_bytes(rgb: np.ndarray, comment: str | None) -> bytes:
+    buf = io.BytesIO()
+    kwargs = {"quality": 90}
+    if comment is not None:
+        kwargs["comment"] = comment.encode()
+    Image.fromarray(rgb).save(buf, format="JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def make_demo_package(
+    directory: str | Path,
+    runs: list[str] | tuple[str, ...],
+    images: int | list[str] | tuple[str, ...],
+    *,
+    most: int = 3,
+    least: int = 2,
+    show_original: bool = False,
+    size: int = 48,
+    seed: int = 0,
+    leak_run_in_metadata: bool = False,
+) -> Path:
+    """Write a jury package (format in `jury_app.package`) with one candidate per (run, image).
+
+    `images` is a count (ids img00, img01, ...) or explicit ids. Candidate ids are random hex drawn from
+    `seed`, never derived from run names. `leak_run_in_metadata=True` writes the run name into each JPEG's
+    comment segment, so tests can check the app strips it before serving.
+    """
+    root = Path(directory)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    image_ids = [f"img{i:02d}" for i in range(images)] if isinstance(images, int) else list(images)
+    rng = random.Random(seed)
+    manifest_images = []
+    key: dict[str, dict[str, str]] = {}
+    if show_original:
+        (root / "originals").mkdir(exist_ok=True)
+    for i, image_id in enumerate(image_ids):
+        candidates = []
+        for r, run in enumerate(runs):
+            cid = f"{rng.getrandbits(64):016x}"
+            data = _jpeg_bytes(_demo_rgb(i, r, size), run if leak_run_in_metadata else None)
+            (root / "images" / f"{cid}.jpg").write_bytes(data)
+            candidates.append({"id": cid, "file": f"images/{cid}.jpg"})
+            key[cid] = {"run": run, "image": image_id}
+        rng.shuffle(candidates)
+        original = None
+        if show_original:
+            original = f"originals/{image_id}.jpg"
+            (root / original).write_bytes(_jpeg_bytes(_demo_rgb(i, -1, size), None))
+        manifest_images.append({"image": image_id, "original": original, "candidates": candidates})
+    manifest = {
+        "version": 1,
+        "task": {"most": most, "least": least, "show_original": show_original},
+        "images": manifest_images,
+    }
+    _write_json_atomic(root / MANIFEST_NAME, manifest)
+    _write_json_atomic(root / KEY_NAME, {"candidates": key})
+    return root

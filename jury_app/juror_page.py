@@ -1,0 +1,175 @@
+"""The juror page: private link in, one ballot per image, final submit.
+
+Arrival: `?token=...` is moved into the session state and removed from the address bar; the page also keeps
+it in a SameSite=Strict cookie (14 days) so that a reload finds it again. Progress is read from the store on
+every run, so a reload, a new tab (or the private link again) and a server restart resume at the first image
+without a ballot. The page shows letters only: no candidate id, file name or run.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+import streamlit as st
+
+from jury_app.ballot import BallotError, pick_rule
+from jury_app.context import HINT, JuryContext, image_bytes, jury_context
+from jury_app.store import StoreError
+
+TOKEN_KEY = "juror_token"
+EDIT_KEY = "edit_image"
+MESSAGE_KEY = "juror_message"
+COOKIE_SET_KEY = "juror_cookie_set"
+COOKIE = "pp_jury_token"
+COOKIE_MAX_AGE = 14 * 24 * 3600
+GRID_COLUMNS = 4
+
+
+def _remember(token: str) -> None:
+    """Keep the token in a same-site cookie so that F5 (a new Streamlit session) resumes without the link."""
+    if st.session_state.get(COOKIE_SET_KEY) == token:
+        return
+    st.html(f"<script>document.cookie = '{COOKIE}={quote(token, safe='')}; path=/; max-age={COOKIE_MAX_AGE}; "
+            "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+    st.session_state[COOKIE_SET_KEY] = token
+
+
+def _login(ctx: JuryContext) -> str:
+    """The authenticated juror id, or a login prompt / error and stop.
+
+    The token comes from `?token=` (then removed from the address bar), the session, or the cookie the page
+    set on a previous visit; it is checked against the store on every run.
+    """
+    if "token" in st.query_params:
+        st.session_state[TOKEN_KEY] = st.query_params["token"]
+        st.query_params.clear()
+    if not st.session_state.get(TOKEN_KEY):
+        remembered = unquote(st.context.cookies.get(COOKIE, "") or "")
+        if remembered and ctx.store.authenticate(remembered) is not None:
+            st.session_state[TOKEN_KEY] = remembered
+            st.session_state[COOKIE_SET_KEY] = remembered
+    token = st.session_state.get(TOKEN_KEY)
+    if token:
+        juror = ctx.store.authenticate(token)
+        if juror is not None:
+            _remember(token)
+            return juror
+        st.session_state.pop(TOKEN_KEY, None)
+        st.error("This link is not valid. Please open the private link the organizer sent you, exactly as "
+                 "received, or ask the organizer for a new one.")
+    st.title("Pixel Privacy jury")
+    st.write("Open the private link you received, or paste your access code here.")
+    with st.form("login"):
+        code = st.text_input("Access code", type="password")
+        if st.form_submit_button("Start") and code.strip():
+            st.session_state[TOKEN_KEY] = code.strip().split("token=")[-1]
+            st.rerun()
+    st.stop()
+    raise AssertionError("unreachable")
+
+
+def _letters(slots, candidates) -> list[str]:
+    by_cand = {s.candidate: s.letter for s in slots}
+    return sorted(by_cand[c] for c in candidates if c in by_cand)
+
+
+def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) -> None:
+    package, store = ctx.package, ctx.store
+    ids = package.image_ids
+    index = ids.index(image_id)
+    image = package.image(image_id)
+    st.subheader(f"Image {index + 1} of {len(ids)}")
+    st.info(HINT)
+    rule = pick_rule(len(image.candidates), package.task.most, package.task.least)
+    if rule.shrunk:
+        st.warning(f"This image has only {len(image.candidates)} versions, so you pick {rule.most} most "
+                   f"and {rule.least} least appealing (instead of {package.task.most} and {package.task.least}).")
+    if package.task.show_original and image.original is not None:
+        st.image(image_bytes(str(image.original)), caption="Original, for reference (not a choice)", width=320)
+    slots = store.layout(juror, image_id)
+    files = {c.id: str(c.file) for c in image.candidates}
+    for row_start in range(0, len(slots), GRID_COLUMNS):
+        cols = st.columns(GRID_COLUMNS)
+        for col, slot in zip(cols, slots[row_start:row_start + GRID_COLUMNS]):
+            col.image(image_bytes(files[slot.candidate]), caption=slot.letter, width="stretch")
+    letters = [s.letter for s in slots]
+    to_candidate = {s.letter: s.candidate for s in slots}
+    previous = store.ballot(juror, image_id)
+    with st.form(f"ballot_{image_id}"):
+        st.write(rule.explain())
+        most = st.pills(f"Most appealing (exactly {rule.most})", letters, selection_mode="multi",
+                        default=_letters(slots, previous.most) if previous else None, key=f"most_{image_id}")
+        least = st.pills(f"Least appealing (exactly {rule.least})", letters, selection_mode="multi",
+                         default=_letters(slots, previous.least) if previous else None, key=f"least_{image_id}",
+                         disabled=rule.least == 0)
+        submitted = st.form_submit_button("Save and continue", type="primary", key=f"submit_{image_id}")
+    if submitted:
+        try:
+            store.save_ballot(juror, image_id, [to_candidate[x] for x in most or []],
+                              [to_candidate[x] for x in least or []])
+        except (BallotError, StoreError) as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop(EDIT_KEY, None)
+            st.session_state[MESSAGE_KEY] = f"Saved your ballot for image {index + 1}."
+            st.rerun()
+    nav = st.columns(3)
+    if index > 0 and nav[0].button("Previous image"):
+        st.session_state[EDIT_KEY] = ids[index - 1]
+        st.rerun()
+    if len(done) == len(ids) and nav[1].button("Back to the overview"):
+        st.session_state.pop(EDIT_KEY, None)
+        st.rerun()
+
+
+def _review_screen(ctx: JuryContext, juror: str) -> None:
+    package, store = ctx.package, ctx.store
+    st.subheader("All images have a ballot")
+    st.write("You can still change any ballot. When you are done, make the final submit: it locks your ballots.")
+    for index, image_id in enumerate(package.image_ids):
+        ballot = store.ballot(juror, image_id)
+        slots = store.layout(juror, image_id)
+        cols = st.columns([3, 1])
+        if ballot is None:
+            summary = "no ballot yet"
+        else:
+            summary = f"most {', '.join(_letters(slots, ballot.most))}" + (
+                f"; least {', '.join(_letters(slots, ballot.least))}" if ballot.least else "")
+        cols[0].write(f"Image {index + 1}: {summary}")
+        if cols[1].button("Change", key=f"change_{image_id}"):
+            st.session_state[EDIT_KEY] = image_id
+            st.rerun()
+    with st.form("final"):
+        sure = st.checkbox("I am done: lock my ballots (they cannot be changed afterwards)")
+        if st.form_submit_button("Final submit", type="primary", key="final_submit"):
+            if not sure:
+                st.error("Tick the box first to confirm that your ballots are final.")
+            else:
+                try:
+                    store.finalize(juror)
+                except BallotError as exc:
+                    st.error(str(exc))
+                else:
+                    st.rerun()
+
+
+def render() -> None:
+    ctx = jury_context()
+    juror = _login(ctx)
+    store, ids = ctx.store, ctx.package.image_ids
+    if store.is_final(juror):
+        if any(st.session_state.get(f"submit_{i}") for i in ids):
+            st.error("This change was not saved: your ballots are final and locked.")
+        st.success("Thank you! Your ballots are final. You can close this page.")
+        return
+    done = store.done_images(juror)
+    st.progress(len(done) / len(ids), text=f"{len(done)} of {len(ids)} images judged")
+    if MESSAGE_KEY in st.session_state:
+        st.toast(st.session_state.pop(MESSAGE_KEY))
+    current = st.session_state.get(EDIT_KEY)
+    if current not in ids:
+        current = next((i for i in ids if i not in done), None)
+    if current is None:
+        _review_screen(ctx, juror)
+    else:
+        _ballot_screen(ctx, juror, current, done)

@@ -1,0 +1,96 @@
+"""The organizer page (admin token only): progress, live ranking, breakdowns, position bias, CSV export.
+
+Everything is recomputed from the store on each run (and every 15 s by a fragment): never a stale cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from jury_app.context import JuryContext, jury_context
+from jury_app.package import PackageError, load_key
+from jury_app.position_bias import position_bias
+from jury_app.report import rank_jury, ranking_csv
+from jury_app.votes_csv import votes_to_csv
+
+ADMIN_KEY = "admin_token"
+N_BOOT = 1000
+
+
+def _login(ctx: JuryContext) -> None:
+    if "admin" in st.query_params:
+        st.session_state[ADMIN_KEY] = st.query_params["admin"]
+        st.query_params.clear()
+    token = st.session_state.get(ADMIN_KEY)
+    if token and ctx.store.verify_admin(token):
+        return
+    if token:
+        st.session_state.pop(ADMIN_KEY, None)
+        st.error("This organizer link is not valid; create a new one with `pp-jury admin DIR`.")
+    st.title("Organizer")
+    with st.form("admin_login"):
+        code = st.text_input("Organizer token", type="password")
+        if st.form_submit_button("Open") and code.strip():
+            st.session_state[ADMIN_KEY] = code.strip().split("admin=")[-1]
+            st.rerun()
+    st.stop()
+
+
+def _frame(rows) -> pd.DataFrame:
+    return pd.DataFrame([r.__dict__ for r in rows])
+
+
+@st.fragment(run_every=15)
+def _live(ctx: JuryContext) -> None:
+    package, store = ctx.package, ctx.store
+    try:
+        key = load_key(package.root, package)
+    except PackageError as exc:
+        st.error(str(exc))
+        return
+    n_images = len(package.images)
+    jurors = store.jurors()
+    st.subheader("Progress")
+    st.dataframe(pd.DataFrame([{"juror": j.juror, "ballots": j.ballots, "of": n_images,
+                                "final": j.finalized is not None, "last ballot": j.last_update or ""}
+                               for j in jurors]), hide_index=True)
+    ballots = store.ballots()
+    result = rank_jury(ballots, key, n_boot=N_BOOT)
+    st.subheader("Ranking (task rule: most appealing, ties by fewer least appealing)")
+    if (warning := result.agreement.warning()) is not None:
+        st.warning(warning)
+    table = _frame(result.scores)
+    table["bradley_terry"] = [result.bradley_terry.get(r, math.nan) for r in table["run"]]
+    st.dataframe(table, hide_index=True)
+    if len(table):
+        st.bar_chart(table.set_index("run")[["most", "least"]], stack=False)
+    cols = st.columns(3)
+    cols[0].metric("Ballots", len(ballots))
+    cols[1].metric("Kendall's W", "n/a" if math.isnan(result.agreement.kendall_w)
+                   else f"{result.agreement.kendall_w:.3f}")
+    cols[2].metric("Split-half reliability", "n/a" if math.isnan(result.agreement.split_half)
+                   else f"{result.agreement.split_half:.3f}")
+    st.subheader("Per image: most appealing picks")
+    per_image = _frame(result.per_image)
+    if len(per_image):
+        st.dataframe(per_image.pivot(index="image", columns="run", values="most").fillna(0).astype(int))
+        with st.expander("Least appealing picks per image"):
+            st.dataframe(per_image.pivot(index="image", columns="run", values="least").fillna(0).astype(int))
+    st.subheader("Position bias: share of most appealing picks by grid position")
+    st.dataframe(_frame(position_bias(ballots, store.layouts())), hide_index=True)
+    st.download_button("Download votes.csv", votes_to_csv(store.votes()), file_name="votes.csv",
+                       mime="text/csv")
+    st.download_button("Download ranking.csv", ranking_csv(result.scores), file_name="ranking.csv",
+                       mime="text/csv")
+
+
+def render() -> None:
+    ctx = jury_context()
+    _login(ctx)
+    st.title("Pixel Privacy jury: organizer")
+    if ctx.package.note:
+        st.info(ctx.package.note)
+    _live(ctx)

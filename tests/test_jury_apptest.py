@@ -1,0 +1,179 @@
+"""Page logic through Streamlit's AppTest: the juror flow, bad input on the page, the organizer page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from jury_app.context import ENV_DIR, HINT
+from jury_app.fixtures import make_demo_package
+from jury_app.package import load_package
+from jury_app.store import VoteStore
+
+APP = str(Path(__file__).resolve().parents[1] / "jury_app" / "app.py")
+RUNS = [f"TEAMSECRET_run{i}" for i in range(1, 6)]
+TIMEOUT = 60
+
+
+def make_store(tmp_path, monkeypatch, runs=RUNS, images=3, **kw) -> VoteStore:
+    root = make_demo_package(tmp_path / "jury", runs, images, size=16, **kw)
+    monkeypatch.setenv(ENV_DIR, str(root))
+    return VoteStore(load_package(root))
+
+
+def juror_app(token: str | None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if token is not None:
+        at.query_params["token"] = token
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "info", "error", "warning", "success", "subheader", "title", "caption")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def submit(at: AppTest, most: list[str], least: list[str]) -> AppTest:
+    at.pills[0].set_value(most)
+    at.pills[1].set_value(least)
+    next(b for b in at.button if b.label == "Save and continue").click()
+    return at.run()
+
+
+def page_image(at: AppTest) -> str:
+    return next(s.value for s in at.subheader if s.value.startswith("Image "))
+
+
+def test_juror_votes_resumes_and_finalizes(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch)
+    link = store.add_jurors(1)[0]
+    at = juror_app(link.token)
+    assert not at.exception
+    assert "token" not in at.query_params  # moved out of the address bar
+    assert at.session_state["juror_token"] == link.token
+    assert HINT in texts(at) and page_image(at) == "Image 1 of 3"
+    letters = at.pills[0].options
+    assert len(letters) == 5 and letters == sorted(letters) and len(at.pills[1].options) == 5
+    assert "TEAMSECRET" not in texts(at) + "".join(letters)
+    at = submit(at, letters[:3], letters[3:])
+    assert not at.error and page_image(at) == "Image 2 of 3"
+    assert store.done_images(link.juror) == {"img00"}
+    slots = {s.letter: s.candidate for s in store.layout(link.juror, "img00")}
+    assert store.ballot(link.juror, "img00").most == tuple(sorted(slots[x] for x in letters[:3]))
+
+    at2 = juror_app(link.token)  # a new tab / reload with the private link: resumes from the database
+    assert page_image(at2) == "Image 2 of 3"
+    for _ in range(2):
+        opts = at2.pills[0].options
+        at2 = submit(at2, opts[1:4], [opts[0], opts[4]])
+    assert "All images have a ballot" in texts(at2)
+    next(b for b in at2.button if b.label == "Final submit").click()
+    at2.run()
+    assert "Tick the box" in texts(at2) and not store.is_final(link.juror)
+    at2.checkbox[0].check()
+    next(b for b in at2.button if b.label == "Final submit").click()
+    at2.run()
+    assert store.is_final(link.juror) and "final" in texts(at2)
+    assert store.count_ballots() == 3
+
+
+@pytest.mark.parametrize("kind", ["wrong", "tampered", "admin"])
+def test_bad_token_is_refused(tmp_path, monkeypatch, kind):
+    store = make_store(tmp_path, monkeypatch)
+    token = store.add_jurors(1)[0].token
+    bad = {"wrong": "juror001.NotTheRightSecretAtAll0000000", "tampered": token[:-2] + "zz",
+           "admin": store.new_admin_token()}[kind]
+    at = juror_app(bad)
+    assert "not valid" in texts(at)
+    assert not at.pills and "juror_token" not in at.session_state
+    assert store.count_ballots() == 0 and store.layouts() == []
+
+
+@pytest.mark.parametrize("most, least, message", [
+    (slice(0, 2), slice(3, 5), "exactly 3 are needed"),
+    (slice(0, 4), slice(4, 5), "exactly 3 are needed"),
+    (slice(0, 3), slice(2, 4), "in both lists"),
+    (slice(0, 3), slice(0, 0), "exactly 2 are needed"),
+])
+def test_wrong_picks_on_the_page_store_nothing(tmp_path, monkeypatch, most, least, message):
+    store = make_store(tmp_path, monkeypatch)
+    link = store.add_jurors(1)[0]
+    at = juror_app(link.token)
+    opts = at.pills[0].options
+    at = submit(at, opts[most], opts[least])
+    assert message in texts(at) and "Please fix your picks" in texts(at)
+    assert page_image(at) == "Image 1 of 3" and store.count_ballots() == 0
+
+
+def test_replayed_form_after_final_submit_is_rejected(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch, images=2)
+    link = store.add_jurors(1)[0]
+    for image in store.package.image_ids:
+        c = store.package.candidate_ids(image)
+        store.save_ballot(link.juror, image, c[:3], c[3:5])
+    at = juror_app(link.token)
+    next(b for b in at.button if b.label == "Change" and b.key == "change_img00").click()
+    at.run()
+    assert page_image(at) == "Image 1 of 2"
+    before = store.ballot(link.juror, "img00")
+    store.finalize(link.juror)  # e.g. from another tab
+    opts = at.pills[0].options
+    at = submit(at, opts[2:5], opts[:2])
+    assert "not saved" in texts(at) and "final" in texts(at)
+    assert store.ballot(link.juror, "img00") == before
+
+
+def test_few_candidates_shrink_the_picks_and_say_so(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch, runs=RUNS[:3], images=1)
+    at = juror_app(store.add_jurors(1)[0].token)
+    assert "only 3 versions" in texts(at)
+    assert at.pills[0].label == "Most appealing (exactly 2)" and at.pills[1].label == "Least appealing (exactly 1)"
+    opts = at.pills[0].options
+    at = submit(at, opts[:2], opts[2:])
+    assert not at.error and store.count_ballots() == 1
+
+
+def test_original_only_when_the_task_says_so(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch, images=1, show_original=True)
+    at = juror_app(store.add_jurors(1)[0].token)
+    captions = [c for im in at.image for c in im.captions]
+    assert captions[0].startswith("Original") and len(at.image) == 6
+    store2 = make_store(tmp_path / "b", monkeypatch, images=1)
+    at = juror_app(store2.add_jurors(1)[0].token)
+    captions = [c for im in at.image for c in im.captions]
+    assert len(at.image) == 5 and not any("Original" in c for c in captions)
+    assert sorted(captions) == sorted(at.pills[0].options)  # grid captions are the letters only
+
+
+def organizer_app(token: str | None) -> AppTest:
+    at = AppTest.from_string("from jury_app import organizer_page\norganizer_page.render()",
+                             default_timeout=TIMEOUT)
+    if token is not None:
+        at.query_params["admin"] = token
+    return at.run()
+
+
+def test_organizer_page_needs_admin_token_and_shows_live_ranking(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch)
+    admin = store.new_admin_token()
+    juror = store.add_jurors(1)[0]
+    for bad in (juror.token, admin[:-1] + "x", None):
+        at = organizer_app(bad)
+        assert not at.dataframe and "Progress" not in texts(at)
+    at = organizer_app(admin)
+    assert not at.exception and "admin" not in at.query_params
+    ranking = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    assert sorted(ranking["run"]) == RUNS and ranking["most"].sum() == 0
+    # a ballot arrives; the next run of the page shows it (no stale cache)
+    c = store.package.candidate_ids("img00")
+    store.save_ballot(juror.juror, "img00", c[:3], c[3:5])
+    at.run()
+    ranking = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    assert ranking["most"].sum() == 3 and ranking["least"].sum() == 2
+    assert "fewer than 5 jurors" in texts(at)
+    for section in ("Progress", "Per image", "Position bias"):
+        assert section in texts(at)
+    assert {"Download votes.csv", "Download ranking.csv"} <= {b.label for b in at.get("download_button")}
