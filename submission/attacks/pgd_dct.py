@@ -42,7 +42,7 @@ class PGDDCTParams(Params):
     margin: float = param(2.0, "PGD aims this many points under s_a before quantization", min=0.0, max=100.0)
     eps_max: float = param(2000.0, "largest L2 budget in the DCT domain (0..255 units; Bonnet: 2000)", min=1.0)
     search_steps: int = param(7, "binary-search rounds over the budget (Bonnet: 7)", min=1, max=30)
-    iters: int = param(20, "PGD iterations per budget", min=1, max=10000)
+    iters: int = param(10, "PGD iterations per budget (as pgd-l2)", min=1, max=10000)
     max_step: int = param(1, "largest change of a coefficient, in quantization steps", min=1, max=64)
     lambda_steps: int = param(10, "search rounds over the Lagrange multiplier lambda", min=1, max=40)
     quality: int = param(90, "quality of the organizer codec the coefficients are written for", min=1, max=100)

@@ -1,0 +1,417 @@
+"""BRISQUE (Mittal, Moorthy, Bovik 2012) in torch, with the pre-trained SVR of the PyPI package `brisque` 0.2.0.
+
+Pipeline (identical to the package's `BRISQUE.score`, batched and differentiable):
+1. gray = 0.2125 R + 0.7154 G + 0.0721 B (skimage `rgb2gray`) of the RGB input in [0, 1];
+2. at full scale and at half scale (cv2.resize fx=fy=0.5 INTER_CUBIC, i.e. 4-tap kernel
+   [-3/32, 19/32, 19/32, -3/32] at stride 2 with replicated borders), 18 features: MSCN with a 7x7 Gaussian
+   (sigma 7/6, zero-padded 'same'), C = 1/255; AGGD fits (alpha, (sigma_l^2 + sigma_r^2)/2) of the MSCN map and
+   (alpha, mean, sigma_l^2, sigma_r^2) of its four pair-product maps;
+3. scale the 36 features to [-1, 1] with `normalize.pickle` (min_, max_);
+4. epsilon-SVR with RBF kernel from `svm.txt` (libsvm format): BRISQUE = sum_i coef_i exp(-gamma |sv_i - f|^2) - rho.
+Quality (kit orientation, higher = better) = 100 - BRISQUE; `forward` clips it to [0, 100].
+
+Parity: the package's features are discontinuous at rounding level where the MSCN vanishes (flat windows,
+linear ramps: the AGGD fit splits coefficients by sign), so we reproduce its arithmetic there, and its gray
+image bit for bit (8-bit inputs read as k * (1/255), numpy's `rgb @ coeffs`); elsewhere a float64 port agrees
+to ~1e-12. Measured: < 1e-4 BRISQUE points on sample photos and their blurred / noisy / JPEG-20 versions.
+
+The two model files are read at run time from the installed package's directory, located with
+`importlib.util.find_spec` without importing the package (which imports OpenCV).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+import torch
+
+from evaluator.biqa import natural_scene as nss
+from evaluator.biqa.base import BIQAInfo, BIQAModel
+
+GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray (ITU-R BT.709)
+MSCN_C = 1 / 255
+KERNEL_SIZE = 7
+KERNEL_SIGMA = 7 / 6
+HALF_SCALE_TAPS = (-0.09375, 0.59375, 0.59375, -0.09375)  # cv2 INTER_CUBIC (A = -0.75) at offset 0.5
+N_FEATURES = 36
+MIN_SIZE = 16  # the half scale must still hold a 7x7 window
+
+
+class BrisqueModelError(ValueError):
+    """The `brisque` package's model files are missing or malformed (the message names the file and the fix)."""
+
+
+@dataclass(frozen=True)
+class SVRModel:
+    """An epsilon-SVR with RBF kernel: prediction = dual_coef . exp(-gamma |sv - x|^2) - rho."""
+
+    support_vectors: torch.Tensor  # (n_sv, n_features) float64
+    dual_coef: torch.Tensor  # (n_sv,) float64
+    rho: float
+    gamma: float
+
+
+def brisque_model_dir() -> Path:
+    """Directory holding `svm.txt` and `normalize.pickle` of the installed `brisque` package (not imported)."""
+    spec = importlib.util.find_spec("brisque")
+    if spec is None or not spec.submodule_search_locations:
+        raise BrisqueModelError(
+            "brisque: the PyPI package 'brisque' (which ships the pre-trained SVR) is not installed; "
+            "install it with `pip install brisque==0.2.0`"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def load_svr(path: Path) -> SVRModel:
+    """Parse a libsvm model file (`svm_type epsilon_svr`, `kernel_type rbf`, dense 1-based indices)."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BrisqueModelError(f"{path}: cannot read the SVR model ({exc}); reinstall `brisque==0.2.0`") from exc
+    lines = text.splitlines()
+    header: dict[str, str] = {}
+    try:
+        start = lines.index("SV") + 1
+    except ValueError:
+        raise BrisqueModelError(f"{path}: no 'SV' line, not a libsvm model; reinstall `brisque==0.2.0`") from None
+    for line in lines[: start - 1]:
+        key, _, value = line.partition(" ")
+        header[key] = value.strip()
+    if header.get("svm_type") != "epsilon_svr" or header.get("kernel_type") != "rbf":
+        raise BrisqueModelError(
+            f"{path}: expected svm_type epsilon_svr and kernel_type rbf, got {header.get('svm_type')!r} and "
+            f"{header.get('kernel_type')!r}; reinstall `brisque==0.2.0`"
+        )
+    coefs: list[float] = []
+    rows: list[list[float]] = []
+    try:
+        for number, line in enumerate(lines[start:], start=start + 1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            row = [0.0] * N_FEATURES
+            for field in fields[1:]:
+                index, _, value = field.partition(":")
+                row[int(index) - 1] = float(value)
+            coefs.append(float(fields[0]))
+            rows.append(row)
+        rho, gamma, total = float(header["rho"]), float(header["gamma"]), int(header["total_sv"])
+    except (KeyError, ValueError, IndexError) as exc:
+        raise BrisqueModelError(f"{path}: malformed libsvm model ({exc}); reinstall `brisque==0.2.0`") from exc
+    if len(rows) != total or total == 0:
+        raise BrisqueModelError(f"{path}: header says {total} support vectors, found {len(rows)}")
+    return SVRModel(
+        support_vectors=torch.tensor(rows, dtype=torch.float64),
+        dual_coef=torch.tensor(coefs, dtype=torch.float64),
+        rho=rho,
+        gamma=gamma,
+    )
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickler that builds only plain containers and numbers (refuses every class or function)."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle protocol
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_feature_range(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min_, max_) feature scaling vectors (36,) float64 from the package's `normalize.pickle`."""
+    try:
+        data = _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
+        lo = torch.tensor([float(v) for v in data["min_"]], dtype=torch.float64)
+        hi = torch.tensor([float(v) for v in data["max_"]], dtype=torch.float64)
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        raise BrisqueModelError(
+            f"{path}: cannot read the feature scaling (dict with 36-long 'min_' and 'max_') ({exc}); "
+            "reinstall `brisque==0.2.0`"
+        ) from exc
+    if lo.shape != (N_FEATURES,) or hi.shape != (N_FEATURES,) or not bool((hi > lo).all()):
+        raise BrisqueModelError(f"{path}: 'min_'/'max_' must be {N_FEATURES} values with max_ > min_")
+    return lo, hi
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, H, W): skimage `rgb2gray` weights 0.2125, 0.7154, 0.0721."""
+    r, g, b = GRAY_WEIGHTS
+    return x[:, 0] * r + x[:, 1] * g + x[:, 2] * b
+
+
+def package_gray(x64: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float64 -> (N, H, W): `rgb2gray` with skimage's own arithmetic (numpy `rgb @ coeffs`).
+
+    numpy's matmul rounds differently from a plain weighted sum in about 1 pixel in 5 (1 ulp); that matters
+    only where the MSCN vanishes (see `match_package_where_mscn_vanishes`), but there it flips signs. The value
+    is numpy's; the gradient is that of `rgb_to_gray`.
+    """
+    gray = rgb_to_gray(x64)
+    with torch.no_grad():
+        coeffs = np.array(GRAY_WEIGHTS, dtype=np.float64)
+        rgb = np.ascontiguousarray(x64.detach().permute(0, 2, 3, 1).cpu().numpy())
+        exact = torch.from_numpy(np.stack([image @ coeffs for image in rgb])).to(gray.device)
+    return gray + (exact - gray.detach()) if gray.requires_grad else exact
+
+
+def to_float64_on_8bit_grid(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float64, with values within rounding of k/255 set to exactly k * (1/255) (value only).
+
+    The reference reads 8-bit images with skimage's `img_as_float`, i.e. as k * (1/255) in float64 (which is
+    not k / 255 for 24 of the 256 levels), and its features are discontinuous at rounding level where the
+    MSCN vanishes (see `match_package_where_mscn_vanishes`). Snapping makes float32 and float64 tensors of an
+    8-bit image score exactly as the package scores the image. Off-grid values (e.g. adversarial
+    perturbations) are left as they are; the gradient is the identity either way.
+    """
+    x64 = x.to(torch.float64)
+    if x.dtype not in (torch.float32, torch.float64):
+        return x64
+    tolerance = 3e-5 if x.dtype == torch.float32 else 1e-9  # float32 rounding of k/255 is below 1.5e-5 * 255
+    with torch.no_grad():
+        scaled = x.detach() * 255
+        levels = scaled.round()
+        on_grid = (scaled - levels).abs_() <= tolerance
+        exact = levels.double().mul_(1 / 255)
+        snapped = exact if bool(on_grid.all()) else torch.where(on_grid, exact, x64.detach())
+    return snapped if not x.requires_grad else x64 + (snapped - x64.detach())
+
+
+def half_scale(gray: torch.Tensor) -> torch.Tensor:
+    """cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=INTER_CUBIC) of the last two dims.
+
+    Output size round-half-even(H / 2) x round-half-even(W / 2) (cvRound); output pixel d takes input pixels
+    2d-1 .. 2d+2 (clamped to the image: replicated borders) with weights HALF_SCALE_TAPS.
+    """
+
+    h, w = gray.shape[-2:]
+    oh, ow = round(h / 2), round(w / 2)  # Python rounds half to even, like cvRound
+    padded = torch.nn.functional.pad(gray.unsqueeze(-3), (1, 2, 1, 2), mode="replicate").squeeze(-3)
+    rows = None
+    for k, weight in enumerate(HALF_SCALE_TAPS):  # horizontal pass first, as cv2
+        term = padded[..., k : k + 2 * ow : 2] * weight
+        rows = term if rows is None else rows + term
+    out = None
+    for k, weight in enumerate(HALF_SCALE_TAPS):
+        term = rows[..., k : k + 2 * oh : 2, :] * weight
+        out = term if out is None else out + term
+    return out
+
+
+def package_kernel2d(size: int = KERNEL_SIZE, sigma: float = KERNEL_SIGMA) -> np.ndarray:
+    """The package's `gaussian_kernel2d` (numpy float64), bit for bit."""
+    y, x = np.indices((size, size)) - int(size / 2)
+    kernel = 1 / (2 * np.pi * sigma**2) * np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    return kernel / np.sum(kernel)
+
+
+def vanishing_mscn_pixels(gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Indices (as `nonzero(as_tuple=True)`) where x - mu is zero up to float64 rounding: flat windows and
+    windows whose weighted deviations cancel (linear ramps, e.g. in JPEG blocks). Exactly zero windows
+    (x = mu = 0, where both implementations give exactly 0) are left out.
+
+    The rounding noise of mu is below 49 ulp of the window's largest value, i.e. below 4e-13 sqrt(K * x^2);
+    the threshold 1e-11 sqrt(K * x^2) keeps a margin, and true deviations of 8-bit images are far larger.
+    """
+    rms = torch.sqrt(sigma * sigma + mu * mu)
+    suspect = (gray64 - mu).abs() <= 1e-11 * rms
+    suspect &= (gray64 != 0) | (mu != 0)
+    return suspect.nonzero(as_tuple=True)
+
+
+def package_mscn_at(gray64: torch.Tensor, where: tuple[torch.Tensor, ...]) -> np.ndarray:
+    """The package's MSCN values at pixels `where` of the gray image (..., H, W), float64, bit for bit.
+
+    Gathers each pixel's zero-padded 7x7 window and runs the package's own arithmetic on it:
+    scipy.signal.convolve2d of the windows laid side by side ('valid', one output per window) for mu and for
+    K * x^2, then (x - mu) / (sqrt(|mu^2 - K * x^2|) + C).
+    """
+    half = (KERNEL_SIZE - 1) // 2
+    padded = torch.nn.functional.pad(gray64, (half, half, half, half)).contiguous()
+    strides = torch.tensor(padded.stride(), device=gray64.device)
+    corner = sum(index * stride for index, stride in zip(where, strides))  # window's top-left in `padded`
+    offsets = (torch.arange(KERNEL_SIZE, device=gray64.device)[:, None] * strides[-2]) + torch.arange(
+        KERNEL_SIZE, device=gray64.device
+    ) * strides[-1]
+    windows = padded.reshape(-1).take(corner[:, None, None] + offsets).cpu().numpy()  # (n, 7, 7)
+    strip = windows.transpose(1, 0, 2).reshape(KERNEL_SIZE, -1)  # windows side by side
+    kernel = package_kernel2d()
+    mu = scipy.signal.convolve2d(strip, kernel, "valid")[0, ::KERNEL_SIZE]
+    ex2 = scipy.signal.convolve2d(strip**2, kernel, "valid")[0, ::KERNEL_SIZE]
+    center = windows[:, half, half]
+    return (center - mu) / (np.sqrt(np.abs(mu**2 - ex2)) + MSCN_C)
+
+
+def _box_sums(a: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sums of `a` (..., H, W) over every height x width box, (..., H - height + 1, W - width + 1), exact ints."""
+    s = torch.nn.functional.pad(a.to(torch.int32).cumsum(-2).cumsum(-1), (1, 0, 1, 0))
+    return s[..., height:, width:] - s[..., :-height, width:] - s[..., height:, :-width] + s[..., :-height, :-width]
+
+
+def flat_window_map(gray: torch.Tensor, size: int = KERNEL_SIZE) -> torch.Tensor:
+    """(..., H, W) bool: pixels whose size x size window lies inside the image and holds a single value."""
+    h, w = gray.shape[-2:]
+    mask = torch.zeros(gray.shape, dtype=torch.bool, device=gray.device)
+    if h < size or w < size:
+        return mask
+    changes_h = _box_sums(gray[..., :, 1:] != gray[..., :, :-1], size, size - 1)
+    changes_v = _box_sums(gray[..., 1:, :] != gray[..., :-1, :], size - 1, size)
+    half = (size - 1) // 2
+    mask[..., half : h - size + 1 + half, half : w - size + 1 + half] = (changes_h == 0) & (changes_v == 0)
+    return mask
+
+
+def package_flat_mscn(values: np.ndarray) -> np.ndarray:
+    """The package's MSCN in a flat 7x7 window inside the image, for each value c: it depends on c only, so
+    `package_mscn_at` runs once per distinct value."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    strip = np.repeat(unique[None, :], KERNEL_SIZE, axis=1).repeat(KERNEL_SIZE, axis=0)  # 7x7 blocks side by side
+    kernel = package_kernel2d()
+    mu = scipy.signal.convolve2d(strip, kernel, "valid")[0, ::KERNEL_SIZE]
+    ex2 = scipy.signal.convolve2d(strip**2, kernel, "valid")[0, ::KERNEL_SIZE]
+    return ((unique - mu) / (np.sqrt(np.abs(mu**2 - ex2)) + MSCN_C))[inverse]
+
+
+def match_package_where_mscn_vanishes(
+    m: torch.Tensor, gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """MSCN map `m` with the package's own values where x - mu vanishes (value only; gradient unchanged).
+
+    Why: there the package's MSCN is rounding noise of either sign, and the AGGD fit splits coefficients by
+    sign, so that noise moves its features: by 0.1 to 1 BRISQUE points on photos with flat areas or on
+    JPEG-20 images (flat and ramp-like blocks). Our separable filter rounds differently, so at those pixels
+    we evaluate the package's arithmetic itself: once per distinct value for flat windows
+    (`package_flat_mscn`), per window for the others (`package_mscn_at`).
+    """
+    with torch.no_grad():
+        suspect = vanishing_mscn_pixels(gray64, mu, sigma)
+        if suspect[0].numel() == 0:
+            return m
+        flat = flat_window_map(gray64)[suspect]
+        target = torch.empty(flat.shape, dtype=torch.float64)
+        if bool(flat.any()):
+            values = gray64[tuple(i[flat] for i in suspect)].cpu().numpy()
+            target[flat.cpu()] = torch.from_numpy(package_flat_mscn(values))
+        if not bool(flat.all()):
+            target[~flat.cpu()] = torch.from_numpy(package_mscn_at(gray64, tuple(i[~flat] for i in suspect)))
+        target = target.to(device=m.device, dtype=m.dtype)
+    return m.index_put(suspect, m[suspect] + (target - m.detach()[suspect]))
+
+
+def scale_moments(gray64: torch.Tensor, dtype: torch.dtype, match_package: bool = True) -> nss.AGGDMoments:
+    """AGGD moments (each (N, 5)) of the MSCN map and its 4 pair products at one scale of the float64 gray image.
+
+    The MSCN map is always computed in float64 (in float32, K * x^2 - mu^2 cancels badly in smooth regions,
+    about 0.1 BRISQUE points); the pair products and the moments in `dtype`.
+    """
+    kernel = nss.gaussian_kernel1d(KERNEL_SIZE, KERNEL_SIGMA, dtype=torch.float64, device=gray64.device)
+    mu, sigma = nss.local_mean_and_deviation(gray64, kernel, padding="zeros")
+    m = (gray64 - mu) / (sigma + MSCN_C)
+    if match_package:
+        m = match_package_where_mscn_vanishes(m, gray64, mu, sigma)
+    m = m.to(dtype)
+    return nss.stack_moments([nss.aggd_moments(t) for t in (m, *nss.pair_products(m, boundary="crop"))])
+
+
+def features_from_moments(moments: nss.AGGDMoments) -> torch.Tensor:
+    """BRISQUE features (N, 18 * S) from stacked moments (each (N, S, 5): S scales x [MSCN + 4 pair products]).
+
+    Per scale, the package's order: [alpha_m, (sl_m^2 + sr_m^2) / 2] then, for the horizontal, vertical, main
+    and secondary diagonal pair products, [alpha, mean, sl^2, sr^2].
+    """
+    fit = nss.aggd_fit_from_moments(moments)
+    n, scales = fit.alpha.shape[:2]
+    mscn_part = torch.stack([fit.alpha[..., 0], (fit.sigma_l_sq[..., 0] + fit.sigma_r_sq[..., 0]) / 2], dim=-1)
+    pair_part = torch.stack([fit.alpha[..., 1:], fit.mean[..., 1:], fit.sigma_l_sq[..., 1:], fit.sigma_r_sq[..., 1:]], dim=-1)
+    return torch.cat([mscn_part, pair_part.reshape(n, scales, 16)], dim=-1).reshape(n, 18 * scales)
+
+
+def _file_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class Brisque(BIQAModel):
+    """BRISQUE with the `brisque` package's SVR. raw_score = 100 - BRISQUE; forward = clip to [0, 100].
+
+    `dtype`: dtype of the pair products and AGGD moments (the MSCN map, feature scaling and SVR are always
+    float64); float32 stays within about 1e-4 BRISQUE points of float64. `match_package`: reproduce the
+    package's rounding where the MSCN vanishes (flat or ramp-like windows; see
+    `match_package_where_mscn_vanishes`); off, it is about twice as fast and up to ~1 point off on JPEG-20 or
+    flat images. `chunk_size`: images processed together (small chunks keep temporaries in cache).
+    """
+
+    def __init__(
+        self,
+        dtype: torch.dtype = torch.float32,
+        model_dir: str | Path | None = None,
+        match_package: bool = True,
+        chunk_size: int = 1,
+    ) -> None:
+        super().__init__()
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"Brisque: dtype must be torch.float32 or torch.float64, got {dtype}")
+        directory = Path(model_dir) if model_dir is not None else brisque_model_dir()
+        svm_path, norm_path = directory / "svm.txt", directory / "normalize.pickle"
+        svr = load_svr(svm_path)
+        if svr.support_vectors.shape[1] != N_FEATURES:
+            raise BrisqueModelError(f"{svm_path}: support vectors must have {N_FEATURES} features")
+        lo, hi = load_feature_range(norm_path)
+        self.compute_dtype = dtype
+        self.match_package = match_package
+        if chunk_size < 1:
+            raise ValueError(f"Brisque: chunk_size must be >= 1, got {chunk_size}")
+        self.chunk_size = chunk_size
+        self.register_buffer("support_vectors", svr.support_vectors)
+        self.register_buffer("dual_coef", svr.dual_coef)
+        self.register_buffer("rho", torch.tensor(svr.rho, dtype=torch.float64))
+        self.register_buffer("gamma", torch.tensor(svr.gamma, dtype=torch.float64))
+        self.register_buffer("feature_min", lo)
+        self.register_buffer("feature_max", hi)
+        self.info = BIQAInfo(
+            name="brisque",
+            threshold=50.0,
+            score_range=(0.0, 100.0),
+            lower_better=False,
+            weights_sha256=_file_digest(svm_path, norm_path),
+            description="BRISQUE (Mittal et al. 2012) with the SVR of PyPI brisque 0.2.0; quality = 100 - BRISQUE",
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 36 BRISQUE features (N, 36) of RGB `x` (N, 3, H, W) in [0, 1]: full scale then half scale."""
+        self.check_input(x)
+        if min(x.shape[-2:]) < MIN_SIZE:
+            raise ValueError(f"BRISQUE needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape)}")
+        per_chunk = []
+        for chunk in x.split(self.chunk_size):  # small chunks keep temporaries in cache
+            x64 = to_float64_on_8bit_grid(chunk)
+            gray = package_gray(x64) if self.match_package else rgb_to_gray(x64)
+            full = scale_moments(gray, self.compute_dtype, self.match_package)
+            half = scale_moments(half_scale(gray), self.compute_dtype, self.match_package)
+            per_chunk.append(nss.stack_moments([full, half], dim=1))  # (n, 2, 5)
+        moments = nss.AGGDMoments(
+            *(torch.cat([getattr(m, f) for m in per_chunk]) for f in nss.AGGDMoments.__dataclass_fields__)
+        )
+        return features_from_moments(moments).to(torch.float64)
+
+    def svr(self, features: torch.Tensor) -> torch.Tensor:
+        """BRISQUE (N,) (lower = better) of raw features (N, 36): min-max scaling to [-1, 1], then the RBF SVR."""
+        dtype = self.support_vectors.dtype
+        f = features.to(dtype)
+        scaled = -1 + 2.0 / (self.feature_max - self.feature_min) * (f - self.feature_min)
+        sq_dist = ((scaled[:, None, :] - self.support_vectors[None, :, :]) ** 2).sum(-1)
+        return torch.exp(-self.gamma * sq_dist) @ self.dual_coef - self.rho
+
+    def brisque(self, x: torch.Tensor) -> torch.Tensor:
+        """The BRISQUE score (N,) of the package (lower = better, roughly 0..100), float64."""
+        return self.svr(self.features(x))
+
+    def raw_score(self, x: torch.Tensor) -> torch.Tensor:
+        """100 - BRISQUE, unclipped (higher = better), in x's dtype; differentiable with respect to x."""
+        return (100.0 - self.brisque(x)).to(x.dtype)

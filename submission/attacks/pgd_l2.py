@@ -1,0 +1,125 @@
+"""Bonnet, Furon & Bas (Pixel Privacy 2020), pixel domain: L2 PGD with a binary search over the distortion budget,
+then the quantization of "What if adversarial samples were digital images?" (IH&MMSec 2020) adapted to a regressor.
+
+Adversarial means L(x) = BIQA(x) - s_a < 0 (their eq. 5), s_a = target - margin.
+
+1. PGD-L2 (Madry et al. 2018) at budget eps (L2 in 8-bit units, ||255 (x_adv - x)||_2 <= eps): `iters` steps
+   x <- Proj_eps(x - (2.5 eps / iters) g / ||g||) on the objective (default 'below': relu(raw - s_a), so an
+   image stops once adversarial), clipped to [0, 1].
+2. Binary search over eps in (0, eps_max] (eps_max = 2000 as in the paper) for `search_steps` runs (paper: 7),
+   per image: the smallest budget found that gives an adversarial x_a.
+3. Quantization in the pixel domain (their eq. 6-7 with quantization step Delta = 1): with P = 255 (x_a - x) and
+   G = grad L at x_a in 8-bit units, Q*(lambda) = -P - lambda G / 2 minimizes ||P + Q||^2 + lambda L(Q) to first
+   order; Q is bounded to [-1, 1] (one quantization step) and x_q = clip(round(255 x + P + Q*), 0, 255).
+   lambda = 0 pulls x_a to the nearest integers toward x; a bisection on lambda finds the smallest lambda whose
+   x_q is still adversarial. If none is, x_q = round(x_a) when that is adversarial, else the largest lambda tried.
+Output: the integer image x_q / 255 (a PNG), adversarial in the image domain whenever step 2 succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evaluator.biqa.base import BIQAModel
+from submission.attacks.base import L2, AttackContext, GradientAttack, GradientParams, param
+
+
+@dataclass(frozen=True)
+class PGDL2Params(GradientParams):
+    margin: float = param(0.0, "adversarial once raw < target - margin (Bonnet: margin 0)", min=0.0, max=100.0)
+    eps_max: float = param(2000.0, "largest L2 budget, 8-bit units (Bonnet: 2000)", min=0.0, max=1e7)
+    search_steps: int = param(7, "PGD runs of the binary search over the budget (Bonnet: 7)", min=1, max=64)
+    iters: int = param(10, "PGD iterations per budget", min=1, max=100000)
+    quantize: bool = param(True, "quantize to integers keeping the adversarial property (else plain rounding)")
+    lambda_steps: int = param(12, "bisection steps on the quantization's Lagrange multiplier", min=1, max=64)
+
+
+class PGDL2(GradientAttack):
+    name = "pgd-l2"
+    paper = "Bonnet, Furon & Bas at Pixel Privacy 2020 (PGD-L2, binary search, spatial quantization)"
+    summary = "L2 PGD with a binary search over the budget, then adversarial-preserving integer quantization"
+    Params = PGDL2Params
+
+    def pgd(self, model: BIQAModel, x: torch.Tensor, eps: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        """PGD-L2 at per-image budgets eps ((N,), 8-bit units)."""
+        l2 = L2()
+        e = eps / 255.0
+        step = 2.5 * e / self.params.iters
+        x_adv = x.clone()
+        for _ in range(self.params.iters):
+            _, _, g = self.loss_and_grad(model, x_adv, ctx)
+            x_adv = x_adv - step.view(-1, 1, 1, 1) * l2.direction(g)
+            x_adv = (x + l2.project(x_adv - x, e)).clamp(0.0, 1.0)
+        return x_adv
+
+    def adversarial(self, model: BIQAModel, x: torch.Tensor, goal: float) -> torch.Tensor:
+        with torch.no_grad():
+            return self.raw(model, x) < goal
+
+    def quantize(self, model: BIQAModel, x: torch.Tensor, x_a: torch.Tensor, goal: float,
+                 ctx: AttackContext) -> tuple[torch.Tensor, list[float | None]]:
+        n = x.shape[0]
+        view = (-1, 1, 1, 1)
+        x255, p = x * 255.0, (x_a - x) * 255.0
+        xg = x_a.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.raw(model, xg).sum(), xg)
+        g255 = g / 255.0
+
+        def candidate(lam: torch.Tensor) -> torch.Tensor:
+            q = (-p - lam.view(view) * g255 / 2).clamp(-1.0, 1.0)
+            return (torch.round(x255 + p + q).clamp(0, 255)) / 255.0
+
+        rounded = torch.round(x_a * 255.0) / 255.0
+        # find an upper lambda that works, doubling
+        hi = torch.ones(n, device=x.device)
+        ok_hi = self.adversarial(model, candidate(hi), goal)
+        for _ in range(40):
+            if bool(ok_hi.all()):
+                break
+            hi = torch.where(ok_hi, hi, hi * 4)
+            ok_hi = self.adversarial(model, candidate(hi), goal)
+        lo = torch.zeros(n, device=x.device)
+        ok0 = self.adversarial(model, candidate(lo), goal)
+        hi = torch.where(ok0, lo, hi)
+        for _ in range(self.params.lambda_steps):
+            mid = (lo + hi) / 2
+            ok = self.adversarial(model, candidate(mid), goal) & ok_hi
+            hi = torch.where(ok, mid, hi)
+            lo = torch.where(ok, lo, mid)
+        x_q = candidate(hi)
+        good = self.adversarial(model, x_q, goal)
+        round_ok = self.adversarial(model, rounded, goal)
+        x_q = torch.where((~good & round_ok).view(view), rounded, x_q)
+        lams = [float(h) if bool(gd) else None for h, gd in zip(hi, good)]
+        return x_q, lams
+
+    def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext):
+        p = self.params
+        goal = ctx.objective.target - ctx.objective.margin
+        n = x.shape[0]
+        lo = torch.zeros(n, device=x.device)
+        hi = torch.full((n,), p.eps_max, device=x.device)
+        best = self.pgd(model, x, hi, ctx)
+        found = self.adversarial(model, best, goal)
+        best_eps = torch.where(found, hi, torch.full_like(hi, float("nan")))
+        for _ in range(p.search_steps - 1):
+            mid = (lo + hi) / 2
+            x_mid = self.pgd(model, x, mid, ctx)
+            ok = self.adversarial(model, x_mid, goal)
+            best = torch.where(ok.view(-1, 1, 1, 1), x_mid, best)
+            best_eps = torch.where(ok, mid, best_eps)
+            hi = torch.where(ok, mid, hi)
+            lo = torch.where(ok, lo, mid)
+        found = ~torch.isnan(best_eps)
+        if p.quantize:
+            x_q, lams = self.quantize(model, x, best, goal, ctx)
+        else:
+            x_q, lams = torch.round(best * 255.0) / 255.0, [None] * n
+        l2 = ((x_q - x) * 255).flatten(1).norm(dim=1)
+        info = [
+            {"eps": (float(e) if bool(f) else None), "lambda": lam, "l2_8bit": float(d)}
+            for e, f, lam, d in zip(best_eps, found, lams, l2)
+        ]
+        return x_q, info

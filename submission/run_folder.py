@@ -1,0 +1,459 @@
+"""Write a run folder under the run contract, resumably and shard by shard.
+
+Layout (design.md, "Run folder contract"): `runs/<run>/` holds, for every original `<id>.png`, one `<id>.png`
+(uint8 RGB, the original's width and height) or `<id>.jpg` (attacks that write JPEG bytes), plus `run.json` with
+`team, run, method, params, biqa, created, kit_version, seed` (and extra keys: status, shard count, target, the
+model's weights hash, the task rules, library versions). The attack's per-image log is `log.csv` in the run's
+work folder `runs/.pp-attack/<run>/`, a hidden sibling: the contract allows only images and run.json inside the
+run, and the evaluator skips names that start with '.':
+
+    image, score_before, score_after, score_jpeg, raw_before, raw_after, psnr, seconds
+
+score_before / score_after: clipped BIQA scores of the original and of the file as written (after rounding to
+8 bits, or decoding the JPEG); score_jpeg: of the organizer's round trip (`OrganizerCodec.roundtrip`, JPEG-90) of
+the written image; psnr in dB against the original; seconds: the attack's wall time for the image (its batch's
+time divided by the batch size).
+
+Crash safety: an image file is written atomically (temp file + os.replace) before its log row is appended, so a
+crash loses only images in flight; a rerun skips every image that has both its file and its log row. A shard
+`i/n` (0-based) takes images i, i+n, i+2n, ... of the sorted originals and logs to `log.shard<i>of<n>.csv`
+(one file per shard, so concurrent processes never append to the same file);
+`finalize` checks that every original has its file and row, merges the shard logs into `log.csv`, and marks
+run.json complete. An unsharded run finalizes itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from evaluator.biqa.base import BIQAModel
+from evaluator.codec import OrganizerCodec
+from evaluator.imageio import load_rgb, probe_image, save_png
+from submission.attacks.base import Attack, AttackError, psnr
+
+log = logging.getLogger(__name__)
+
+RUN_JSON = "run.json"
+LOG_CSV = "log.csv"
+LOG_FIELDS = ("image", "score_before", "score_after", "score_jpeg", "raw_before", "raw_after", "psnr", "seconds")
+ORIGINAL_SUFFIXES = (".png",)
+IDENTITY_KEYS = ("method", "params", "seed", "biqa", "biqa_weights_sha256")
+
+
+class RunFolderError(AttackError):
+    """A run folder that cannot be written or finalized; the message names the folder, the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Slice `index` of `count` (0-based): images index, index + count, ... of the sorted originals."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise RunFolderError(f"shard {self.index}/{self.count}: need 0 <= i < n (0-based), e.g. --shard 0/4")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            i, n = (int(t) for t in text.split("/"))
+        except ValueError:
+            raise RunFolderError(f"--shard {text!r}: write i/n with 0 <= i < n, e.g. 0/4") from None
+        return cls(i, n)
+
+    def take(self, items: Sequence[Any]) -> list[Any]:
+        return list(items[self.index :: self.count])
+
+    @property
+    def log_name(self) -> str:
+        return LOG_CSV if self.count == 1 else f"log.shard{self.index}of{self.count}.csv"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What identifies a run (and goes into run.json)."""
+
+    team: str
+    run: str
+    method: str
+    params: dict[str, Any]
+    biqa: str
+    seed: int
+    biqa_weights_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "params": self.params,
+            "seed": self.seed,
+            "biqa": self.biqa,
+            "biqa_weights_sha256": self.biqa_weights_sha256,
+        }
+
+
+def kit_version() -> str:
+    try:
+        return importlib.metadata.version("pixel-privacy-kit")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "pillow", "jpeglib"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def list_originals(folder: str | Path) -> list[Path]:
+    """The sorted `<id>.png` files of `folder`; `RunFolderError` when the folder is missing or holds none."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise RunFolderError(f"--originals {d}: not a folder; point it at the folder of original <id>.png images")
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in ORIGINAL_SUFFIXES
+                   and not p.name.startswith("."))
+    if not files:
+        raise RunFolderError(f"--originals {d}: holds no .png image; point it at the folder of original images")
+    return files
+
+
+def check_originals(paths: Iterable[Path]) -> None:
+    """Decode every original once under the kit's image policy; the first failure raises its `ImageError`."""
+    for p in paths:
+        load_rgb(p)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
+
+
+def read_run_json(out: Path) -> dict[str, Any]:
+    p = out / RUN_JSON
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{p}: cannot be read as JSON ({exc}); is this a pp-attack run folder?") from exc
+    if not isinstance(meta, dict):
+        raise RunFolderError(f"{p}: is not a JSON object; is this a pp-attack run folder?")
+    return meta
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, originals: Path) -> Path:
+    """Create `out` with run.json, or check that the run already there is the same one (resume).
+
+    Refuses (RunFolderError, nothing touched) a folder that holds another run (different method, params, seed,
+    BIQA or weights) or files but no run.json."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: exists and is not a folder; choose a new run folder")
+    if out.is_dir() and (out / RUN_JSON).exists():
+        meta = read_run_json(out)
+        have = {k: meta.get(k) for k in IDENTITY_KEYS}
+        want = json.loads(json.dumps(spec.identity()))
+        if have != want:
+            diff = [k for k in IDENTITY_KEYS if have.get(k) != want.get(k)]
+            details = "; ".join(f"{k}: folder has {have.get(k)!r}, asked {want.get(k)!r}" for k in diff)
+            raise RunFolderError(
+                f"--out {out}: already holds a different run ({details}); choose another --out, or delete the "
+                f"folder to start over"
+            )
+        if meta.get("shards") not in (None, shard.count):
+            raise RunFolderError(
+                f"--out {out}: was started with {meta.get('shards')} shards, asked {shard.count}; use the same n"
+            )
+        return out
+    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+        raise RunFolderError(f"--out {out}: exists, holds files and no run.json; choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in work_dir(out).glob("log*.csv"):  # logs of an earlier run of that name, deleted since
+        stale.unlink()
+    meta = {
+        "team": spec.team,
+        "run": spec.run,
+        "method": spec.method,
+        "params": spec.params,
+        "biqa": spec.biqa,
+        "created": _now(),
+        "kit_version": kit_version(),
+        "seed": spec.seed,
+        "biqa_weights_sha256": spec.biqa_weights_sha256,
+        "status": "in progress",
+        "shards": shard.count,
+        "n_images": n_images,
+        "originals": str(originals),
+        "libraries": library_versions(),
+        **spec.extra,
+    }
+    _write_json(out / RUN_JSON, meta)
+    return out
+
+
+def read_log(path: Path) -> dict[str, dict[str, str]]:
+    """Rows of one log file by image id (the last row wins); a torn last line (crash mid-write) is ignored."""
+    rows: dict[str, dict[str, str]] = {}
+    if not path.exists():
+        return rows
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("image") and row.get("seconds") not in (None, ""):
+                rows[row["image"]] = row
+    return rows
+
+
+def work_dir(out: str | Path) -> Path:
+    """Where a run's logs live: `<parent>/.pp-attack/<run>/` (outside the run, skipped by the evaluator)."""
+    out = Path(out)
+    return out.parent / ".pp-attack" / out.name
+
+
+def log_path(out: str | Path) -> Path:
+    """The run's merged per-image log (complete after `finalize`)."""
+    return work_dir(out) / LOG_CSV
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Delete temp files an interrupted atomic write left in the run (`.<name>.<random>.tmp`)."""
+    for p in out.glob(".*.tmp"):
+        if p.is_file() and not p.is_symlink():
+            p.unlink()
+
+
+def all_log_rows(out: Path) -> dict[str, dict[str, str]]:
+    rows: dict[str, dict[str, str]] = {}
+    d = work_dir(out)
+    if not d.is_dir():
+        return rows
+    for p in sorted(d.glob("log*.csv")):
+        rows.update(read_log(p))
+    return rows
+
+
+def output_file(out: Path, image_id: str) -> Path | None:
+    for suffix in (".png", ".jpg"):
+        p = out / f"{image_id}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def done_images(out: Path) -> set[str]:
+    """Images with both their output file and a log row."""
+    return {i for i in all_log_rows(out) if output_file(out, i) is not None}
+
+
+def append_log(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as f:
+        if not new:
+            # a crash may have left a torn last line: make sure the row starts on a fresh line
+            with path.open("rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write("\n")
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n")
+        if new:
+            w.writeheader()
+        w.writerow({k: row[k] for k in LOG_FIELDS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fmt(v: float) -> str:
+    return "inf" if v == float("inf") else f"{v:.6f}"
+
+
+def _batches(paths: list[Path], batch_size: int) -> list[list[Path]]:
+    """Consecutive groups of at most batch_size images of equal size (read from the headers; pixels are loaded
+    by the caller one group at a time)."""
+    groups: list[list[Path]] = []
+    sizes: dict[Path, tuple[int, int]] = {}
+    for p in paths:
+        h = probe_image(p)
+        sizes[p] = (h.height, h.width)
+    for p in paths:
+        if groups and len(groups[-1]) < batch_size and sizes[groups[-1][0]] == sizes[p]:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
+
+
+@torch.no_grad()
+def _score(model: BIQAModel, rgb: np.ndarray, device: torch.device) -> float:
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255.0
+    return float(model(x)[0])
+
+
+def attack_folder(
+    attack: Attack,
+    model: BIQAModel,
+    originals: Sequence[Path],
+    out: Path,
+    *,
+    seed: int,
+    shard: Shard,
+    batch_size: int,
+    codec: OrganizerCodec,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Attack this shard's images not done yet; write each file atomically, then its log row.
+
+    Returns {"done_before": ..., "attacked": ..., "shard_images": ...}."""
+    mine = shard.take(list(originals))
+    done = done_images(out)
+    todo = [p for p in mine if p.stem not in done]
+    work_dir(out).mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    shard_log = work_dir(out) / shard.log_name
+    device = next((t.device for t in list(model.parameters()) + list(model.buffers())), torch.device("cpu"))
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"{attack.name} {out.name}", unit="img", leave=False)
+        except ImportError:  # pragma: no cover
+            bar = None
+    for group in _batches(todo, batch_size):
+        rgbs = [load_rgb(p) for p in group]
+        ids = [p.stem for p in group]
+        x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
+        result = attack.run(x, model, ids=ids, seed=seed)
+        per_image = result.seconds / len(group)
+        for k, (p, rgb) in enumerate(zip(group, rgbs)):
+            if result.jpeg_bytes is not None:
+                data = result.jpeg_bytes[k]
+                written = codec.decompress(data)
+                if written.shape != rgb.shape:
+                    raise RunFolderError(f"{attack.name}: JPEG for {p.name} decodes to {written.shape}, "
+                                         f"expected {rgb.shape}")
+                target = out / f"{p.stem}.jpg"
+                _atomic_write_bytes(target, data)
+                (out / f"{p.stem}.png").unlink(missing_ok=True)
+            else:
+                written = (
+                    torch.round(result.x_adv[k].clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+                )
+                save_png(out / f"{p.stem}.png", np.ascontiguousarray(written))
+                (out / f"{p.stem}.jpg").unlink(missing_ok=True)
+            a = torch.from_numpy(np.array(rgb)).float() / 255.0
+            b = torch.from_numpy(np.array(written)).float() / 255.0
+            row = {
+                "image": p.stem,
+                "score_before": _fmt(_score(model, rgb, device)),
+                "score_after": _fmt(_score(model, written, device)),
+                "score_jpeg": _fmt(_score(model, codec.roundtrip(written), device)),
+                "raw_before": _fmt(float(result.raw_before[k])),
+                "raw_after": _fmt(float(result.raw_after[k])),
+                "psnr": _fmt(float(psnr(a.unsqueeze(0), b.unsqueeze(0))[0])),
+                "seconds": _fmt(per_image),
+            }
+            append_log(shard_log, row)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return {"done_before": len(mine) - len(todo), "attacked": len(todo), "shard_images": len(mine)}
+
+
+def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, Any]:
+    """Check every original has its file and log row, merge shard logs into log.csv, mark run.json complete.
+
+    `originals` defaults to the folder recorded in run.json. Raises RunFolderError listing what is missing."""
+    out = Path(out)
+    if not (out / RUN_JSON).exists():
+        raise RunFolderError(f"{out}: no run.json; finalize a folder that pp-attack wrote")
+    meta = read_run_json(out)
+    src = Path(originals) if originals is not None else Path(str(meta.get("originals", "")))
+    ids = [p.stem for p in list_originals(src)]
+    rows = all_log_rows(out)
+    missing = [i for i in ids if i not in rows or output_file(out, i) is None]
+    if missing:
+        n = int(meta.get("shards") or 1)
+        owners = sorted({ids.index(i) % n for i in missing})
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise RunFolderError(
+            f"{out}: {len(missing)} of {len(ids)} images not done ({shown}); rerun shard(s) "
+            f"{', '.join(f'{o}/{n}' for o in owners)} with the same command, then finalize again"
+        )
+    stray = [p.name for p in out.iterdir() if p.suffix in (".png", ".jpg") and p.stem not in set(ids)]
+    if stray:
+        raise RunFolderError(f"{out}: files with no original: {', '.join(sorted(stray)[:10])}; remove them")
+    tmp_rows = [rows[i] for i in ids]
+    remove_stale_temps(out)
+    wd = work_dir(out)
+    wd.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=wd, prefix=".log.csv.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(tmp_rows)
+    os.replace(tmp, wd / LOG_CSV)
+    for p in wd.glob("log.shard*.csv"):
+        p.unlink()
+    meta["status"] = "complete"
+    meta["n_images"] = len(ids)
+    meta["finished"] = _now()
+    meta["summary"] = summarize(tmp_rows, float(meta.get("threshold", 50.0)))
+    _write_json(out / RUN_JSON, meta)
+    return meta
+
+
+def summarize(rows: Sequence[dict[str, str]], threshold: float = 50.0) -> dict[str, float | None]:
+    """Means over the log rows and the success rates below the threshold in the image domain and after JPEG."""
+    if not rows:
+        return {}
+    after = np.array([float(r["score_after"]) for r in rows])
+    jpeg = np.array([float(r["score_jpeg"]) for r in rows])
+    ps = np.array([float(r["psnr"]) for r in rows])
+    finite = ps[np.isfinite(ps)]
+    return {
+        "success_image": float(np.mean(after < threshold)),
+        "success_jpeg": float(np.mean(jpeg < threshold)),
+        "mean_score_after": float(after.mean()),
+        "mean_score_jpeg": float(jpeg.mean()),
+        "mean_psnr_finite": float(finite.mean()) if finite.size else None,
+        "mean_seconds": float(np.mean([float(r["seconds"]) for r in rows])),
+    }
+
+
+__all__ = [
+    "LOG_CSV", "LOG_FIELDS", "RUN_JSON", "RunFolderError", "RunSpec", "Shard", "attack_folder", "check_originals",
+    "done_images", "finalize", "log_path", "work_dir", "kit_version", "list_originals", "open_run", "read_log", "summarize",
+]

@@ -1,0 +1,200 @@
+"""pp-attack end to end on three small real images: run folders the evaluator accepts, resume after a crash,
+shards + finalize (also under torchrun's RANK / WORLD_SIZE), and every bad input refused with nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluator.imageio import load_rgb
+from evaluator.runs import index_originals, validate_run
+from submission.cli import main
+from submission.run_folder import log_path, work_dir
+
+FAST = ["--set", "iters=2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory) -> Path:
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("originals")
+    a = data.astronaut()
+    for name, (y, x) in {"img0": (100, 200), "img1": (250, 250), "img2": (40, 150)}.items():
+        Image.fromarray(np.ascontiguousarray(a[y : y + 48, x : x + 64])).save(d / f"{name}.png")
+    return d
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    with log_path(run).open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_valid(run: Path, originals: Path) -> None:
+    result = validate_run(run, index_originals(originals))
+    assert result.issues == [], result.issues
+    for p in originals.glob("*.png"):
+        assert load_rgb(run / p.name).shape == load_rgb(p).shape
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_ifgsm_run_folder_is_valid_and_complete(tmp_path, originals):
+    run = tmp_path / "runs" / "team-ifgsm"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--team", "t1", "--seed", "5",
+                 "--batch-size", "2", *FAST]) == 0
+    assert_valid(run, originals)
+    meta = json.loads((run / "run.json").read_text())
+    assert {k: meta[k] for k in ("team", "run", "method", "biqa", "seed", "status")} == {
+        "team": "t1", "run": "team-ifgsm", "method": "ifgsm", "biqa": "brisque", "seed": 5, "status": "complete"}
+    assert meta["params"]["iters"] == 2 and meta["params"]["eps"] == pytest.approx(10 / 255)
+    assert meta["params"]["target"] == 50.0 and meta["kit_version"]
+    rows = log_rows(run)
+    assert [r["image"] for r in rows] == ["img0", "img1", "img2"]
+    for r in rows:
+        assert float(r["score_after"]) < float(r["score_before"])
+        assert 0 <= float(r["score_jpeg"]) <= 100 and 30 < float(r["psnr"]) < 60 and float(r["seconds"]) > 0
+    assert sorted(p.name for p in run.iterdir()) == ["img0.png", "img1.png", "img2.png", "run.json"]
+
+
+def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch):
+    from submission.attacks.fgsm_family import IFGSM
+
+    run = tmp_path / "runs" / "r"
+    real = IFGSM.perturb
+    calls = {"n": 0}
+
+    def crash_on_second_batch(self, x, model, ctx):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, x, model, ctx)
+
+    monkeypatch.setattr(IFGSM, "perturb", crash_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST])
+    assert sorted(p.name for p in run.glob("*.png")) == ["img0.png"]
+    assert json.loads((run / "run.json").read_text())["status"] == "in progress"
+    first = (run / "img0.png").stat().st_mtime_ns
+    # a crash while appending the log leaves a torn line; a stale temp file of an atomic write is left too
+    with log_path(run).open("a") as f:
+        f.write("img1,12.5")
+    (run / ".img1.png.x1.tmp").write_bytes(b"partial")
+    monkeypatch.setattr(IFGSM, "perturb", real)
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST]) == 0
+    assert (run / "img0.png").stat().st_mtime_ns == first
+    assert [r["image"] for r in log_rows(run)] == ["img0", "img1", "img2"]
+    assert_valid(run, originals)
+
+
+def test_shards_then_finalize(tmp_path, originals, monkeypatch, capsys):
+    run = tmp_path / "runs" / "sharded"
+    args = ["noise", "--originals", str(originals), "--out", str(run), "--quiet", "--seed", "1"]
+    assert main([*args, "--shard", "0/2"]) == 0  # img0, img2
+    assert sorted(p.name for p in run.glob("*.png")) == ["img0.png", "img2.png"]
+    assert main(["finalize", str(run)]) == 3
+    err = capsys.readouterr().err
+    assert "1 of 3 images not done (img1)" in err and "1/2" in err
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(args) == 0  # shard 1/2 from torchrun's environment
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert json.loads((run / "run.json").read_text())["status"] == "in progress"
+    assert main(["finalize", str(run)]) == 0
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["n_images"] == 3 and meta["shards"] == 2
+    assert [r["image"] for r in log_rows(run)] == ["img0", "img1", "img2"]
+    assert not list(work_dir(run).glob("log.shard*"))
+    assert_valid(run, originals)
+    # same images as one unsharded run with the same seed (noise is seeded per image, not per shard)
+    single = tmp_path / "runs" / "single"
+    assert main(["noise", "--originals", str(originals), "--out", str(single), "--quiet", "--seed", "1"]) == 0
+    for p in originals.glob("*.png"):
+        assert (single / p.name).read_bytes() == (run / p.name).read_bytes()
+
+
+def test_list_shows_every_method_with_params_and_paper(capsys):
+    from submission.attacks import ATTACKS
+
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name, cls in ATTACKS.items():
+        assert f"{name}: " in out and cls.paper in out
+    assert "--set eps (float, default 0.0392157" in out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "step=ten"], "step=.ten. is not a number"),
+        (["--set", "iters=3"], "--set iters given twice"),
+        (["--set", "epsilon=1"], "unknown parameter 'epsilon'"),
+        (["--set", "iters"], "write key=value"),
+        (["--target", "150"], r"--target 150 is outside \[0, 100\]"),
+        (["--target", "-1"], r"outside \[0, 100\]"),
+        (["--shard", "2/2"], "need 0 <= i < n"),
+        (["--biqa", "nope"], "unknown BIQA model 'nope'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, originals, capsys, extra, message):
+    run = tmp_path / "runs" / "x"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, *extra]) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not run.exists()
+
+
+def test_unknown_method_and_target_on_a_naive_method(tmp_path, originals, capsys):
+    run = tmp_path / "runs" / "x"
+    assert main(["nope", "--originals", str(originals), "--out", str(run)]) == 2
+    assert "unknown attack method 'nope'" in capsys.readouterr().err
+    assert main(["blur", "--originals", str(originals), "--out", str(run), "--target", "30"]) == 2
+    assert "takes no target" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_unreadable_original_is_named_and_nothing_is_written(tmp_path, originals, capsys):
+    bad = tmp_path / "originals"
+    bad.mkdir()
+    for p in originals.glob("*.png"):
+        (bad / p.name).write_bytes(p.read_bytes())
+    (bad / "img1.png").write_bytes((originals / "img1.png").read_bytes()[:200])  # truncated
+    run = tmp_path / "runs" / "x"
+    assert main(["ifgsm", "--originals", str(bad), "--out", str(run), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "img1.png" in err
+    assert not run.exists()
+    assert main(["ifgsm", "--originals", str(tmp_path / "missing"), "--out", str(run)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_out_holding_a_different_run_is_refused_untouched(tmp_path, originals, capsys):
+    run = tmp_path / "runs" / "r"
+    assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
+    before = snapshot(run)
+    for other in (["blur"], ["noise", "--seed", "9"], ["noise", "--set", "sigma=0.1"]):
+        assert main([*other, "--originals", str(originals), "--out", str(run), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "already holds a different run" in err
+    assert snapshot(run) == before
+    # a folder with files but no run.json is not ours
+    foreign = tmp_path / "runs" / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["noise", "--originals", str(originals), "--out", str(foreign), "--quiet"]) == 2
+    assert "no run.json" in capsys.readouterr().err
+    assert snapshot(foreign) == {"notes.txt": b"mine"}
+    # the same run again: nothing left to do, files unchanged
+    assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
+    assert {k: v for k, v in snapshot(run).items() if k != "run.json"} == {
+        k: v for k, v in before.items() if k != "run.json"}

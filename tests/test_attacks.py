@@ -1,0 +1,295 @@
+"""The attack base and every pixel-domain method, on tiny real photo crops, with the default BIQA (brisque) and a
+random-weight conv model: valid shapes and range, gradient attacks lower the raw score, bad settings refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from evaluator.biqa import create
+from evaluator.biqa.base import BIQAInfo, BIQAModel
+from submission.attacks import ATTACKS, AttackError, ParamError, get_attack
+from submission.attacks.base import L2, MSE, Linf, Objective, image_seed
+
+# Methods of this file (pgd-dct and the UAPs are tested in test_attacks_dct_uap.py) with fast settings.
+FAST: dict[str, dict] = {
+    "identity": {},
+    "jpeg": {},
+    "blur": {},
+    "noise": {},
+    "enhance": {},
+    "fgsm": {},
+    "ifgsm": {"iters": 3},
+    "mifgsm": {"iters": 3},
+    "korhonen": {"iters": 3},
+    "madc": {"iters": 2},
+    "cw-sensitivity": {"iters": 4},
+    "pgd-l2": {"search_steps": 2, "iters": 3, "lambda_steps": 3},
+    "enhance-ifgsm": {"iters": 3},
+}
+GRADIENT_LOWERING = ["fgsm", "ifgsm", "mifgsm", "korhonen", "madc", "cw-sensitivity", "pgd-l2"]
+
+
+class RandomConvBIQA(BIQAModel):
+    """A random-weight differentiable stand-in for a CNN BIQA: 40 + 100 * mean |tanh(conv(x))|."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        with torch.no_grad():
+            for p in self.conv.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            self.conv.requires_grad_(False)
+        self.info = BIQAInfo(name="random-conv", threshold=50.0)
+
+    def raw_score(self, x: torch.Tensor) -> torch.Tensor:
+        return 40.0 + 100.0 * torch.tanh(self.conv(x)).abs().mean(dim=(1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def brisque() -> BIQAModel:
+    return create("brisque")
+
+
+@pytest.fixture(scope="module")
+def photos() -> torch.Tensor:
+    """Two 64x48 crops of real photos that brisque scores well above 50."""
+    from skimage import data
+
+    a = data.astronaut()
+    crops = [a[100:148, 200:264], a[250:298, 250:314]]
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1) for c in crops]).float() / 255
+
+
+def test_registry_holds_every_method_of_the_issue():
+    for name in FAST:
+        assert get_attack(name).name == name
+    for name, cls in ATTACKS.items():
+        assert cls.paper and cls.summary, name
+    with pytest.raises(AttackError, match="unknown attack method 'nope'.*ifgsm"):
+        get_attack("nope")
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_each_method_runs_on_brisque_with_valid_output(name, brisque, photos):
+    res = get_attack(name)(**FAST[name]).run(photos, brisque, ids=["a", "b"], seed=3)
+    assert res.x_adv.shape == photos.shape and res.x_adv.dtype == torch.float32
+    assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
+    assert res.raw_before.shape == res.raw_after.shape == (2,)
+    assert torch.isfinite(res.raw_after).all()
+    assert len(res.info) == 2 and res.jpeg_bytes is None
+    with torch.no_grad():
+        assert torch.allclose(res.raw_before, brisque.raw_score(photos), atol=1e-4)
+        assert torch.allclose(res.raw_after, brisque.raw_score(res.x_adv), atol=1e-4)
+    if name == "identity":
+        assert torch.equal(res.x_adv, photos)
+    else:
+        assert not torch.equal(res.x_adv, photos)
+
+
+@pytest.mark.parametrize("name", GRADIENT_LOWERING)
+def test_gradient_attacks_lower_the_raw_score_on_brisque(name, brisque, photos):
+    res = get_attack(name)(**FAST[name]).run(photos, brisque, ids=["a", "b"])
+    assert (res.raw_after < res.raw_before - 5).all(), (res.raw_before, res.raw_after)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "mifgsm", "korhonen", "madc", "cw-sensitivity"])
+def test_gradient_attacks_lower_a_random_weight_model(name, photos):
+    model = RandomConvBIQA()
+    params = dict(FAST[name])
+    if name == "cw-sensitivity":
+        params.update(target=0.0, margin=0.0, alpha=0.0, iters=10)  # never reached: pure descent
+    res = get_attack(name)(**params).run(photos, model)
+    assert (res.raw_after < res.raw_before).all(), (res.raw_before, res.raw_after)
+
+
+def test_ifgsm_follows_msu_defaults_and_stays_in_the_linf_ball(brisque, photos):
+    attack = get_attack("ifgsm")()
+    p = attack.params
+    assert (p.eps, p.step, p.iters, p.objective) == (10 / 255, 1 / 255, 10, "lower")
+    res = get_attack("ifgsm")(eps=3 / 255, iters=5).run(photos, brisque)
+    assert float((res.x_adv - photos).abs().max()) <= 3 / 255 + 1e-6
+    assert res.info[0]["iterations"] == 5
+    m = get_attack("mifgsm")()
+    assert (m.params.momentum, m.params.eps, m.params.iters) == (1.0, 10 / 255, 10)
+
+
+def test_objective_below_stops_moving_an_image_that_reached_the_goal(brisque, photos):
+    before = brisque.raw_score(photos).detach()
+    target = float(before.max()) + 20  # both images already 'margin' under it
+    res = get_attack("ifgsm")(objective="below", target=target, margin=5.0).run(photos, brisque)
+    assert torch.equal(res.x_adv, photos)
+
+
+def test_enhance_ifgsm_aims_below_target_30_from_the_enhanced_image(brisque, photos):
+    attack = get_attack("enhance-ifgsm")(iters=10)
+    assert (attack.params.target, attack.params.eps, attack.params.step) == (30.0, 0.025, 0.025)
+    res = attack.run(photos, brisque)
+    enhanced = get_attack("enhance")().run(photos, brisque).x_adv
+    assert float((res.x_adv - enhanced).abs().max()) <= 0.025 + 1e-6
+    assert (res.raw_after < 30).all() or all(i["iterations"] == 10 for i in res.info)
+
+
+def test_madc_keeps_the_mse_budget(brisque, photos):
+    res = get_attack("madc")(mse=2e-4, iters=3).run(photos, brisque, ids=["a", "b"])
+    mse = (res.x_adv - photos).pow(2).flatten(1).mean(1)
+    assert torch.allclose(mse, torch.full_like(mse, 2e-4), rtol=0.05)
+
+
+def test_pgd_l2_returns_integer_pixels_and_records_its_budget(brisque, photos):
+    res = get_attack("pgd-l2")(**FAST["pgd-l2"]).run(photos, brisque)
+    q = res.x_adv * 255
+    assert torch.allclose(q, torch.round(q), atol=1e-4)
+    for info in res.info:
+        assert info["eps"] in (2000.0, 1000.0)
+        assert info["l2_8bit"] > 0
+    assert (res.raw_after < 50).all()
+
+
+def test_cw_sensitivity_accepts_a_map_file_and_refuses_a_wrong_one(tmp_path, brisque, photos):
+    flat = tmp_path / "map.npy"
+    np.save(flat, np.full((48, 64), 0.5))
+    res = get_attack("cw-sensitivity")(iters=3, map=flat).run(photos, brisque)
+    assert res.x_adv.shape == photos.shape
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    Image.fromarray(np.full((48, 64), 128, np.uint8)).save(folder / "a.png")
+    with pytest.raises(AttackError, match="b.png or b.npy"):
+        get_attack("cw-sensitivity")(iters=2, map=folder).run(photos, brisque, ids=["a", "b"])
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.full((10, 10), 0.5))
+    with pytest.raises(AttackError, match=r"\(H, W\) = \(48, 64\)"):
+        get_attack("cw-sensitivity")(iters=2, map=bad).run(photos, brisque)
+
+
+def test_noise_is_reproducible_per_image_not_per_batch(brisque, photos):
+    noise = get_attack("noise")()
+    both = noise.run(photos, brisque, ids=["a", "b"], seed=7).x_adv
+    alone = noise.run(photos[1:], brisque, ids=["b"], seed=7).x_adv
+    assert torch.equal(both[1:], alone)
+    other = noise.run(photos, brisque, ids=["a", "b"], seed=8).x_adv
+    assert not torch.equal(both, other)
+    assert image_seed(7, "a") != image_seed(7, "b")
+
+
+def test_through_jpeg_optimizes_the_differentiable_jpeg(brisque, photos):
+    from submission.diff_jpeg import DiffJPEG
+
+    res = get_attack("ifgsm")(through_jpeg=True, iters=3).run(photos, brisque)
+    with torch.no_grad():
+        jpeg = DiffJPEG(quality=90)
+        assert (brisque.raw_score(jpeg(res.x_adv)) < brisque.raw_score(jpeg(photos))).all()
+
+
+def test_amifgsm_bounds_each_image_by_one_over_its_niqe():
+    from skimage import data
+
+    x = torch.from_numpy(np.ascontiguousarray(data.astronaut()[:192, :192])).permute(2, 0, 1)[None].float() / 255
+    model = RandomConvBIQA()
+    attack = get_attack("amifgsm")(iters=2, eps_scale=0.02)
+    res = attack.run(x, model)
+    niqe = float(create("niqe").niqe(x)[0])
+    assert res.info[0]["niqe"] == pytest.approx(niqe, rel=1e-4)
+    assert res.info[0]["eps"] == pytest.approx(0.02 / niqe, rel=1e-4)
+    assert float((res.x_adv - x).abs().max()) <= 0.02 / niqe + 1e-6
+    assert float(res.raw_after[0]) < float(res.raw_before[0])
+
+
+# ---- parameters ----------------------------------------------------------------------------------------------
+
+def test_parse_params_types_fractions_and_bools():
+    cls = get_attack("mifgsm")
+    v = cls.parse_params({"eps": "4/255", "iters": "7", "normalize": "false", "objective": "below"})
+    assert v == {"eps": 4 / 255, "iters": 7, "normalize": False, "objective": "below"}
+    assert cls(**v).params_dict()["eps"] == 4 / 255
+
+
+@pytest.mark.parametrize(
+    "assignments, message",
+    [
+        ({"epsilon": "1"}, "unknown parameter 'epsilon'.*eps"),
+        ({"iters": "ten"}, "iters='ten' is not an integer"),
+        ({"eps": "abc"}, "eps='abc' is not a number"),
+        ({"eps": "1/0"}, "eps='1/0' is not a number"),
+        ({"normalize": "maybe"}, "normalize='maybe' is not true/false"),
+        ({"objective": "up"}, "not allowed; choose one of lower, below, toward"),
+        ({"eps": "2"}, "above the maximum 1"),
+        ({"iters": "0"}, "below the minimum 1"),
+        ({"target": "101"}, "above the maximum 100"),
+        ({"eps": "nan"}, "finite"),
+    ],
+)
+def test_bad_parameters_are_refused_with_the_key_and_the_fix(assignments, message):
+    with pytest.raises(ParamError, match=message):
+        get_attack("mifgsm").parse_params(assignments)
+
+
+def test_constructor_refuses_unknown_or_ill_typed_settings():
+    with pytest.raises(ParamError, match="unknown parameter 'foo'"):
+        get_attack("ifgsm")(foo=1)
+    with pytest.raises(ParamError, match="must be int"):
+        get_attack("ifgsm")(iters=2.5)
+    with pytest.raises(ParamError, match="must be bool"):
+        get_attack("ifgsm")(through_jpeg=1)
+    assert get_attack("ifgsm")(eps=1).params.eps == 1.0  # an int is a fine float
+
+
+def test_run_refuses_a_bad_batch(brisque):
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        get_attack("ifgsm")().run(torch.rand(3, 8, 8), brisque)
+    with pytest.raises(AttackError, match="1 ids for a batch of 2"):
+        get_attack("identity")().run(torch.rand(2, 3, 16, 16), brisque, ids=["a"])
+
+
+# ---- objective and distortion --------------------------------------------------------------------------------
+
+def test_objectives():
+    raw = torch.tensor([80.0, 45.0, 20.0])
+    assert torch.equal(Objective("lower", 50, 10).loss(raw), raw)
+    assert torch.equal(Objective("below", 50, 10).loss(raw), torch.tensor([40.0, 5.0, 0.0]))
+    assert torch.equal(Objective("toward", 30, 10).loss(raw), torch.tensor([50.0, 15.0, 10.0]))
+    assert Objective("below", 50, 10).reached(raw).tolist() == [False, False, True]
+    with pytest.raises(ParamError, match="outside"):
+        Objective("below", 120.0, 0.0)
+    with pytest.raises(ParamError, match="unknown"):
+        Objective("sideways")
+
+
+def test_distortions_project_onto_their_balls():
+    torch.manual_seed(0)
+    d = torch.randn(4, 3, 8, 8)
+    assert float(Linf().measure(Linf().project(d, 0.1)).max()) <= 0.1 + 1e-7
+    eps = torch.tensor([0.5, 1.0, 2.0, 100.0])
+    p = L2().project(d, eps)
+    assert torch.allclose(L2().measure(p)[:3], eps[:3], rtol=1e-5)
+    assert torch.equal(p[3], d[3])  # inside the ball: unchanged
+    assert torch.allclose(MSE().measure(MSE().project(d, 1e-3)), torch.full((4,), 1e-3), rtol=1e-5)
+    g = torch.randn(2, 3, 4, 4)
+    assert torch.allclose(L2().measure(L2().direction(g)), torch.ones(2))
+    assert torch.equal(Linf().direction(g), g.sign())
+
+
+def test_list_params_describe_every_setting():
+    for name, cls in ATTACKS.items():
+        for spec in cls.param_specs():
+            text = spec.describe()
+            assert spec.name in text and "default" in text, (name, text)
+            spec.check(spec.default, name)  # every default is valid
+
+
+def test_paths_params_parse(tmp_path: Path):
+    v = get_attack("cw-sensitivity").parse_params({"map": str(tmp_path), "alpha": "5"})
+    assert v["map"] == tmp_path and v["alpha"] == 5.0
+    assert get_attack("cw-sensitivity").parse_params({"map": "none"}) == {"map": None}
+
+
+def test_gradient_attacks_work_under_no_grad(brisque, photos):
+    with torch.no_grad():
+        res = get_attack("ifgsm")(iters=2).run(photos, brisque)
+    assert (res.raw_after < res.raw_before).all()
