@@ -17,12 +17,11 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from evaluator.config import TaskConfigError, load_task
+from evaluator.atomic import write_text_atomic
 
 SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr", "ssim", "abs_gain",
               "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
@@ -62,15 +61,7 @@ def score_values(row: object) -> dict[str, float | int | None]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_INVALID_SUBMISSION
     values = score_values(row)
-    _write_atomic(out / "scores.json", json.dumps(values, indent=2, allow_nan=False) + "\n")
-    _write_atomic(out / "scores.txt", "".join(f"{k}: {'NaN' if v is None else v}\n" for k, v in values.items()))
+    write_text_atomic(out / "scores.json", json.dumps(values, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(out / "scores.txt", "".join(f"{k}: {'NaN' if v is None else v}\n" for k, v in values.items()))
     print(f"scored {row.run}: accuracy {row.accuracy:.3f}, qualified {row.qualified}", file=sys.stderr)
     return 0
 

@@ -17,9 +17,7 @@ import csv
 import hashlib
 import io
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -31,6 +29,7 @@ from PIL import Image
 from evaluator.biqa import create
 from evaluator.config import load_task
 from evaluator.imageio import save_png, to_tensor
+from evaluator.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +137,7 @@ def write_demo_set(out: Path, kept: list[tuple[Crop, float]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=["image", "width", "height", "sha256", "score"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, out / "manifest.csv")
+    write_text_atomic(out / "manifest.csv", buf.getvalue())
 
 
 def build(out: Path, minimum: int = 20, per_photo: int = 4, task_path: str | None = None) -> list[tuple[Crop, float]]:

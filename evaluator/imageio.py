@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
+from evaluator.atomic import atomic_open
 
 DEFAULT_MAX_PIXELS = 40_000_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -351,16 +351,8 @@ def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     rgb = _check_rgb(rgb, f"save_png({p})")
     if p.suffix.lower() != ".png":
         raise ValueError(f"{p}: save_png writes PNG; give the file a .png name")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(rgb, mode="RGB").save(f, format="PNG", compress_level=6)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(p, "wb") as f:
+        Image.fromarray(rgb, mode="RGB").save(f, format="PNG", compress_level=6)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

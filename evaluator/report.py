@@ -12,13 +12,12 @@ import base64
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from evaluator.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from evaluator.pipeline import EvaluationResult
@@ -280,12 +279,4 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
 def write_report(path: str | Path, result: EvaluationResult, meta: Mapping[str, Any],
                  thumbnails: Mapping[str, bytes]) -> None:
     """Write `render_report(...)` to `path` atomically."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render_report(result, meta, thumbnails))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, render_report(result, meta, thumbnails))

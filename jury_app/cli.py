@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 from jury_app.ballot import BallotError
 from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_blinding, load_key, load_package
-from jury_app.report import rank_jury, ranking_csv, write_text_atomic
+from evaluator.atomic import write_text_atomic
+from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore, ballots_from_votes
 from jury_app.votes_csv import VotesFileError, read_votes_csv, votes_to_csv
 

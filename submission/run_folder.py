@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +42,7 @@ from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.imageio import load_rgb, probe_image, save_png
 from submission.attacks.base import Attack, AttackError, psnr
+from evaluator.atomic import atomic_open, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +142,10 @@ def check_originals(paths: Iterable[Path]) -> None:
         load_rgb(p)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
 
 
 def read_run_json(out: Path) -> dict[str, Any]:
@@ -364,7 +353,7 @@ def attack_folder(
                     raise RunFolderError(f"{attack.name}: JPEG for {p.name} decodes to {written.shape}, "
                                          f"expected {rgb.shape}")
                 target = out / f"{p.stem}.jpg"
-                _atomic_write_bytes(target, data)
+                write_bytes_atomic(target, data)
                 (out / f"{p.stem}.png").unlink(missing_ok=True)
             else:
                 written = (
@@ -419,12 +408,10 @@ def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, 
     remove_stale_temps(out)
     wd = work_dir(out)
     wd.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=wd, prefix=".log.csv.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(wd / LOG_CSV, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         w.writerows(tmp_rows)
-    os.replace(tmp, wd / LOG_CSV)
     for p in wd.glob("log.shard*.csv"):
         p.unlink()
     meta["status"] = "complete"

@@ -31,6 +31,7 @@ from torch import nn
 from evaluator.biqa.base import BIQAModel
 from evaluator.imageio import load_rgb, to_tensor
 from submission.attacks.base import Attack, AttackContext, AttackError, Params, param
+from evaluator.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +107,11 @@ class UniversalAttack(Attack):
             self.save(Path(p.uap_file), model)
 
     def save(self, path: Path, model: BIQAModel) -> None:
-        import os
-        import tempfile
-
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"uap": self.delta.cpu(), "method": self.name, "eps": self.params.eps,
                    "model": model.info.name, "weights_sha256": model.info.weights_sha256 or ""}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as f:
+            torch.save(payload, f)
 
     def load(self, path: Path, model: BIQAModel) -> torch.Tensor:
         try:
