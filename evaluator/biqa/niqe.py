@@ -167,9 +167,9 @@ def skvideo_mscn(y: torch.Tensor, c: float = MSCN_C) -> torch.Tensor:
     """MSCN as skvideo.utils.compute_image_mscn_transform: (Y - mu) / (sqrt(|K * Y^2 - mu^2|) + c).
 
     K = 7x7 Gaussian (sigma 7/6) applied as two zero-padded 1-D passes, rows (dim -2) first, each stored in the
-    working dtype. natural_scene.mscn is the same formula but shifts Y by its mean first (more accurate); skvideo
-    does not, and on flat JPEG blocks its float32 cancellation noise moves NIQE by a few percent, so the port
-    reproduces it. The square root is natural_scene.safe_sqrt (finite gradient at 0).
+    working dtype (natural_scene.mscn filters in float64 in one pass, as BRISQUE's reference does); skvideo rounds
+    after each pass, and on flat JPEG blocks its float32 cancellation noise moves NIQE by a few percent, so the
+    port reproduces it. The square root is natural_scene.safe_sqrt (finite gradient at 0).
     """
     window = skvideo_gauss_window()
     mu = _correlate_1d(_correlate_1d(y, window, -2, 3, 3), window, -1, 3, 3)
