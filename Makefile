@@ -3,6 +3,7 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+DEMO_IMAGES ?= 10
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 
@@ -20,17 +21,24 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(PY) -m pytest -q
 
-data: install
+data: data/demo/manifest.csv
+
+data/demo/manifest.csv: $(VENV)/.installed evaluator/demo_data.py
 	$(PY) -m evaluator.demo_data --out data/demo
 
+# attacks the first $(DEMO_IMAGES) demo images (keeps the demo within 15 minutes on 2 CPU cores); DEMO_IMAGES=all for every image
 demo: data
-	$(PY) -m evaluator.demo --data data/demo --work demo_out
+	$(PY) -m evaluator.demo --data data/demo --work demo_out $(if $(filter all,$(DEMO_IMAGES)),,--images $(DEMO_IMAGES))
 
 jury: install
 	$(VENV)/bin/pp-jury serve demo_out/results/jury
 
 bench: install
 	$(PY) benchmarks/bench_biqa.py
+	$(PY) benchmarks/bench_koncept512.py
+	$(PY) benchmarks/bench_attack_loop.py
+	$(PY) benchmarks/bench_evaluate.py
+	$(PY) benchmarks/bench_jury.py
 
 clean:
 	rm -rf $(VENV) data/demo demo_out .pytest_cache
