@@ -20,6 +20,7 @@ The run gets `<id>.jpg` files holding exactly the coefficients k (no re-encoding
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import DCTCoefficients, OrganizerCodec
-from submission.attacks.base import Attack, AttackContext, Params, param
+from submission.attacks.base import Attack, AttackContext, Objective, Params, param
 from submission.diff_jpeg import jpeg_forward, jpeg_inverse
 
 BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator, sec. 3.2.2, eqs. 5-7"
@@ -65,9 +66,8 @@ class PGDDCT(Attack):
         super().__init__(params, **overrides)
         self.codec = OrganizerCodec(quality=self.params.quality)
 
-    def objective(self, model: BIQAModel):  # noqa: D102 - the base resolves target None to the threshold
-        from submission.attacks.base import Objective
-
+    def objective(self, model: BIQAModel) -> Objective:
+        """'below' the target s_a (None = the BIQA threshold), with the PGD margin."""
         target = self.params.target
         return Objective("below", float(model.info.threshold if target is None else target), self.params.margin)
 
@@ -103,8 +103,6 @@ class PGDDCT(Attack):
         return tmp.read_bytes()
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> Any:
-        import tempfile
-
         p = self.params
         n, _, h, w = x.shape
         size = (h, w)
