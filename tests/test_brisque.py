@@ -350,3 +350,95 @@ def test_aggd_moments_of_an_all_zero_map_are_finite():
     total = fit.alpha.sum() + fit.mean.sum() + fit.sigma_l_sq.sum() + fit.sigma_r_sq.sum()
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(x.grad).all()
+
+
+# ---------------------------------------------------------------------------------------------- fast paths
+def _retina_crop() -> np.ndarray:
+    """A real photo with large flat black borders (tens of thousands of vanishing MSCN pixels)."""
+    rgb = np.asarray(Image.open(Path(skimage_data.data_dir) / "retina.jpg").convert("RGB"))
+    return np.ascontiguousarray(rgb[:192, :256])
+
+
+def _gray_and_stats(rgb: np.ndarray):
+    from evaluator.biqa import brisque as brisque_module
+
+    gray = brisque_module.package_gray(brisque_module.to_float64_on_8bit_grid(to_batch([rgb])))
+    kernel = nss.gaussian_kernel1d(7, 7 / 6)
+    mu, sigma = nss.local_mean_and_deviation(gray, kernel)
+    return gray, mu, sigma
+
+
+def test_package_gray_is_skimage_rgb2gray_bit_for_bit(images):
+    from evaluator.biqa.brisque import package_gray, to_float64_on_8bit_grid
+
+    rgbs = [images["astronaut.png"], images["china.jpg+jpeg20"], _retina_crop()[: CROP[0], : CROP[1]]]
+    rgbs = [r[: min(x.shape[0] for x in rgbs), : min(x.shape[1] for x in rgbs)] for r in rgbs]
+    for dtype in (torch.float32, torch.float64):
+        gray = package_gray(to_float64_on_8bit_grid(to_batch(rgbs, dtype))).numpy()
+        for got, rgb in zip(gray, rgbs):
+            assert np.array_equal(got, skimage_color.rgb2gray(rgb))
+
+
+@pytest.mark.parametrize("source", ["retina", "astronaut+jpeg20", "flat-and-inf"])
+def test_vanishing_pixels_fast_path_equals_the_definition(source, images):
+    from evaluator.biqa.brisque import vanishing_mscn_pixels
+
+    rgb = _retina_crop() if source == "retina" else images["astronaut.png+jpeg20"] if "jpeg" in source else None
+    if rgb is None:
+        rgb = np.full((40, 48, 3), 128, np.uint8)
+        rgb[:, 24:] = 37
+    gray, mu, sigma = _gray_and_stats(rgb)
+    if source == "flat-and-inf":
+        gray = gray.clone()
+        gray[0, 5, 5] = float("inf")  # no global bound: every pixel gets the exact test
+    rms = torch.sqrt(sigma * sigma + mu * mu)
+    expected = (((gray - mu).abs() <= 1e-11 * rms) & ((gray != 0) | (mu != 0))).nonzero(as_tuple=True)
+    got = vanishing_mscn_pixels(gray, mu, sigma)
+    assert len(got) == 3 and all(torch.equal(a, b) for a, b in zip(got, expected))
+    if source != "astronaut+jpeg20":
+        assert expected[0].numel() > 100
+
+
+def test_flat_windows_at_equals_the_full_map_on_both_paths():
+    from evaluator.biqa.brisque import flat_window_map, flat_windows_at
+
+    gen = torch.Generator().manual_seed(0)
+    gray = torch.randint(0, 3, (2, 40, 50), generator=gen).double()
+    gray[0, 5:20, 5:30] = 1
+    gray[1, :12, :12] = 2
+    every = torch.ones_like(gray, dtype=torch.bool).nonzero(as_tuple=True)
+    full = flat_window_map(gray)
+    few = torch.randperm(every[0].numel(), generator=gen)[:40]  # gathered windows
+    many = torch.arange(every[0].numel())  # whole-map path
+    inside_flat = full[every].nonzero().squeeze(1)  # flat windows only
+    for pick in (few, many, inside_flat):
+        where = tuple(i[pick] for i in every)
+        assert torch.equal(flat_windows_at(gray, where), full[where])
+    assert int(full.sum()) > 0
+
+
+def test_no_grad_fast_paths_give_the_graph_paths_values():
+    from evaluator.biqa.brisque import MSCN_C, match_package_where_mscn_vanishes
+
+    gray, _, _ = _gray_and_stats(_retina_crop())
+    kernel = nss.gaussian_kernel1d(7, 7 / 6)
+    with torch.no_grad():
+        mu, sigma = nss.local_mean_and_deviation(gray, kernel)
+        fast = match_package_where_mscn_vanishes((gray - mu) / (sigma + MSCN_C), gray, mu, sigma)
+    leaf = gray.clone().requires_grad_()
+    mu_g, sigma_g = nss.local_mean_and_deviation(leaf, kernel)
+    slow = match_package_where_mscn_vanishes((leaf - mu_g) / (sigma_g + MSCN_C), leaf, mu_g, sigma_g)
+    assert torch.equal(mu, mu_g.detach()) and torch.equal(sigma, sigma_g.detach())
+    assert torch.equal(fast, slow.detach())
+    assert not torch.equal(fast, (gray - mu) / (sigma + MSCN_C))  # the emulation did change values here
+
+
+def test_scores_with_and_without_a_graph_agree(model):
+    batch = to_batch([_retina_crop()])  # flat borders: the emulation's fast and graph paths both run
+    with torch.no_grad():
+        fast = model.brisque(batch)
+    leaf = batch.clone().requires_grad_()
+    slow = model.brisque(leaf)
+    slow.sum().backward()
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-9)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,14 +150,17 @@ def package_gray(x64: torch.Tensor) -> torch.Tensor:
 
     numpy's matmul rounds differently from a plain weighted sum in about 1 pixel in 5 (1 ulp); that matters
     only where the MSCN vanishes (see `match_package_where_mscn_vanishes`), but there it flips signs. The value
-    is numpy's; the gradient is that of `rgb_to_gray`.
+    is numpy's (`(N, H, W, 3) @ (3,)`, bit-identical to skimage's per-image `(H, W, 3) @ (3,)`); the
+    gradient is that of `rgb_to_gray` (computed only when `x64` requires a gradient).
     """
-    gray = rgb_to_gray(x64)
     with torch.no_grad():
         coeffs = np.array(GRAY_WEIGHTS, dtype=np.float64)
-        rgb = np.ascontiguousarray(x64.detach().permute(0, 2, 3, 1).cpu().numpy())
-        exact = torch.from_numpy(np.stack([image @ coeffs for image in rgb])).to(gray.device)
-    return gray + (exact - gray.detach()) if gray.requires_grad else exact
+        rgb = x64.detach().permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        exact = torch.from_numpy(rgb @ coeffs).to(x64.device)  # numpy's own loop; (N*H*W, 3) @ (3,) is BLAS
+    if not x64.requires_grad:
+        return exact
+    gray = rgb_to_gray(x64)
+    return gray + (exact - gray.detach())
 
 
 def to_float64_on_8bit_grid(x: torch.Tensor) -> torch.Tensor:
@@ -168,17 +172,22 @@ def to_float64_on_8bit_grid(x: torch.Tensor) -> torch.Tensor:
     8-bit image score exactly as the package scores the image. Off-grid values (e.g. adversarial
     perturbations) are left as they are; the gradient is the identity either way.
     """
-    x64 = x.to(torch.float64)
     if x.dtype not in (torch.float32, torch.float64):
-        return x64
+        return x.to(torch.float64)
     tolerance = 3e-5 if x.dtype == torch.float32 else 1e-9  # float32 rounding of k/255 is below 1.5e-5 * 255
     with torch.no_grad():
         scaled = x.detach() * 255
         levels = scaled.round()
-        on_grid = (scaled - levels).abs_() <= tolerance
+        offset = (scaled - levels).abs_()
         exact = levels.double().mul_(1 / 255)
-        snapped = exact if bool(on_grid.all()) else torch.where(on_grid, exact, x64.detach())
-    return snapped if not x.requires_grad else x64 + (snapped - x64.detach())
+        if offset.numel() and float(offset.max()) <= tolerance:  # all on the grid (a float max is cheap)
+            snapped = exact
+        else:
+            snapped = torch.where(offset <= tolerance, exact, x.detach().to(torch.float64))
+    if not x.requires_grad:
+        return snapped
+    x64 = x.to(torch.float64)
+    return x64 + (snapped - x64.detach())
 
 
 def half_scale(gray: torch.Tensor) -> torch.Tensor:
@@ -209,18 +218,41 @@ def package_kernel2d(size: int = KERNEL_SIZE, sigma: float = KERNEL_SIGMA) -> np
     return kernel / np.sum(kernel)
 
 
-def vanishing_mscn_pixels(gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def vanishing_mscn_pixels(
+    gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, diff: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
     """Indices (as `nonzero(as_tuple=True)`) where x - mu is zero up to float64 rounding: flat windows and
     windows whose weighted deviations cancel (linear ramps, e.g. in JPEG blocks). Exactly zero windows
     (x = mu = 0, where both implementations give exactly 0) are left out.
 
     The rounding noise of mu is below 49 ulp of the window's largest value, i.e. below 4e-13 sqrt(K * x^2);
-    the threshold 1e-11 sqrt(K * x^2) keeps a margin, and true deviations of 8-bit images are far larger.
+    the threshold 1e-11 sqrt(sigma^2 + mu^2) keeps a margin, and true deviations of 8-bit images are far larger.
+    Fast path: sigma^2 + mu^2 <= |K * x^2 - mu^2| + mu^2 <= 3 max x^2, so only pixels with
+    |x - mu| <= 1e-11 sqrt(3 max x^2) (a superset, usually tiny) get the exact test. `diff` = x - mu if known.
     """
-    rms = torch.sqrt(sigma * sigma + mu * mu)
-    suspect = (gray64 - mu).abs() <= 1e-11 * rms
-    suspect &= (gray64 != 0) | (mu != 0)
-    return suspect.nonzero(as_tuple=True)
+    return torch.unravel_index(_vanishing_linear(gray64, mu, sigma, diff), gray64.shape)
+
+
+def _vanishing_linear(
+    gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, diff: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`vanishing_mscn_pixels` as indices into the flattened map (1-D int64; gathers by `take` are cheap)."""
+    with torch.no_grad():
+        diff = gray64 - mu if diff is None else diff
+        bound = 1e-11 * 1.001 * math.sqrt(3 * float(gray64.abs().max()) ** 2 + nss.TINY) if gray64.numel() else 0.0
+        magnitude = diff.abs()
+        if math.isfinite(bound) and magnitude.numel() and float(magnitude.min()) > bound:  # the usual case
+            return torch.zeros(0, dtype=torch.long, device=gray64.device)
+        if math.isfinite(bound):
+            candidates = (magnitude.reshape(-1) <= bound).nonzero().squeeze(1)
+        else:  # inf or nan in the image: test every pixel
+            candidates = torch.arange(gray64.numel(), device=gray64.device)
+        if candidates.numel() == 0:
+            return candidates
+        x, m, s = (t.reshape(-1).take(candidates) for t in (gray64, mu, sigma))
+        rms = torch.sqrt(s * s + m * m)
+        suspect = ((x - m).abs() <= 1e-11 * rms) & ((x != 0) | (m != 0))
+        return candidates[suspect]
 
 
 def package_mscn_at(gray64: torch.Tensor, where: tuple[torch.Tensor, ...]) -> np.ndarray:
@@ -276,8 +308,32 @@ def package_flat_mscn(values: np.ndarray) -> np.ndarray:
     return ((unique - mu) / (np.sqrt(np.abs(mu**2 - ex2)) + MSCN_C))[inverse]
 
 
+def flat_windows_at(gray: torch.Tensor, where: tuple[torch.Tensor, ...], size: int = KERNEL_SIZE) -> torch.Tensor:
+    """`flat_window_map(gray)[where]`, computed from the windows of the pixels `where` only (few pixels) or
+    from the whole map (many pixels), whichever is cheaper."""
+    n = where[0].numel()
+    h, w = gray.shape[-2:]
+    if n * size * size >= gray.numel() // 4 or h < size or w < size:
+        return flat_window_map(gray, size)[where]
+    half = (size - 1) // 2
+    rows, cols = where[-2], where[-1]
+    inside = (rows >= half) & (rows < h - half) & (cols >= half) & (cols < w - half)
+    flat = torch.zeros(n, dtype=torch.bool, device=gray.device)
+    if bool(inside.any()):
+        idx = tuple(i[inside] for i in where)
+        lead = gray.reshape(-1, h, w)
+        plane = torch.zeros(idx[0].shape, dtype=torch.long, device=gray.device)  # index into the flattened lead
+        for dim, index in enumerate(idx[:-2]):
+            plane += index * math.prod(gray.shape[dim + 1 : -2])
+        offsets = torch.arange(-half, half + 1, device=gray.device)
+        rows, cols = (idx[-2][:, None] + offsets)[:, :, None], (idx[-1][:, None] + offsets)[:, None, :]
+        windows = lead[plane[:, None, None], rows, cols]  # (n, size, size)
+        flat[inside] = (windows == windows[:, half : half + 1, half : half + 1]).flatten(1).all(1)
+    return flat
+
+
 def match_package_where_mscn_vanishes(
-    m: torch.Tensor, gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+    m: torch.Tensor, gray64: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, diff: torch.Tensor | None = None
 ) -> torch.Tensor:
     """MSCN map `m` with the package's own values where x - mu vanishes (value only; gradient unchanged).
 
@@ -285,20 +341,25 @@ def match_package_where_mscn_vanishes(
     sign, so that noise moves its features: by 0.1 to 1 BRISQUE points on photos with flat areas or on
     JPEG-20 images (flat and ramp-like blocks). Our separable filter rounds differently, so at those pixels
     we evaluate the package's arithmetic itself: once per distinct value for flat windows
-    (`package_flat_mscn`), per window for the others (`package_mscn_at`).
+    (`package_flat_mscn`), per window for the others (`package_mscn_at`). `diff` = x - mu if known. A
+    contiguous `m` that needs no gradient is updated in place (and returned).
     """
     with torch.no_grad():
-        suspect = vanishing_mscn_pixels(gray64, mu, sigma)
-        if suspect[0].numel() == 0:
+        linear = _vanishing_linear(gray64, mu, sigma, diff)
+        if linear.numel() == 0:
             return m
-        flat = flat_window_map(gray64)[suspect]
+        suspect = torch.unravel_index(linear, gray64.shape)
+        flat = flat_windows_at(gray64, suspect)
         target = torch.empty(flat.shape, dtype=torch.float64)
         if bool(flat.any()):
-            values = gray64[tuple(i[flat] for i in suspect)].cpu().numpy()
+            values = gray64.reshape(-1).take(linear[flat]).cpu().numpy()
             target[flat.cpu()] = torch.from_numpy(package_flat_mscn(values))
         if not bool(flat.all()):
             target[~flat.cpu()] = torch.from_numpy(package_mscn_at(gray64, tuple(i[~flat] for i in suspect)))
         target = target.to(device=m.device, dtype=m.dtype)
+    if not m.requires_grad and m.is_contiguous():
+        current = m.reshape(-1).take(linear)
+        return m.reshape(-1).put_(linear, current + (target - current)).view(m.shape)
     return m.index_put(suspect, m[suspect] + (target - m.detach()[suspect]))
 
 
@@ -310,9 +371,10 @@ def scale_moments(gray64: torch.Tensor, dtype: torch.dtype, match_package: bool 
     """
     kernel = nss.gaussian_kernel1d(KERNEL_SIZE, KERNEL_SIGMA, dtype=torch.float64, device=gray64.device)
     mu, sigma = nss.local_mean_and_deviation(gray64, kernel, padding="zeros")
-    m = (gray64 - mu) / (sigma + MSCN_C)
+    diff = gray64 - mu
+    m = diff / (sigma + MSCN_C)
     if match_package:
-        m = match_package_where_mscn_vanishes(m, gray64, mu, sigma)
+        m = match_package_where_mscn_vanishes(m, gray64, mu, sigma, diff)
     m = m.to(dtype)
     return nss.stack_moments([nss.aggd_moments(t) for t in (m, *nss.pair_products(m, boundary="crop"))])
 
