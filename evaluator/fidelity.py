@@ -1,6 +1,14 @@
 """PSNR and SSIM of submitted images against their originals, computed beside the scoring.
 
-SSIM (skimage, float64) costs about as much as the BIQA itself on a 512x384 image. `FidelityWorker` runs it on
+PSNR is `evaluator.metrics.psnr` (exact). SSIM is skimage's `structural_similarity` with the settings of
+`evaluator.metrics.ssim` (7x7 uniform window, per channel, data_range=255, sample covariance), but on float32
+copies of the uint8 pixels (values 0..255, exact in float32) instead of the float64 copies skimage makes itself:
+about 40 % less time. The arithmetic is the same in single precision; against `metrics.ssim` the mean SSIM
+differs by at most 1.2e-7 over 120 photo pairs of the 40x3 benchmark (mean 4e-8), bounded by
+`SSIM_FLOAT32_TOLERANCE` = 1e-6 in the tests. (Scaling to x/255 with data_range=1 is no faster and drifts ten
+times more, up to 1.4e-6, because x/255 is not exact in float32.) Identical images still give exactly 1.0.
+
+SSIM costs more than the BIQA itself on a 512x384 image. `FidelityWorker` runs it on
 worker threads (numpy's and scipy.ndimage's loops release the GIL) while the main thread decodes, compresses and
 scores; with `threads=0` it computes inline. The values do not depend on the threads. At most `max_pending`
 image pairs are in flight, so memory stays bounded; results are handed to `on_done` on the caller's thread.
@@ -12,14 +20,32 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import math
+
 import numpy as np
+from skimage.metrics import structural_similarity
 
 from evaluator import metrics
+
+#: Largest |ssim_float32 - metrics.ssim| accepted by the tests (measured: 1.2e-7 on photos).
+SSIM_FLOAT32_TOLERANCE = 1e-6
+
+
+def ssim_float32(original: np.ndarray, submitted: np.ndarray) -> float:
+    """`metrics.ssim` computed in float32 (same skimage call on exact float32 pixel values, data_range=255).
+
+    NaN when a side is shorter than `metrics.SSIM_MIN_SIDE`; ValueError for a pair `metrics.ssim` refuses.
+    """
+    metrics._check_pair(original, submitted)
+    if min(original.shape[:2]) < metrics.SSIM_MIN_SIDE:
+        return math.nan
+    return float(structural_similarity(original.astype(np.float32), submitted.astype(np.float32),
+                                       channel_axis=-1, data_range=255.0))
 
 
 def fidelity(original: np.ndarray, submitted: np.ndarray) -> dict[str, float]:
     """{"psnr": dB (inf when identical), "ssim": mean SSIM} of `submitted` against `original`."""
-    return {"psnr": metrics.psnr(original, submitted), "ssim": metrics.ssim(original, submitted)}
+    return {"psnr": metrics.psnr(original, submitted), "ssim": ssim_float32(original, submitted)}
 
 
 class FidelityWorker:

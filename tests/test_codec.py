@@ -313,3 +313,80 @@ def test_coefficients_outside_baseline_range_are_refused(codec, tmp_path, where,
         codec.write_dct(tmp_path / "y.jpg", bad)
     y[0, 0, 0, 0 if where == "dc" else 1] = 1023 if value > 0 else -1023  # the extremes are fine
     codec.decode_dct(DCTCoefficients(y, coeffs.Cb, coeffs.Cr, coeffs.qt, 16, 16))
+
+
+# -- scratch files: one private folder per process, nothing left behind, removed at exit -------------------------
+def test_scratch_folder_is_private_memory_backed_and_left_empty(codec, tmp_path):
+    import stat
+
+    from evaluator.codec import SHM_DIR, scratch_dir
+
+    d = scratch_dir()
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    if SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK):
+        assert d.parent == SHM_DIR
+    rgb = photo("coffee", (64, 80))
+    data = codec.compress(rgb)
+    np.testing.assert_array_equal(codec.decompress(data), codec.roundtrip(rgb))
+    codec.write_jpeg(tmp_path / "a.jpg", rgb)
+    coeffs = codec.read_dct(tmp_path / "a.jpg")
+    codec.write_dct(tmp_path / "b.jpg", coeffs)
+    codec.decode_dct(coeffs)
+    with pytest.raises(CodecError):
+        codec.decompress(b"\xff\xd8garbage\xff\xd9")
+    assert scratch_dir() == d and list(d.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_scratch_folder_is_recreated_when_removed(codec):
+    import shutil
+
+    from evaluator.codec import scratch_dir
+
+    shutil.rmtree(scratch_dir())
+    rgb = photo("astronaut", (32, 32))
+    assert codec.decompress(codec.compress(rgb)).shape == rgb.shape
+    assert scratch_dir().is_dir()
+
+
+def test_scratch_folder_is_removed_at_exit():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from evaluator.codec import OrganizerCodec, scratch_dir; "
+            "OrganizerCodec().compress(np.zeros((16, 16, 3), np.uint8)); print(scratch_dir())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    used = Path(proc.stdout.strip())
+    assert used.name.startswith("pp-codec-") and not used.exists()
+
+
+def test_threads_sharing_the_scratch_folder_get_their_own_results(codec):
+    images = [np.ascontiguousarray(photo("china", (96, 64))[i * 8:i * 8 + 48]) for i in range(6)]
+    expected = [codec.roundtrip(im) for im in images]
+    got: dict[int, list[np.ndarray]] = {}
+
+    def work(t: int) -> None:
+        got[t] = [codec.decompress(codec.compress(im)) for im in images for _ in range(3)][::3]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t in range(4):
+        for a, b in zip(got[t], expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_scratch_folder_replaced_by_a_foreign_one_is_not_used(codec, tmp_path):
+    from evaluator.codec import scratch_dir
+
+    d = scratch_dir()
+    d.rmdir()
+    d.symlink_to(tmp_path, target_is_directory=True)  # someone puts a link where our folder was
+    try:
+        codec.compress(photo("coffee", (16, 16)))
+        assert scratch_dir() != d and list(tmp_path.iterdir()) == []
+    finally:
+        d.unlink()

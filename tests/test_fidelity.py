@@ -1,0 +1,83 @@
+"""The pipeline's PSNR/SSIM (`evaluator.fidelity`) against the metric definitions in `evaluator.metrics`.
+
+SSIM is computed in float32 for speed; these tests bound its difference to `metrics.ssim` (float64) on real
+photographs under the distortions attacks make, and check that PSNR and the edge cases are unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+from skimage import data
+
+from evaluator import metrics
+from evaluator.codec import OrganizerCodec
+from evaluator.fidelity import SSIM_FLOAT32_TOLERANCE, FidelityWorker, fidelity, ssim_float32
+
+
+def _photo_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(original, distorted) pairs: 192x256 crops of two real photos under six distortions."""
+    rng = np.random.default_rng(0)
+    pairs = []
+    for photo in (data.astronaut(), data.coffee()):
+        orig = np.ascontiguousarray(photo[64:256, 64:320])
+        im = Image.fromarray(orig)
+        noisy = np.clip(orig + rng.normal(0, 12, orig.shape), 0, 255).astype(np.uint8)
+        dark = (orig * 0.3).astype(np.uint8)
+        flat = np.full_like(orig, 7)  # constant image: the variance terms vanish
+        for distorted in (noisy, dark, flat, np.asarray(im.filter(ImageFilter.GaussianBlur(3))),
+                          np.asarray(im.filter(ImageFilter.UnsharpMask(2, 250))),
+                          OrganizerCodec(quality=20).roundtrip(orig)):
+            pairs.append((orig, np.ascontiguousarray(distorted)))
+    return pairs
+
+
+def test_float32_ssim_matches_the_metric_definition_on_photos():
+    diffs = [abs(ssim_float32(a, b) - metrics.ssim(a, b)) for a, b in _photo_pairs()]
+    assert max(diffs) <= SSIM_FLOAT32_TOLERANCE
+    assert max(diffs) > 0  # it really is a different (single precision) computation
+
+
+def test_psnr_is_exactly_the_metric_definition():
+    for a, b in _photo_pairs():
+        assert fidelity(a, b)["psnr"] == metrics.psnr(a, b)
+
+
+def test_edge_cases_match_the_metric_definition():
+    img = data.astronaut()[:64, :64].copy()
+    assert ssim_float32(img, img) == 1.0
+    assert fidelity(img, img) == {"psnr": math.inf, "ssim": 1.0}
+    small = img[:6, :40].copy()
+    assert math.isnan(ssim_float32(small, small)) and math.isnan(metrics.ssim(small, small))
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((64, 64, 3), np.float32),
+    np.zeros((64, 64), np.uint8),
+    np.zeros((64, 64, 4), np.uint8),
+    np.zeros((32, 64, 3), np.uint8),
+])
+def test_bad_pairs_are_refused_like_the_metric(bad):
+    img = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError):
+        metrics.ssim(img, bad)
+    with pytest.raises(ValueError):
+        ssim_float32(img, bad)
+
+
+def test_worker_threads_give_the_inline_numbers():
+    pairs = _photo_pairs()
+    inline: dict[str, dict[str, float]] = {}
+    threaded: dict[str, dict[str, float]] = {}
+    w0 = FidelityWorker(inline.update, threads=0)
+    w2 = FidelityWorker(threaded.update, threads=2, max_pending=3)
+    for i, (a, b) in enumerate(pairs):
+        w0.submit(f"k{i}", a, b)
+        w2.submit(f"k{i}", a, b)
+    w0.close()
+    w2.close()
+    assert list(threaded) == list(inline) == [f"k{i}" for i in range(len(pairs))]
+    assert threaded == inline
