@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--biqa-weights", type=Path, default=None, help="weights file (koncept512)")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: PSNR/SSIM run in a worker thread beside the model, and "
+                             "2 torch threads on 2 cores busy-wait; benchmarks/bench_evaluate.py measured this)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:
         return _fail(EXIT_USAGE, f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads < 1:
+        return _fail(EXIT_USAGE, f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     try:
         task = load_task(args.task)
     except TaskConfigError as exc:

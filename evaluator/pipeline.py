@@ -250,6 +250,31 @@ def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAMo
     return {image: by_sha[shas[image]] for image in paths}
 
 
+def _validate_safely(path: Path, headers: dict, limits: Limits) -> ValidatedRun:
+    """`validate_run`, with any unexpected error turned into an invalid run: one bad run never stops the rest."""
+    try:
+        return validate_run(path, headers, limits, decode=False)
+    except Exception as exc:  # noqa: BLE001 - a submission must not be able to abort the evaluation
+        log.exception("validating %r failed unexpectedly", path.name)
+        return ValidatedRun(name=path.stem if path.suffix.lower() == ".zip" else path.name, source=path,
+                            issues=[RunIssue(path.name, f"could not be validated ({type(exc).__name__}: {exc})",
+                                             "report this to the organizers with the run attached")],
+                            meta=None, images={})
+
+
+def _flag_name_collisions(validated: Sequence[ValidatedRun]) -> None:
+    """Runs whose names are equal up to case (a.zip and a.ZIP, folder b and b.Zip) are all made invalid."""
+    groups: dict[str, list[ValidatedRun]] = {}
+    for v in validated:
+        groups.setdefault(v.name.casefold(), []).append(v)
+    for members in groups.values():
+        if len(members) > 1:
+            names = ", ".join(sorted(m.source.name for m in members))
+            for m in members:
+                m.issues.append(RunIssue(m.source.name, f"has the same run name as another submission ({names})",
+                                         "keep one folder or zip per run name"))
+
+
 def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original_paths: dict[str, Path],
                 original_shas: dict[str, str], model: BIQAModel, codec: OrganizerCodec, cache: ScoreCache,
                 batch_size: int, counters: _Counters, progress: bool, fidelity_threads: int = 1
@@ -422,7 +447,8 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         eligible = set(image_ids) - set(excluded)
         original_accuracy = metrics.accuracy([clean[i] for i in sorted(eligible)], threshold)
 
-        validated = [validate_run(path, headers, limits, decode=False) for path in run_paths]
+        validated = [_validate_safely(path, headers, limits) for path in run_paths]
+        _flag_name_collisions(validated)
         for v in validated:
             if not v.valid:
                 log.warning("run %s is invalid: %d problem(s), first: %s", v.name, len(v.issues), v.issues[0])

@@ -9,6 +9,7 @@ allowed (kept in the parsed dict). NaN/Infinity and duplicate keys are refused (
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,14 @@ _EXAMPLE = ('{"team": "...", "run": "...", "method": "...", "params": {...}, "bi
 
 class _StrictJSONError(ValueError):
     pass
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as float; one that overflows to infinity (1e999) is refused like NaN and Infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _StrictJSONError(f"contains {text}, which overflows to infinity")
+    return value
 
 
 def _no_constants(token: str) -> Any:
@@ -82,12 +91,15 @@ def check_run_json(data: bytes) -> tuple[dict[str, Any] | None, list[RunIssue]]:
         return None, [RunIssue(RUN_JSON, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
                                "save it as UTF-8 JSON")]
     try:
-        meta = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        meta = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates,
+                          parse_float=_finite_float)
     except _StrictJSONError as exc:
         return None, [RunIssue(RUN_JSON, f"is not strict JSON: it {exc}", "write it with json.dump defaults")]
     except json.JSONDecodeError as exc:
         return None, [RunIssue(RUN_JSON, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                                f"fix the syntax; expected an object like {_EXAMPLE}")]
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit conversion limit
+        return None, [RunIssue(RUN_JSON, f"is not usable JSON ({exc})", f"write plain values, like {_EXAMPLE}")]
     except RecursionError:
         return None, [RunIssue(RUN_JSON, "is nested too deeply to parse", f"write a flat object like {_EXAMPLE}")]
     if not isinstance(meta, dict):

@@ -39,6 +39,10 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _REMAKE = "re-create the zip from the run folder (e.g. `cd runs && zip -r RUN.zip RUN`)"
 
 
+class _BadZip(ValueError):
+    """The end records of an archive contradict each other (raised by `_declared_counts`)."""
+
+
 class ZipReadError(ValueError):
     """A member could not be read safely; the message names the member and the reason."""
 
@@ -63,15 +67,22 @@ def _declared_counts(fp: BinaryIO) -> tuple[int, int] | None:
     if pos < 0 or pos + 22 > len(tail):
         return None
     _, _, _, _, n_total, cd_size, cd_offset, _ = struct.unpack("<4s4H2LH", tail[pos:pos + 22])
-    if 0xFFFF in (n_total,) or 0xFFFFFFFF in (cd_size, cd_offset):
-        loc = pos - 20
-        if loc >= 0 and tail[loc:loc + 4] == _EOCD64_LOCATOR:
-            _, _, z64_offset, _ = struct.unpack("<4sLQL", tail[loc:loc + 20])
-            if z64_offset < size:
-                fp.seek(z64_offset)
-                rec = fp.read(56)
-                if len(rec) == 56 and rec[:4] == _EOCD64:
-                    n_total, cd_size = struct.unpack("<QQ", rec[32:48])
+    loc = pos - 20
+    if loc >= 0 and tail[loc:loc + 4] == _EOCD64_LOCATOR:
+        # zipfile (CPython 3.11 _EndRecData64) uses a zip64 record whenever a locator precedes the end record,
+        # whatever the 16/32-bit fields say, and reads it 56 bytes before the locator: check that same record.
+        rec_at = size - tail_len + loc - 56
+        if rec_at < 0:
+            raise _BadZip("has a zip64 locator with no zip64 record before it")
+        fp.seek(rec_at)
+        rec = fp.read(56)
+        if len(rec) != 56 or rec[:4] != _EOCD64:
+            raise _BadZip("has a zip64 locator that does not point at a zip64 end record")
+        _, _, z64_offset, _ = struct.unpack("<4sLQL", tail[loc:loc + 20])
+        if z64_offset != rec_at:
+            raise _BadZip("has a zip64 locator whose offset disagrees with its record (a crafted archive)")
+        z_total, z_cd = struct.unpack("<QQ", rec[32:48])
+        n_total, cd_size = max(n_total, z_total), max(cd_size, z_cd)
     return n_total, cd_size
 
 
@@ -122,7 +133,10 @@ def open_checked(path: Path, fp: BinaryIO, limits: Limits) -> tuple[zipfile.ZipF
     The returned ZipFile is None when the archive as a whole is refused; the caller closes `fp`.
     """
     label = path.name
-    counts = _declared_counts(fp)
+    try:
+        counts = _declared_counts(fp)
+    except _BadZip as exc:
+        return None, [], [RunIssue(label, str(exc), _REMAKE)]
     if counts is None:
         return None, [], [RunIssue(label, "is not a zip archive (no end-of-central-directory record)", _REMAKE)]
     n_members, cd_size = counts

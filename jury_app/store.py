@@ -57,6 +57,16 @@ CREATE TABLE IF NOT EXISTS picks (
 """
 
 
+def _end(conn: sqlite3.Connection, statement: str) -> None:
+    """COMMIT or ROLLBACK if a transaction is still open; a failure here must not hide the original error."""
+    if conn.in_transaction:
+        try:
+            conn.execute(statement)
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+
 class StoreError(RuntimeError):
     """The vote store cannot be used (wrong schema version, unknown juror, ...)."""
 
@@ -124,7 +134,7 @@ class VoteStore:
         try:
             yield conn
         finally:
-            conn.execute("COMMIT")
+            _end(conn, "COMMIT")
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -157,9 +167,13 @@ class VoteStore:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                _end(conn, "ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                _end(conn, "ROLLBACK")  # a failed COMMIT leaves the transaction open on this cached connection
+                raise
 
     def _init_schema(self) -> None:
         conn = self._connect()

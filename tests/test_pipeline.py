@@ -402,3 +402,25 @@ def test_fidelity_worker_keeps_order_bounds_memory_and_reports_errors():
         broken.submit("bad", img, img[:4])
         broken.close()
     broken.abandon()
+
+
+def test_a_run_json_with_a_huge_integer_or_overflowing_float_is_one_invalid_row(setup):
+    """json.loads raises a plain ValueError past 4300 digits; it must be a run issue, not an abort."""
+    tmp_path, originals, _ = setup
+    for name, text in (("team6-bigint", '{"team": 1' + "0" * 5000 + "}"), ("team7-inf", '{"team": 1e999}')):
+        folder = write_run(tmp_path / "runs", name, {k: darken(v, 0.4) for k, v in originals.items()})
+        (folder / "run.json").write_text(text)
+    result, _ = _run(tmp_path)
+    assert "run.json: is not usable JSON" in result.run("team6-bigint").error
+    assert "overflows to infinity" in result.run("team7-inf").error
+    assert result.run(DARK).status == "scored" and result.run(MILD).status == "scored"
+
+
+def test_runs_whose_names_differ_only_in_case_are_all_invalid(setup):
+    tmp_path, originals, _ = setup
+    write_run(tmp_path / "runs", "Team8", {k: darken(v, 0.4) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "team8", {k: darken(v, 0.3) for k, v in originals.items()})
+    result, _ = _run(tmp_path)
+    rows = [r for r in result.runs if r.run.casefold() == "team8"]
+    assert len(rows) == 2 and all(r.status == "invalid" and "same run name" in r.error for r in rows)
+    assert result.run(DARK).status == "scored"

@@ -634,3 +634,33 @@ def test_index_originals_refuses(tmp_path: Path, case: str) -> None:
     with pytest.raises(OriginalsError, match=fragment.replace(".", r"\.")) as err:
         index_originals(d)
     assert str(d) in str(err.value)
+
+
+@pytest.mark.parametrize("locator_offset", ["wrong", "right"])
+def test_zip64_records_that_zipfile_would_trust_are_capped_before_parsing(locator_offset):
+    """A crafted end record declares 1 member while a zip64 record (which zipfile reads regardless) declares
+    5000: the archive is refused from the end records, before zipfile parses the central directory."""
+    import io
+    import struct
+
+    from evaluator.run_records import Limits
+    from evaluator.safe_zip import open_checked
+
+    n = 5000
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(n):
+            z.writestr(f"f{i:05d}", b"")
+    raw = buf.getvalue()
+    eocd = raw.rfind(b"PK\x05\x06")
+    _, _, _, _, _, cd_size, cd_off, _ = struct.unpack("<4s4H2LH", raw[eocd:eocd + 22])
+    body = raw[:eocd]
+    z64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, cd_size, cd_off)
+    offset = 0 if locator_offset == "wrong" else len(body)
+    loc = struct.pack("<4sLQL", b"PK\x06\x07", 0, offset, 1)
+    fake_eocd = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, 46, cd_off, 0)
+    zf, entries, issues = open_checked(Path("evil.zip"), io.BytesIO(body + z64 + loc + fake_eocd),
+                                       Limits(max_members=100))
+    assert zf is None and not entries and len(issues) == 1
+    expected = "offset disagrees" if locator_offset == "wrong" else "declares 5000 members"
+    assert expected in str(issues[0])
