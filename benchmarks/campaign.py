@@ -92,6 +92,18 @@ def list_methods(env: dict[str, str] | None = None) -> list[str]:
     return names
 
 
+def select_methods(env: dict[str, str] | None, spec: str | None) -> list[str]:
+    """The `--methods a,b` subset of `pp-attack --list` (all of it when spec is empty); unknown names exit."""
+    methods = list_methods(env)
+    if not spec:
+        return methods
+    wanted = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in methods]
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; `pp-attack --list` has {methods}")
+    return wanted
+
+
 # -- running the CLIs --------------------------------------------------------------------------------------------
 def cli_env(threads: int) -> dict[str, str]:
     """The environment of every CLI call: the venv's scripts on PATH, `threads` intra-op threads for torch."""

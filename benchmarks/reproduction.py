@@ -92,13 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     env = cp.cli_env(args.threads)
     out = args.out.resolve()
-    methods = cp.list_methods(env)
-    if args.methods:
-        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-        unknown = [m for m in wanted if m not in methods]
-        if unknown:
-            raise SystemExit(f"--methods: unknown {unknown}; `pp-attack --list` has {methods}")
-        methods = wanted
+    methods = cp.select_methods(env, args.methods)
     originals = out / "originals"
     images = cp.prepare_originals(args.data.resolve(), originals, args.images or None, args.spread)
     runs_dir = out / "runs"

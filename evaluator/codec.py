@@ -131,7 +131,7 @@ class DCTCoefficients:
     width: int
 
 
-def _expected_blocks(height: int, width: int, subsampling: str) -> tuple[tuple[int, int], tuple[int, int]]:
+def block_grid(height: int, width: int, subsampling: str) -> tuple[tuple[int, int], tuple[int, int]]:
     """Block-grid shapes libjpeg uses: luma ceil(size/8); chroma ceil(size * c / (8 * max)) per axis."""
     (yv, yh), (cv, ch), _ = SAMPLING_FACTORS[subsampling]
     luma = (math.ceil(height / 8), math.ceil(width / 8))
@@ -288,7 +288,7 @@ class OrganizerCodec:
             )
 
     def _check_coeffs(self, coeffs: DCTCoefficients) -> None:
-        luma, chroma = _expected_blocks(coeffs.height, coeffs.width, self.subsampling)
+        luma, chroma = block_grid(coeffs.height, coeffs.width, self.subsampling)
         for name, arr, grid in (("Y", coeffs.Y, luma), ("Cb", coeffs.Cb, chroma), ("Cr", coeffs.Cr, chroma)):
             if not isinstance(arr, np.ndarray) or arr.dtype != np.int16 or arr.shape != (*grid, 8, 8):
                 raise CodecError(

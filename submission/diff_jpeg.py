@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evaluator.codec import block_grid
+
 #: ITU-T T.81 Annex K tables (quality 50), row-major.
 ANNEX_K_LUMA = np.array(
     [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -76,14 +78,6 @@ def _from_blocks(blocks: torch.Tensor) -> torch.Tensor:
     """(N, hb, wb, 8, 8) -> (N, 8 hb, 8 wb)."""
     n, hb, wb = blocks.shape[:3]
     return blocks.permute(0, 1, 3, 2, 4).reshape(n, hb * 8, wb * 8)
-
-
-def block_grid(height: int, width: int, subsampling: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Blocks per component as libjpeg stores them: luma ceil(H/8) x ceil(W/8), chroma ceil(H/8fv) x ceil(W/8fh)."""
-    fv, fh = _SUBSAMPLING[subsampling]
-    luma = (math.ceil(height / 8), math.ceil(width / 8))
-    chroma = (math.ceil(height / (8 * fv)), math.ceil(width / (8 * fh)))
-    return luma, chroma
 
 
 def jpeg_forward(x: torch.Tensor, tables: torch.Tensor, subsampling: str = "4:2:0") -> list[torch.Tensor]:
