@@ -163,6 +163,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def _relative_originals(originals: Path, out: Path) -> str:
+    """The originals folder relative to the run folder (run.json is submitted: no absolute path of the
+    participant's machine in it); only the folder's name when no relative path exists (another drive)."""
+    try:
+        return Path(os.path.relpath(Path(originals).resolve(), out.resolve())).as_posix()
+    except ValueError:
+        return Path(originals).name
+
+
 def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, originals: Path) -> Path:
     """Create `out` with run.json, or check that the run already there is the same one (resume).
 
@@ -205,7 +214,7 @@ def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, ori
         "status": "in progress",
         "shards": shard.count,
         "n_images": n_images,
-        "originals": str(originals),
+        "originals": _relative_originals(originals, out),
         "libraries": library_versions(),
         **spec.extra,
     }
@@ -384,12 +393,13 @@ def attack_folder(
 def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, Any]:
     """Check every original has its file and log row, merge shard logs into log.csv, mark run.json complete.
 
-    `originals` defaults to the folder recorded in run.json. Raises RunFolderError listing what is missing."""
+    `originals` defaults to the folder recorded in run.json (relative to the run). Raises RunFolderError listing
+    what is missing."""
     out = Path(out)
     if not (out / RUN_JSON).exists():
         raise RunFolderError(f"{out}: no run.json; finalize a folder that pp-attack wrote")
     meta = read_run_json(out)
-    src = Path(originals) if originals is not None else Path(str(meta.get("originals", "")))
+    src = Path(originals) if originals is not None else out / str(meta.get("originals", ""))  # relative to the run
     ids = [p.stem for p in list_originals(src)]
     rows = all_log_rows(out)
     missing = [i for i in ids if i not in rows or output_file(out, i) is None]

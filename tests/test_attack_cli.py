@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -108,9 +109,14 @@ def test_shards_then_finalize(tmp_path, originals, monkeypatch, capsys):
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     assert json.loads((run / "run.json").read_text())["status"] == "in progress"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the recorded originals are found relative to the run, from any folder
     assert main(["finalize", str(run)]) == 0
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "complete" and meta["n_images"] == 3 and meta["shards"] == 2
+    assert meta["originals"] == os.path.relpath(originals, run)  # run.json is submitted: no absolute path in it
+    assert str(tmp_path) not in (run / "run.json").read_text()
     assert [r["image"] for r in log_rows(run)] == ["img0", "img1", "img2"]
     assert not list(work_dir(run).glob("log.shard*"))
     assert_valid(run, originals)
