@@ -22,7 +22,6 @@ printed beside it tell whether a difference is real.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -195,12 +194,13 @@ def _child(phase: str, work: Path, args: argparse.Namespace) -> dict:
 
 
 def _score_agreement(work: Path) -> float:
+    from evaluator.results_io import read_csv  # text cells are spreadsheet-safe: read_csv undoes it
+
     baseline = json.loads((work / "baseline_scores.json").read_text())
     worst = 0.0
-    with (work / "out" / "scores.csv").open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            worst = max(worst, abs(float(row["score"]) - baseline[f"{row['run']}/{row['image']}"]),
-                        abs(float(row["score_clean"]) - baseline[f"clean/{row['image']}"]))
+    for row in read_csv(work / "out" / "scores.csv"):
+        worst = max(worst, abs(float(row["score"]) - baseline[f"{row['run']}/{row['image']}"]),
+                    abs(float(row["score_clean"]) - baseline[f"clean/{row['image']}"]))
     return worst
 
 

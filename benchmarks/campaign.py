@@ -237,13 +237,20 @@ def done_log_rows(runs_dir: Path, run: str) -> list[dict[str, str]]:
     return _read_csv(path) if path.is_file() else []
 
 
+def _read_results_csv(path: Path) -> list[dict[str, str]]:
+    """A CSV pp-evaluate wrote: its text cells are spreadsheet-safe (`evaluator.csv_safe`); undo that."""
+    from evaluator.csv_safe import unsafe_text
+
+    return [{k: unsafe_text(v) for k, v in row.items()} for row in _read_csv(path)]
+
+
 def read_runs_csv(results: Path) -> dict[str, dict[str, str]]:
-    return {r["run"]: r for r in _read_csv(results / "runs.csv")}
+    return {r["run"]: r for r in _read_results_csv(results / "runs.csv")}
 
 
 def read_scores_csv(results: Path) -> dict[str, list[dict[str, str]]]:
     by_run: dict[str, list[dict[str, str]]] = {}
-    for r in _read_csv(results / "scores.csv"):
+    for r in _read_results_csv(results / "scores.csv"):
         by_run.setdefault(r["run"], []).append(r)
     return by_run
 

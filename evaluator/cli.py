@@ -15,8 +15,10 @@ EXIT_OK, EXIT_USAGE, EXIT_ORIGINALS, EXIT_MODEL, EXIT_INTERRUPTED = 0, 2, 3, 4, 
 EPILOG = """\
 results (in --out):
   runs.csv, scores.csv, selection.csv, task.json, report.html, jury/ (manifest.json, key.json, images/),
-  and .cache/ (scores reused by the next run; delete it to rescore everything). Results are replaced only
-  when the whole evaluation succeeded; an interrupted run leaves the previous results as they were.
+  and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
+  current/, itself a link to the committed generation in .generations/: a new evaluation switches that one
+  link only when it fully succeeded, so an interrupted run leaves the previous results as they were and a
+  reader never sees old and new files mixed. A jury/ holding votes is moved to jury-previous-<time>/.
 
 exit codes:
   0  the pipeline ran (invalid runs are results: see their 'error' column in runs.csv)
@@ -26,6 +28,36 @@ exit codes:
   4  the BIQA model or its weights do not load (--biqa, --biqa-weights, --device)
   130 interrupted (Ctrl-C): the previous results in --out are left as they were
 """
+
+
+class EscapingFormatter(logging.Formatter):
+    """Log lines with every non-printable character escaped (`evaluator.run_records.escape_text`): a submitted name
+    with a newline or an escape sequence cannot forge a log line or drive the organizer's terminal. Tracebacks
+    keep their line breaks and are indented, so none of their lines can pass for a log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from evaluator.run_records import escape_text
+
+        return escape_text(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:  # noqa: ANN001 - logging's exc_info tuple
+        return self._indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self._indented(super().formatStack(stack_info))
+
+    @staticmethod
+    def _indented(text: str) -> str:
+        from evaluator.run_records import escape_text
+
+        return "\n".join("    " + escape_text(line) for line in text.split("\n"))
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr through `EscapingFormatter` (pp-evaluate and the Codabench scoring program)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +92,7 @@ def _fail(code: int, message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     if args.batch_size < 1:
         return _fail(EXIT_USAGE, f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 1:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
 
 from evaluator.config import TaskConfigError, load_task
 from evaluator.atomic import write_text_atomic
+from evaluator.cli import setup_logging
+from evaluator.run_records import show_name
 
 SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr", "ssim", "abs_gain",
               "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
 
     ref, res, out = args.input / "ref", args.input / "res", args.output
     task_path = args.task or (ref / "task.toml" if (ref / "task.toml").is_file() else None)
@@ -111,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP
     (row,) = result.runs
     if row.status != "scored":
-        print(f"invalid submission ({row.run}):", file=sys.stderr)
+        print(f"invalid submission ({show_name(row.run)}):", file=sys.stderr)
         for problem in row.error.split(" | "):
-            print(f"  - {problem}", file=sys.stderr)
+            print(f"  - {show_name(problem)}", file=sys.stderr)
         return EXIT_INVALID_SUBMISSION
     values = score_values(row)
     write_text_atomic(out / "scores.json", json.dumps(values, indent=2, allow_nan=False) + "\n")
     write_text_atomic(out / "scores.txt", "".join(f"{k}: {'NaN' if v is None else v}\n" for k, v in values.items()))
-    print(f"scored {row.run}: accuracy {row.accuracy:.3f}, qualified {row.qualified}", file=sys.stderr)
+    print(f"scored {show_name(row.run)}: accuracy {row.accuracy:.3f}, qualified {row.qualified}", file=sys.stderr)
     return 0
 
 

@@ -11,7 +11,6 @@ Every command is printed before it runs, so each stage can be repeated by hand.
 from __future__ import annotations
 
 import argparse
-import csv
 import shlex
 import shutil
 import subprocess
@@ -70,8 +69,10 @@ def subset(data: Path, work: Path, n: int | None) -> Path:
 
 
 def print_runs_table(results: Path) -> None:
-    with open(results / "runs.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    from evaluator.results_io import read_csv
+    from evaluator.run_records import show_name
+
+    rows = read_csv(results / "runs.csv")
     print(f"\n{'run':<16} {'status':<8} {'accuracy':>8} {'qualified':>9} {'mean':>6} {'psnr':>6} {'ssim':>6}")
     for r in rows:
         mark = "  <- qualified" if r.get("qualified") in ("True", "true", "1") else ""
@@ -79,9 +80,12 @@ def print_runs_table(results: Path) -> None:
         mean = f"{float(r['mean_score']):.1f}" if r.get("mean_score") else "-"
         psnr = f"{float(r['psnr']):.1f}" if r.get("psnr") else "-"
         ssim = f"{float(r['ssim']):.3f}" if r.get("ssim") else "-"
-        print(f"{r['run']:<16} {r['status']:<8} {acc:>8} {r.get('qualified', ''):>9} {mean:>6} {psnr:>6} {ssim:>6}{mark}")
+        print(f"{show_name(r['run']):<16} {r['status']:<8} {acc:>8} {r.get('qualified', ''):>9} {mean:>6} {psnr:>6} "
+              f"{ssim:>6}{mark}")
         if r["status"] != "scored":
-            print(f"    error: {r.get('error', '')}")
+            print(f"    error: {show_name(r.get('error', ''))}")
+        if r.get("warning"):
+            print(f"    warning: {show_name(r['warning'])}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
          "--no-progress"])
     stage("pp-evaluate", t0)
     print_runs_table(results)
-    print(f"\nreport: {(results / 'report.html').resolve()}  (open it in a browser; it works offline)")
+    print(f"\nreport: {(results / 'report.html').absolute()}  (open it in a browser; it works offline)")
 
     print("\n== a real jury: private links (the organizer link is printed on stderr)")
     t0 = time.perf_counter()

@@ -11,8 +11,9 @@
    (one image id at a time, all runs' versions of it batched together), never all held in memory.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
 5. Select the jury images (`evaluator.selection`) and write the blinded jury package for the qualified runs.
-6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a staging folder inside
-   `out_dir`, then move them into place (`evaluator.results_io`): an interrupted run leaves old results intact.
+6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
+   `out_dir/.generations/<id>/`, then switch the one link `out_dir/current` to it (`evaluator.results_io`):
+   an interrupted run leaves the old results intact, and no reader ever sees old and new files mixed.
 
 Every computed value is cached in `out_dir/.cache/scores.sqlite` (`evaluator.score_cache`), so a rerun with one
 more run scores only that run.
@@ -21,6 +22,7 @@ more run scores only that run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -45,9 +47,12 @@ from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig
 from evaluator.imageio import load_rgb
 from evaluator.jury_export import JuryItem, Picks, shrink_picks, write_jury_package
-from evaluator.results_io import commit_staged, new_staging, remove_stale, write_csv
+from evaluator.results_io import (ResultsFolderError, commit_generation, committed_generation, new_generation, tidy,
+                                  write_csv)
 from evaluator.fidelity import FidelityWorker
 from evaluator.imageio import ImageError
+from evaluator.lookalike import lookalike_warnings
+from evaluator.run_records import show_name
 from evaluator.runs import Limits, RunIssue, RunReadError, ValidatedRun, find_runs, index_originals, validate_run
 from evaluator.score_cache import CacheKeyContext, ScoreCache, kit_version, model_hash, rules_hash
 from evaluator.selection import SelectedImage, score_variances, select_images
@@ -56,7 +61,7 @@ log = logging.getLogger(__name__)
 
 RUNS_COLUMNS = (
     "run", "status", "error", "n_images", "accuracy", "accuracy_reduction", "qualified", "mean_score",
-    "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score", "psnr", "ssim",
+    "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score", "psnr", "ssim", "warning",
 )
 SCORES_COLUMNS = ("run", "image", "score_clean", "score", "low_quality", "psnr", "ssim")
 SELECTION_COLUMNS = ("image", "variance", "rank")
@@ -104,6 +109,7 @@ class RunResult:
     energy_score: float = math.nan
     psnr: float = math.nan
     ssim: float = math.nan
+    warning: str = ""
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,7 @@ def _validate_safely(path: Path, headers: dict, limits: Limits) -> ValidatedRun:
     try:
         return validate_run(path, headers, limits, decode=False)
     except Exception as exc:  # noqa: BLE001 - a submission must not be able to abort the evaluation
-        log.exception("validating %r failed unexpectedly", path.name)
+        log.exception("validating %s failed unexpectedly", show_name(path.name))
         return ValidatedRun(name=path.stem if path.suffix.lower() == ".zip" else path.name, source=path,
                             issues=[RunIssue(path.name, f"could not be validated ({type(exc).__name__}: {exc})",
                                              "report this to the organizers with the run attached")],
@@ -269,9 +275,10 @@ def _flag_name_collisions(validated: Sequence[ValidatedRun]) -> None:
         groups.setdefault(v.name.casefold(), []).append(v)
     for members in groups.values():
         if len(members) > 1:
-            names = ", ".join(sorted(m.source.name for m in members))
+            names = ", ".join(sorted(show_name(m.source.name) for m in members))
             for m in members:
-                m.issues.append(RunIssue(m.source.name, f"has the same run name as another submission ({names})",
+                m.issues.append(RunIssue(show_name(m.source.name),
+                                         f"has the same run name as another submission ({names})",
                                          "keep one folder or zip per run name"))
 
 
@@ -325,7 +332,7 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
                     except (ImageError, RunReadError) as exc:
                         failed[run.name] = RunIssue(file=ref.name, problem=f"cannot be decoded ({exc})",
                                                     fix="re-export it as 8-bit RGB PNG and submit again")
-                        log.warning("run %s: %s", run.name, failed[run.name])
+                        log.warning("run %s: %s", show_name(run.name), show_name(str(failed[run.name])))
                         continue
                     counters.computed += 1
                     if need_fid:
@@ -419,7 +426,10 @@ def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir:
     paths = _original_paths(originals_dir, image_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(out_dir):
-        remove_stale(out_dir)
+        try:
+            tidy(out_dir, RESULT_NAMES)
+        except ResultsFolderError as exc:
+            raise PipelineError(str(exc)) from exc
         return _evaluate_locked(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths,
                                 batch_size=batch_size, progress=progress, limits=limits or Limits(),
                                 fidelity_threads=fidelity_threads)
@@ -451,7 +461,8 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         _flag_name_collisions(validated)
         for v in validated:
             if not v.valid:
-                log.warning("run %s is invalid: %d problem(s), first: %s", v.name, len(v.issues), v.issues[0])
+                log.warning("run %s is invalid: %d problem(s), first: %s", show_name(v.name), len(v.issues),
+                            show_name(str(v.issues[0])))
         jpeg_values, fid_values, failed = _score_runs([v for v in validated if v.valid], image_ids, paths,
                                                       original_shas, model, codec, cache, batch_size, counters,
                                                       progress, fidelity_threads)
@@ -477,6 +488,10 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         rows.extend(run_rows)
         results.append(run_result(v.name, run_rows, eligible, original_accuracy, task))
 
+    warnings = lookalike_warnings(r.run for r in results)
+    results = [dataclasses.replace(r, warning=warnings[r.run]) if r.run in warnings else r for r in results]
+    for name in sorted(warnings):
+        log.warning("run %s: %s", show_name(name), warnings[name])
     scored_names = [r.run for r in results if r.status == "scored"]
     by_run: dict[str, dict[str, float]] = {n: {} for n in scored_names}
     for r in rows:
@@ -519,7 +534,7 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
                    all_names: Sequence[str]) -> None:
     from evaluator.report import write_report
 
-    staging = new_staging(out_dir)
+    staging = new_generation(out_dir)
     try:
         write_csv(staging / "runs.csv", RUNS_COLUMNS, (asdict(r) for r in result.runs))
         write_csv(staging / "scores.csv", SCORES_COLUMNS, (asdict(r) for r in result.scores))
@@ -540,9 +555,13 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
         )
         thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
         write_report(staging / "report.html", result, meta, thumbs)
-        commit_staged(staging, out_dir, RESULT_NAMES)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        commit_generation(staging, out_dir, RESULT_NAMES)
+    except BaseException as exc:
+        committed = committed_generation(out_dir)
+        if committed is None or committed.name != staging.name:  # not switched to: drop it (else it IS the results)
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, ResultsFolderError):
+            raise PipelineError(str(exc)) from exc
         raise
     log.info("results written to %s", out_dir)
 

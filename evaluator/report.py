@@ -3,7 +3,8 @@
 Sections: the gate (accuracy per run against the `gate.max_accuracy` line), score distributions per run (post-JPEG
 BIQA scores as dots with a quartile box, against the threshold line, the clean originals on top), the runs table,
 the jury selection with thumbnails, and the rules used. Every text that comes from a submission (run names,
-error messages) is HTML-escaped.
+error messages) is HTML-escaped; a run whose name looks like another's (`evaluator.lookalike`) carries a warning in
+the runs table that spells both names out.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ th{background:#f4f4f4;position:sticky;top:0}td.l,th.l{text-align:left}tr.invalid
 tr.qualified td:first-child{border-left:4px solid #1b9e77}.err{color:#a33;text-align:left;max-width:520px;font-size:12px}
 .note{color:#555;font-size:12.5px}.gallery{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0;border:1px solid #ddd;padding:6px;background:#fafafa}figcaption{font-size:12px;color:#444}
-svg text{font-family:system-ui,sans-serif}
+svg text{font-family:system-ui,sans-serif}.warn{color:#b35c00}
 """
 
 
@@ -173,7 +174,7 @@ RUN_TABLE = (
 
 def _runs_table(result: EvaluationResult) -> str:
     head = "".join(f'<th class="{"l" if k in ("run", "status") else ""}">{_e(t)}</th>' for k, t in RUN_TABLE)
-    out = [f"<table><thead><tr>{head}<th class='l'>errors</th></tr></thead><tbody>"]
+    out = [f"<table><thead><tr>{head}<th class='l'>errors, warnings</th></tr></thead><tbody>"]
     for r in result.runs:
         cls = "invalid" if r.status == "invalid" else ("qualified" if r.qualified else "")
         cells = []
@@ -188,6 +189,8 @@ def _runs_table(result: EvaluationResult) -> str:
             else:
                 cells.append(f"<td>{_fmt(v, 4 if key == 'ssim' else 3)}</td>")
         errors = "<br>".join(_e(p) for p in r.error.split(" | ")) if r.error else ""
+        if r.warning:
+            errors += ("<br>" if errors else "") + f'<span class="warn">warning: {_e(r.warning)}</span>'
         out.append(f'<tr class="{cls}">{"".join(cells)}<td class="err">{errors}</td></tr>')
     out.append("</tbody></table>")
     return "".join(out)

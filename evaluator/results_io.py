@@ -1,10 +1,31 @@
-"""Writing the results folder: plain CSV cells, and an all-or-nothing commit of a staged folder.
+"""Writing the results folder: spreadsheet-safe CSV cells, and results generations switched in one step.
 
-Everything of one evaluation is first written into `OUT/.staging-<random>/`. Only when all of it is written does
-`commit_staged` move each entry into `OUT/` with `os.replace` (files) and two renames (the `jury/` folder); if
-anything fails or is interrupted before that, the staging folder is deleted and the previous results in `OUT/`
-are left exactly as they were. A `jury/` folder that already holds votes (`votes.sqlite`) is never deleted: it
-is moved aside to `OUT/jury-previous-<UTC time>/`.
+Layout of a results folder `OUT/` (`pp-evaluate --out OUT`):
+
+    OUT/.generations/<id>/   one complete set of results: runs.csv, scores.csv, selection.csv, task.json,
+                             report.html, jury/
+    OUT/current              symbolic link -> .generations/<id>: THE pointer to the committed generation
+    OUT/runs.csv, OUT/report.html, OUT/jury, ...
+                             symbolic links -> current/runs.csv, current/report.html, current/jury, ...
+                             (fixed: written once, they never change, so the documented paths always work)
+    OUT/.cache/, OUT/.lock   the score cache and the writers' lock (outside every generation: they survive)
+    OUT/jury-previous-<UTC time>/   a jury/ folder that held votes, moved aside when its generation was replaced
+
+Commit (`commit_generation`): everything of one evaluation is written into a fresh `OUT/.generations/<id>/`
+(fsynced); then one `os.replace` of a new symbolic link over `OUT/current` switches every user-facing path to the
+new generation at once, and the old generation is retired. A kill at any moment leaves `current` pointing at a
+complete generation, the old one or the new one, never a mix. Every path in `OUT/` goes through `current`, so a
+reader of one file always reads a committed generation; a reader of several files that must come from the same
+evaluation resolves `OUT/current` once (`committed_generation`, or `os.path.realpath`) and reads from there.
+
+Retiring a generation deletes it, except that a `jury/` folder holding votes (`votes.sqlite`) is never deleted: it
+is moved to `OUT/jury-previous-<UTC time>/` first. `tidy` (run under the lock before every evaluation) finishes
+whatever a killed evaluation left: unfinished or replaced generations, temporary links, and the staging folders of
+the older one-file-at-a-time layout. A results folder in that older layout (real files in `OUT/`) is adopted:
+a hard-linked copy of it becomes the first generation, then each real entry is replaced by its link (a folder is
+missing for an instant between the two renames; no path ever shows anything but those old results).
+
+Symbolic links are needed (any POSIX file system); `ResultsFolderError` says so where they cannot be made.
 """
 
 from __future__ import annotations
@@ -20,15 +41,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evaluator.csv_safe import safe_text, unsafe_text
+
 log = logging.getLogger(__name__)
 
-STAGING_PREFIX = ".staging-"
-OLD_PREFIX = ".old-"
+GENERATIONS = ".generations"
+CURRENT = "current"
+TMP_LINK_PREFIX = ".link-"
+LEGACY_PREFIXES = (".staging-", ".old-")  # left by the older layout's commit
 VOTES_FILE = "votes.sqlite"
 
 
+class ResultsFolderError(OSError):
+    """The results folder cannot be laid out (the message names the path and what to do)."""
+
+
+# -- CSV --------------------------------------------------------------------------------------------------------
 def cell(value: Any) -> str:
-    """One CSV cell: '' for None/NaN, 'true'/'false', 'inf', shortest round-trip repr for floats."""
+    """One CSV cell: '' for None/NaN, 'true'/'false', 'inf', shortest round-trip repr for floats; text through
+    `evaluator.csv_safe.safe_text` (a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`: never a formula)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -39,57 +70,242 @@ def cell(value: Any) -> str:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return repr(value)
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return safe_text(str(value))
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line."""
+    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk).
+
+    A row with a carriage return in a cell is written with every cell quoted: with "\\n" line ends the csv module
+    would leave that cell unquoted, and a reader would split the row there."""
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
+        quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        writer.writerow([safe_text(c) for c in columns])
         for row in rows:
-            writer.writerow([cell(row[c]) for c in columns])
+            cells = [cell(row[c]) for c in columns]
+            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
+        f.flush()
+        os.fsync(f.fileno())
 
 
-def remove_stale(out_dir: Path) -> None:
-    """Delete staging folders left by an evaluation that was killed (they never hold committed results)."""
-    for entry in out_dir.glob(f"{STAGING_PREFIX}*"):
-        log.info("removing unfinished results from an interrupted evaluation: %s", entry)
-        shutil.rmtree(entry, ignore_errors=True)
-    for entry in out_dir.glob(f"{OLD_PREFIX}*"):
-        shutil.rmtree(entry, ignore_errors=True)
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV `write_csv` wrote, with every cell's original text (`unsafe_text`)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        return [{unsafe_text(k): unsafe_text(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def new_staging(out_dir: Path) -> Path:
-    """A fresh, empty staging folder inside `out_dir`."""
-    staging = out_dir / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
-    staging.mkdir()
-    return staging
+# -- generations ------------------------------------------------------------------------------------------------
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    if not dst.exists():
-        os.replace(src, dst)
+def _link_target(path: Path) -> str | None:
+    """The text of the symbolic link `path`, or None when `path` is not a link."""
+    try:
+        return os.readlink(path)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _set_link(path: Path, target: str) -> None:
+    """Make `path` a symbolic link to `target` in one step (a temporary link renamed over it)."""
+    tmp = path.parent / f"{TMP_LINK_PREFIX}{secrets.token_hex(6)}"
+    try:
+        os.symlink(target, tmp)
+    except OSError as exc:
+        raise ResultsFolderError(f"{path.parent}: cannot create a symbolic link there ({exc}); the results folder "
+                                 "needs a file system with symbolic links, pass another --out") from exc
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
         return
-    if (dst / VOTES_FILE).exists():
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        keep = dst.with_name(f"{dst.name}-previous-{stamp}")
-        log.warning("%s holds jury votes; moving it to %s instead of deleting it", dst, keep)
-        os.replace(dst, keep)
-        os.replace(src, dst)
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder under `root` to disk, so a committed generation survives a power cut."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+def committed_generation(out_dir: str | os.PathLike) -> Path | None:
+    """The folder of the committed results (what `OUT/current` points to), or None before the first commit.
+
+    Read several files of one evaluation from this folder: it never changes once committed."""
+    out = Path(out_dir)
+    target = _link_target(out / CURRENT)
+    if target is None:
+        return None
+    gen = out / target
+    if Path(target).is_absolute() or Path(target).parent != Path(GENERATIONS) or not gen.is_dir():
+        return None
+    return gen
+
+
+def new_generation(out_dir: Path) -> Path:
+    """A fresh, empty generation folder `OUT/.generations/<UTC time>-<random>/` to write results into."""
+    gens = out_dir / GENERATIONS
+    gens.mkdir(exist_ok=True)
+    gen = gens / f"{_stamp()}-{secrets.token_hex(4)}"
+    gen.mkdir()
+    return gen
+
+
+def _keep_votes(jury: Path, out_dir: Path) -> None:
+    """Move a jury folder that holds votes to `OUT/jury-previous-<UTC time>/` (never deleted)."""
+    keep = out_dir / f"jury-previous-{_stamp()}"
+    n = 1
+    while keep.exists():
+        n += 1
+        keep = out_dir / f"jury-previous-{_stamp()}-{n}"
+    log.warning("%s holds jury votes; moving it to %s instead of deleting it", jury, keep)
+    os.replace(jury, keep)
+
+
+def _retire_generations(out_dir: Path) -> None:
+    """Delete every generation but the committed one, moving aside a jury/ folder that holds votes."""
+    gens = out_dir / GENERATIONS
+    if not gens.is_dir():
         return
-    old = dst.with_name(f"{OLD_PREFIX}{dst.name}-{secrets.token_hex(4)}")
-    os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
+    current = committed_generation(out_dir)
+    for gen in sorted(gens.iterdir()):
+        if current is not None and gen.name == current.name:
+            continue
+        if gen.is_symlink() or not gen.is_dir():
+            gen.unlink(missing_ok=True)
+            continue
+        jury = gen / "jury"
+        if not jury.is_symlink() and (jury / VOTES_FILE).exists() and not (
+                current is not None and _same_votes(jury, current / "jury")):  # a hard-linked copy of them
+            _keep_votes(jury, out_dir)
+        shutil.rmtree(gen, ignore_errors=True)
 
 
-def commit_staged(staging: Path, out_dir: Path, names: Sequence[str]) -> None:
-    """Move the staged entries `names` into `out_dir` (replacing previous ones), then drop the staging folder."""
+def _copy_as_links(src: Path, dst: Path) -> None:
+    """A copy of the file or folder `src` at `dst` made of hard links (the same bytes, nothing rewritten)."""
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:  # a file system without hard links
+            shutil.copy2(a, b)
+
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    else:
+        link(str(src), str(dst))
+
+
+def _same_votes(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a / VOTES_FILE, b / VOTES_FILE)
+    except OSError:
+        return False
+
+
+def _replace_entry(path: Path, out_dir: Path) -> None:
+    """Replace the real file or folder `OUT/<name>` by the link `current/<name>`. The committed generation gets a
+    copy first if it lacks that entry; a jury/ folder whose votes are not that copy's is moved aside, never lost."""
+    name = path.name
+    committed = out_dir / CURRENT / name
+    if not (committed.exists() or committed.is_symlink()):
+        _copy_as_links(path, committed)
+    if not path.is_dir():
+        _set_link(path, f"{CURRENT}/{name}")
+        return
+    if (path / VOTES_FILE).exists() and not _same_votes(path, committed):
+        _keep_votes(path, out_dir)
+    else:
+        aside = out_dir / f"{LEGACY_PREFIXES[1]}{name}-{secrets.token_hex(4)}"
+        os.replace(path, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    _set_link(path, f"{CURRENT}/{name}")
+
+
+def _real_entries(out_dir: Path, names: Sequence[str]) -> list[str]:
+    return [n for n in names if (out_dir / n).exists() and not (out_dir / n).is_symlink()]
+
+
+def _adopt_legacy(out_dir: Path, names: Sequence[str]) -> None:
+    """Make results of the older layout (real files in OUT/) the committed generation, then link them.
+
+    The generation is a hard-linked copy of those entries, complete before `current` points to it; each real
+    entry is then replaced by its link: a file in one rename, a folder after being renamed aside (for an instant
+    that path is missing). Every path shows the old results throughout."""
+    legacy = _real_entries(out_dir, names)
+    if not legacy:
+        return
+    if committed_generation(out_dir) is None:
+        gen = new_generation(out_dir)
+        log.info("moving the results in %s into %s", out_dir, gen)
+        for name in legacy:
+            _copy_as_links(out_dir / name, gen / name)
+        _fsync_tree(gen)
+        _set_link(out_dir / CURRENT, f"{GENERATIONS}/{gen.name}")
+    for name in legacy:
+        _replace_entry(out_dir / name, out_dir)
+
+
+def _ensure_links(out_dir: Path, names: Sequence[str]) -> None:
+    """`OUT/<name>` -> `current/<name>` for every result name (made once; dangling before the first commit)."""
     for name in names:
-        src, dst = staging / name, out_dir / name
-        if src.is_dir():
-            _replace_dir(src, dst)
+        path = out_dir / name
+        want = f"{CURRENT}/{name}"
+        if _link_target(path) == want:
+            continue
+        if path.exists() and not path.is_symlink():
+            _replace_entry(path, out_dir)
         else:
-            os.replace(src, dst)
-    shutil.rmtree(staging, ignore_errors=True)
+            _set_link(path, want)
+
+
+def tidy(out_dir: Path, names: Sequence[str]) -> None:
+    """Bring `out_dir` to a clean committed state: remove what a killed evaluation left (unfinished or replaced
+    generations, temporary links, older-layout staging folders), adopt older-layout results, make the links."""
+    pointer = out_dir / CURRENT
+    if pointer.exists() and _link_target(pointer) is None:
+        raise ResultsFolderError(f"{pointer}: is not the link pp-evaluate writes; move it out of the results "
+                                 "folder or pass another --out")
+    for entry in out_dir.iterdir():
+        if entry.name.startswith(TMP_LINK_PREFIX) and entry.is_symlink():
+            entry.unlink(missing_ok=True)
+        elif entry.name.startswith(LEGACY_PREFIXES):
+            log.info("removing unfinished results from an interrupted evaluation: %s", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+    _adopt_legacy(out_dir, names)
+    _ensure_links(out_dir, names)
+    _retire_generations(out_dir)
+
+
+def commit_generation(gen: Path, out_dir: Path, names: Sequence[str]) -> None:
+    """Make the fully written generation `gen` the committed results: one `os.replace` of `OUT/current`."""
+    missing = [n for n in names if not (gen / n).exists()]
+    if missing:
+        raise ResultsFolderError(f"{gen}: {', '.join(missing)} not written; nothing was committed")
+    _fsync_tree(gen)
+    _adopt_legacy(out_dir, names)  # no-ops in a tidy folder: the links exist before the switch
+    _ensure_links(out_dir, names)
+    _set_link(out_dir / CURRENT, f"{GENERATIONS}/{gen.name}")
+    _fsync_dir(out_dir)
+    _retire_generations(out_dir)

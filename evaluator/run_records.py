@@ -44,3 +44,12 @@ def show_name(name: str) -> str:
     except UnicodeEncodeError:
         return repr(name)
     return name if name.isprintable() else repr(name)
+
+
+def escape_text(text: str) -> str:
+    """`text` with every character that is not printable (newline, ESC, bidi control, surrogate, ...) written as
+    its Python escape (`\\n`, `\\x1b`, `\\u202e`, `\\udcff`): a submitted name printed in a log stays on one line
+    and cannot forge another line or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

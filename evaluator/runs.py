@@ -279,7 +279,7 @@ def find_runs(runs_dir: Path) -> list[Path]:
         ):
             found.append(path)
         else:
-            log.warning("%s: not a run (runs are folders or .zip files); skipped", path)
+            log.warning("%s: not a run (runs are folders or .zip files); skipped", show_name(str(path)))
     return found
 
 
@@ -300,7 +300,7 @@ def index_originals(originals_dir: Path, limits: Limits = Limits()) -> dict[str,
         path = originals_dir / name
         if name.startswith(".") or _is_junk(name) or not name.endswith(".png") or path.is_dir():
             if not name.startswith(".") and not path.is_dir():
-                log.warning("%s: not an original (originals are <id>.png); ignored", path)
+                log.warning("%s: not an original (originals are <id>.png); ignored", show_name(str(path)))
             continue
         stem = name[: -len(".png")]
         if show_name(stem) != stem or not stem:
@@ -343,12 +343,12 @@ def _list_folder(root: Path, limits: Limits, issues: list[RunIssue]) -> list[_En
     try:
         it = os.scandir(os.fsencode(root))
     except OSError as exc:
-        issues.append(RunIssue(root.name, f"cannot be listed ({exc})", "check the folder's permissions"))
+        issues.append(RunIssue(show_name(root.name), f"cannot be listed ({exc})", "check the folder's permissions"))
         return None
     with it:
         for n, e in enumerate(it):
             if n >= limits.max_members:
-                issues.append(RunIssue(root.name, f"holds more than {limits.max_members} entries",
+                issues.append(RunIssue(show_name(root.name), f"holds more than {limits.max_members} entries",
                                        "submit only the run's images and run.json"))
                 return None
             try:
@@ -423,7 +423,8 @@ class _Checker:
         """Sort entries into run.json and images, reporting everything else."""
         total = sum(e.size for e in entries if e.kind == "file" and not _is_junk(e.name))
         if total > self.limits.max_total_bytes:
-            self.issue(self.run.source.name, f"holds {total} bytes, over the limit of {self.limits.max_total_bytes}",
+            self.issue(show_name(self.run.source.name),
+                       f"holds {total} bytes, over the limit of {self.limits.max_total_bytes}",
                        "submit only the run's images and run.json")
             return
         images: dict[str, list[_Entry]] = defaultdict(list)
@@ -491,7 +492,7 @@ class _Checker:
 
     def check_images(self, images: dict[str, list[_Entry]]) -> None:
         if not images and not self.claimed:
-            self.issue(self.run.source.name, "holds no images",
+            self.issue(show_name(self.run.source.name), "holds no images",
                        f"add <id>.png or <id>.jpg for each of the {len(self.originals)} originals")
             return
         for stem in sorted(images):
@@ -597,7 +598,8 @@ def validate_run(path: Path, originals: dict[str, ImageHeader], limits: Limits =
         return run
     twin = _twin(path, is_zip)
     if twin is not None:
-        chk.issue(label, f"and '{show_name(twin.name)}' are two submissions of the run '{run.name}'", "keep one of them")
+        chk.issue(label, f"and '{show_name(twin.name)}' are two submissions of the run '{show_name(run.name)}'",
+                  "keep one of them")
     try:
         if is_zip:
             _validate_zip(chk, path, st.st_size)
@@ -608,7 +610,7 @@ def validate_run(path: Path, originals: dict[str, ImageHeader], limits: Limits =
     except _TotalExceeded as exc:
         chk.issue(label, str(exc), "submit only the run's images and run.json")
     if run.issues:
-        log.info("run %s: invalid, %d issue(s)", run.name, len(run.issues))
+        log.info("run %s: invalid, %d issue(s)", show_name(run.name), len(run.issues))
     return run
 
 

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import re
 import shutil
 import zipfile
@@ -71,8 +72,12 @@ def test_every_file_of_the_results_contract(setup):
     tmp_path, originals, submitted = setup
     result, model = _run(tmp_path)
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [".cache", ".lock", "jury", "report.html", "runs.csv", "scores.csv", "selection.csv", "task.json"])
+    results = ["jury", "report.html", "runs.csv", "scores.csv", "selection.csv", "task.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([".cache", ".generations", ".lock", "current"] + results)
+    (gen,) = (out / ".generations").iterdir()
+    assert os.readlink(out / "current") == f".generations/{gen.name}"
+    assert sorted(p.name for p in gen.iterdir()) == sorted(results)
+    assert all(os.readlink(out / name) == f"current/{name}" for name in results)
     codec = OrganizerCodec()
     clean = {k: _score(v) for k, v in originals.items()}
     eligible = sorted(k for k, v in clean.items() if v >= 50)

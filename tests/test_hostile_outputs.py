@@ -1,0 +1,185 @@
+"""Hostile submissions against the evaluator's outputs (issue "Hostile inputs"): run names that are spreadsheet
+formulas, look-alike names, names that forge log lines; file modes; a results folder interrupted after its switch,
+jury votes across evaluations, and a results folder of the older layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+
+import evaluator.results_io
+from evaluator.atomic import write_text_atomic
+from evaluator.cli import EscapingFormatter
+from evaluator.config import TaskConfig
+from evaluator.csv_safe import FORMULA_STARTS
+from evaluator.pipeline import evaluate
+from evaluator.results_io import committed_generation, read_csv
+
+LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80}
+FORMULAS = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd"]
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    originals = write_originals(tmp_path / "originals", LEVELS)
+    (tmp_path / "runs").mkdir()
+    return tmp_path, originals
+
+
+def _evaluate(tmp_path: Path, model=None):
+    return evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
+                    model or BrightnessBIQA(), batch_size=4, progress=False)
+
+
+def _raw_cells(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [c for row in csv.reader(f) for c in row]
+
+
+def test_formula_run_names_never_reach_a_spreadsheet_as_formulas(folders):
+    tmp_path, originals = folders
+    for i, name in enumerate(FORMULAS):
+        write_run(tmp_path / "runs", name, {k: darken(v, 0.4 + 0.1 * i) for k, v in originals.items()})
+    (tmp_path / "runs" / "=1+1 broken").mkdir()  # an invalid run: its name is in runs.csv too
+    result = _evaluate(tmp_path)
+    assert {r.run for r in result.runs if r.status == "scored"} == set(FORMULAS)
+    out = tmp_path / "out"
+    for name in ("runs.csv", "scores.csv", "selection.csv"):
+        for c in _raw_cells(out / name):
+            if c.startswith(FORMULA_STARTS):
+                float(c)  # only numbers (a negative score) may start like a formula
+    assert {r["run"] for r in read_csv(out / "runs.csv")} == set(FORMULAS) | {"=1+1 broken"}
+    assert {r["run"] for r in read_csv(out / "scores.csv")} == set(FORMULAS)
+    assert "'=HYPERLINK(" in (out / "runs.csv").read_text(encoding="utf-8")
+    first_cells = [row[0] for row in csv.reader((out / "runs.csv").open(encoding="utf-8", newline=""))][1:]
+    assert all(c.startswith("'") for c in first_cells)
+
+
+def test_look_alike_names_are_flagged_in_runs_csv_and_the_report(folders):
+    tmp_path, originals = folders
+    for name, factor in (("ifgsm", 0.4), ("\u0456fgsm", 0.5), ("blur", 0.6)):  # Cyrillic і in the second
+        write_run(tmp_path / "runs", name, {k: darken(v, factor) for k, v in originals.items()})
+    result = _evaluate(tmp_path)
+    assert all(r.status == "scored" for r in result.runs)  # flagged, still scored
+    rows = {r["run"]: r for r in read_csv(tmp_path / "out" / "runs.csv")}
+    assert rows["blur"]["warning"] == ""
+    assert "'\\u0456fgsm'" in rows["ifgsm"]["warning"] and "'ifgsm'" in rows["\u0456fgsm"]["warning"]
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert page.count('class="warn">warning: the name looks like') == 2
+    assert "\\u0456fgsm" in page
+
+
+def test_names_from_submissions_are_escaped_in_log_lines(folders, caplog):
+    tmp_path, originals = folders
+    forged = "team\nWARNING evaluator.pipeline: run winner qualified\x1b[2K"
+    write_run(tmp_path / "runs", forged, {k: darken(v, 0.4) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "x\u202egpj.exe", {k: darken(v, 0.4) for k, v in originals.items()})
+    (tmp_path / "runs" / "not-a-run\n.txt").write_text("x")
+    with caplog.at_level(logging.DEBUG):
+        result = _evaluate(tmp_path)
+    assert {r.status for r in result.runs} == {"invalid"}  # control characters in names are refused
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("\\nWARNING" in m for m in messages) and any("\\u202e" in m for m in messages)
+    assert any("not-a-run\\n.txt" in m for m in messages)
+    for m in messages:
+        assert "\n" not in m and "\x1b" not in m and "\u202e" not in m, m
+
+
+def test_the_cli_log_format_escapes_every_message_and_indents_tracebacks():
+    fmt = EscapingFormatter("%(levelname)s %(name)s: %(message)s")
+    record = logging.LogRecord("evaluator", logging.WARNING, __file__, 1, "run %s is invalid",
+                               ("a\nINFO forged\x1b[31m",), None)
+    assert fmt.format(record) == "WARNING evaluator: run a\\nINFO forged\\x1b[31m is invalid"
+    try:
+        raise ValueError("bad\nERROR forged")
+    except ValueError:
+        record = logging.LogRecord("evaluator", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    lines = fmt.format(record).split("\n")
+    assert lines[0] == "ERROR evaluator: failed"
+    assert all(line.startswith("    ") for line in lines[1:]) and "    ERROR forged" in lines
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_every_output_file_has_the_umask_mode(folders, umask, mode):
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    old = os.umask(umask)
+    try:
+        _evaluate(tmp_path)
+        write_text_atomic(tmp_path / "out" / "jury" / "ranking.csv", "run,rank\n")  # how pp-jury rank writes
+    finally:
+        os.umask(old)
+    gen = committed_generation(tmp_path / "out")
+    files = [p for p in gen.rglob("*") if p.is_file()]
+    assert {"report.html", "runs.csv", "manifest.json", "ranking.csv"} <= {p.name for p in files}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(mode) for p in files}
+
+
+def test_an_interrupt_after_the_switch_keeps_the_new_results(folders, monkeypatch):
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    out = tmp_path / "out"
+    old_gen = committed_generation(out).name
+    write_run(tmp_path / "runs", "darker", {k: darken(v, 0.3) for k, v in originals.items()})
+    real_rmtree, raised = shutil.rmtree, []
+
+    def interrupted(path, *args, **kwargs):  # Ctrl-C while the old generation is being deleted
+        if not raised and committed_generation(out).name != old_gen:
+            raised.append(path)
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(evaluator.results_io.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(tmp_path)
+    monkeypatch.undo()
+    assert raised and {r["run"] for r in read_csv(out / "runs.csv")} == {"dark", "darker"}
+    assert (out / "report.html").is_file() and (out / "jury" / "manifest.json").is_file()
+    _evaluate(tmp_path)  # the next run removes the old generation
+    assert [p.name for p in (out / ".generations").iterdir()] == [committed_generation(out).name]
+
+
+def test_votes_survive_a_new_evaluation_and_the_cache_is_kept(folders):
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    out = tmp_path / "out"
+    (out / "jury" / "votes.sqlite").write_bytes(b"the jurors' votes")  # pp-jury serve results/jury
+    model = BrightnessBIQA()
+    _evaluate(tmp_path, model)
+    assert model.images_seen == 0  # out/.cache survived the switch
+    assert not (out / "jury" / "votes.sqlite").exists()
+    (kept,) = out.glob("jury-previous-*")
+    assert (kept / "votes.sqlite").read_bytes() == b"the jurors' votes" and (kept / "manifest.json").is_file()
+
+
+def test_a_results_folder_of_the_older_layout_is_adopted(folders):
+    """Real files in OUT/ (and a staging leftover), as the kit wrote them before results generations."""
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    out = tmp_path / "out"
+    gen = committed_generation(out)
+    for name in ("runs.csv", "scores.csv", "selection.csv", "task.json", "report.html", "jury"):
+        (out / name).unlink()
+        os.rename(gen / name, out / name)
+    (out / "current").unlink()
+    shutil.rmtree(out / ".generations")
+    (out / "jury" / "votes.sqlite").write_bytes(b"votes")
+    (out / ".staging-abc123").mkdir()
+    _evaluate(tmp_path)
+    assert os.readlink(out / "runs.csv") == "current/runs.csv" and os.readlink(out / "jury") == "current/jury"
+    assert not list(out.glob(".staging-*"))
+    (kept,) = out.glob("jury-previous-*")
+    assert (kept / "votes.sqlite").read_bytes() == b"votes"
+    assert [p.name for p in (out / ".generations").iterdir()] == [committed_generation(out).name]

@@ -1,0 +1,191 @@
+"""evaluator.results_io: spreadsheet-safe cells, and a results generation committed in one step.
+
+The kill tests run the commit in a forked child process that dies (`os._exit`, like kill -9: no cleanup runs)
+just before its k-th file-system operation, for every k until the commit completes; after each death a reader must see
+one complete generation (old or new, never a mix), no vote may be lost, and the next `tidy` must leave a clean
+folder showing the same results.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evaluator.csv_safe import FORMULA_STARTS
+from evaluator.results_io import (cell, commit_generation, committed_generation, new_generation, read_csv, tidy,
+                                  write_csv)
+
+NAMES = ("runs.csv", "scores.csv", "task.json", "report.html", "jury")
+FILES = ("runs.csv", "scores.csv", "task.json", "report.html", "jury/manifest.json", "jury/images/a.jpg")
+VOTES = "jury/votes.sqlite"
+
+FS_STEPS = ("replace", "rename", "symlink", "link", "unlink", "remove", "rmdir", "mkdir", "makedirs", "fsync")
+
+
+def write_generation_by_hand(folder: Path, tag: str, votes: bool) -> None:
+    for rel in FILES:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(f"{tag}:{rel}")
+    if votes:
+        (folder / VOTES).write_text(f"votes of {tag}")
+
+
+def commit(out: Path, tag: str, kill_at: int = 0) -> tuple[int, int]:
+    """tidy + write a generation tagged `tag` + commit, in a forked child killed (`os._exit`: no except or finally
+    runs, as with kill -9) just before its `kill_at`-th file-system call. (exit code, calls made)."""
+    counter = out.parent / f"{out.name}.steps"
+    pid = os.fork()
+    if pid == 0:  # the child: only os/shutil work, never returns into pytest
+        code = 98
+        try:
+            count = 0
+
+            def wrap(module, name):
+                real = getattr(module, name)
+
+                def step(*args, **kwargs):
+                    nonlocal count
+                    count += 1
+                    if count == kill_at:
+                        os._exit(99)
+                    return real(*args, **kwargs)
+                setattr(module, name, step)
+
+            for name in FS_STEPS:
+                wrap(os, name)
+            wrap(shutil, "rmtree")
+            tidy(out, NAMES)
+            gen = new_generation(out)
+            for rel in FILES:
+                (gen / rel).parent.mkdir(parents=True, exist_ok=True)
+                (gen / rel).write_text(f"{tag}:{rel}")
+            commit_generation(gen, out, NAMES)
+            counter.write_text(str(count))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code, int(counter.read_text()) if code == 0 else -1
+
+
+def seen(out: Path) -> set[str]:
+    """The tags a reader sees through the documented paths OUT/<name> (each file must exist)."""
+    tags = set()
+    for rel in FILES:
+        path = out / rel
+        assert path.is_file(), f"{rel} missing"
+        tag, _, name = path.read_text().partition(":")
+        assert name == rel
+        tags.add(tag)
+    return tags
+
+
+def assert_tidy(out: Path) -> None:
+    gen = committed_generation(out)
+    assert gen is not None
+    assert [p.name for p in (out / ".generations").iterdir()] == [gen.name]
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith((".link-", ".staging-", ".old-"))]
+    assert leftovers == []
+    for name in NAMES:
+        assert os.readlink(out / name) == f"current/{name}"
+
+
+def test_a_kill_at_every_step_of_a_commit_leaves_old_or_new_never_a_mix(tmp_path):
+    k = 1
+    while True:
+        out = tmp_path / f"k{k}"
+        out.mkdir()
+        assert commit(out, "old")[0] == 0
+        (committed_generation(out) / VOTES).write_text("votes of old")  # jurors voted on the old package
+        code, steps = commit(out, "new", kill_at=k)
+        if code == 0:
+            assert steps < k
+            break
+        assert code == 99
+        before = seen(out)
+        assert before in ({"old"}, {"new"}), f"kill at step {k}: a reader sees {before}"
+        gen = committed_generation(out)
+        assert {p.read_text().split(":")[0] for p in gen.rglob("*") if p.is_file() and "votes" not in p.name} \
+            == before
+        tidy(out, NAMES)  # the next run cleans up
+        assert seen(out) == before
+        assert_tidy(out)
+        votes = sorted(p.read_text() for p in out.rglob("votes.sqlite"))
+        assert votes == ["votes of old"], f"kill at step {k}: votes {votes}"
+        if before == {"new"}:
+            assert not (out / "jury" / "votes.sqlite").exists()
+            assert len(list(out.glob("jury-previous-*/votes.sqlite"))) == 1
+        k += 1
+    assert seen(out) == {"new"}
+    assert steps > 10  # the kill points above covered mkdir, the fsyncs, the switch and the retiring
+
+
+def test_a_kill_at_every_step_of_adopting_an_older_results_folder(tmp_path):
+    """Results of the older layout (real files in OUT/, a staging leftover) become a generation on the next run."""
+    k = 1
+    while True:
+        out = tmp_path / f"k{k}"
+        out.mkdir()
+        write_generation_by_hand(out, "old", votes=True)
+        (out / ".staging-0123").mkdir()
+        (out / ".staging-0123" / "runs.csv").write_text("half written")
+        code, _ = commit(out, "new", kill_at=k)
+        if code == 0:
+            break
+        assert code == 99
+        tags = set()
+        for rel in FILES:  # a folder is missing for an instant while it is replaced by its link: allowed
+            path = out / rel
+            if path.is_file():
+                tags.add(path.read_text().split(":")[0])
+            else:
+                assert not (out / rel.split("/")[0]).exists(), f"kill at step {k}: {rel} missing"
+        assert tags in ({"old"}, {"new"}), f"kill at step {k}: a reader sees {tags}"
+        tidy(out, NAMES)
+        assert seen(out) == tags
+        assert_tidy(out)
+        assert sorted(p.read_text() for p in out.rglob("votes.sqlite")) == ["votes of old"]
+        k += 1
+    assert seen(out) == {"new"}
+    assert_tidy(out)
+    assert [p.read_text() for p in out.glob("jury-previous-*/votes.sqlite")] == ["votes of old"]
+    assert k > 5
+
+
+def test_commit_refuses_an_incomplete_generation_and_keeps_the_old(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert commit(out, "old")[0] == 0
+    gen = new_generation(out)
+    (gen / "runs.csv").write_text("new:runs.csv")
+    with pytest.raises(OSError, match="not written; nothing was committed"):
+        commit_generation(gen, out, NAMES)
+    assert seen(out) == {"old"}
+
+
+def test_a_current_that_is_not_our_link_is_refused(tmp_path):
+    (tmp_path / "current").mkdir()
+    with pytest.raises(OSError, match="current: is not the link pp-evaluate writes"):
+        tidy(tmp_path, NAMES)
+
+
+def test_text_cells_are_spreadsheet_safe_and_numbers_stay_numbers(tmp_path):
+    assert cell(-3.5) == "-3.5" and cell(-2) == "-2" and cell(float("-inf")) == "-inf" and cell(True) == "true"
+    hostile = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd", "\tx", "\rx", "'quoted"]
+    assert [cell(t) for t in hostile] == ["'" + t for t in hostile]
+    assert cell("ifgsm") == "ifgsm"
+    hostile.append("a\rb\nc")  # a carriage return inside a cell must not split the row
+    path = tmp_path / "t.csv"
+    write_csv(path, ["run", "score"], [{"run": t, "score": -1.25} for t in hostile])
+    rows = read_csv(path)
+    assert [r["run"] for r in rows] == hostile and {r["score"] for r in rows} == {"-1.25"}
+    with path.open(encoding="utf-8", newline="") as f:
+        raw = [c for row in csv.reader(f) for c in row]
+    for c in raw:
+        if c.startswith(FORMULA_STARTS):
+            float(c)  # only a number may start like a formula (a spreadsheet reads -1.25 as a number)
