@@ -23,9 +23,6 @@ from evaluator.biqa.piqe import MIN_SIZE, Piqe, PiqeGradientError, PiqeSizeError
 from evaluator.config import task_from_dict
 from submission.attacks import AttackError, get_attack
 
-cv2 = pytest.importorskip("cv2")
-pypiqe = pytest.importorskip("pypiqe")
-
 PHOTOS = ("astronaut", "coffee", "motorcycle_left", "china", "flower", "chelsea", "rocket")
 
 
@@ -63,7 +60,8 @@ def to_tensor(*rgbs: np.ndarray) -> torch.Tensor:
 
 
 def reference(rgb: np.ndarray) -> float:
-    """pypiqe's PIQE of an RGB uint8 image (0 = excellent, 100 = bad)."""
+    """pypiqe's PIQE of an RGB uint8 image (0 = excellent, 100 = bad); only the parity tests need pypiqe."""
+    pypiqe = pytest.importorskip("pypiqe", reason="pypiqe (test extra) is the PIQE reference")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an all-black image divides 0 / 0 in pypiqe
         return float(pypiqe.piqe(np.ascontiguousarray(rgb[..., ::-1]))[0])
@@ -75,34 +73,49 @@ def model() -> Piqe:
 
 
 @functools.lru_cache(maxsize=None)
-def versions_and_scores(name: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """(versions, our PIQE (4,), pypiqe's PIQE (4,)) in VERSIONS order; ours scores the 4 as one batch."""
+def versions_and_scores(name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(versions, our PIQE (4,)) in VERSIONS order; ours scores the 4 as one batch."""
     rgb = photo(name)
     versions = {k: f(rgb) for k, f in VERSIONS.items()}
-    ours = create("piqe").piqe(to_tensor(*versions.values())).numpy()
-    ref = np.array([reference(v) for v in versions.values()])
-    return versions, ours, ref
+    return versions, create("piqe").piqe(to_tensor(*versions.values())).numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def reference_scores(name: str) -> np.ndarray:
+    """pypiqe's PIQE (4,) of the versions, in VERSIONS order."""
+    versions, _ = versions_and_scores(name)
+    return np.array([reference(v) for v in versions.values()])
 
 
 # ---------------------------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("name", PHOTOS)
 def test_matches_pypiqe_within_one_point_on_photos_and_distortions(name: str) -> None:
-    _, ours, ref = versions_and_scores(name)
+    _, ours = versions_and_scores(name)
+    ref = reference_scores(name)
     assert np.all(np.isfinite(ours))
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1.0)
 
 
-@pytest.mark.skipif(int(cv2.__version__.split(".")[0]) < 5, reason="OpenCV 4 rounds gray to 14 bits (see piqe.py)")
+def opencv_5() -> object:
+    """cv2, skipping the test unless it is OpenCV 5 or later (OpenCV 4 rounds gray to 14 bits, see piqe.py)."""
+    cv2 = pytest.importorskip("cv2")
+    if int(cv2.__version__.split(".")[0]) < 5:
+        pytest.skip(f"OpenCV {cv2.__version__} rounds gray with 14-bit weights; the port follows OpenCV 5")
+    return cv2
+
+
 @pytest.mark.parametrize("name", PHOTOS)
 def test_matches_pypiqe_to_rounding_with_opencv_5(name: str) -> None:
     """With OpenCV 5 the gray image is bit-exact, so only float64 summation order separates the two."""
-    _, ours, ref = versions_and_scores(name)
+    opencv_5()
+    _, ours = versions_and_scores(name)
+    ref = reference_scores(name)
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize("name", PHOTOS)
 def test_blurred_photo_scores_lower_quality_than_clean(name: str, model: Piqe) -> None:
-    versions, _, _ = versions_and_scores(name)
+    versions, _ = versions_and_scores(name)
     with torch.no_grad():
         clean, blur = model(to_tensor(versions["clean"], versions["blur"])).tolist()
     assert clean > blur, (name, clean, blur)
@@ -110,11 +123,13 @@ def test_blurred_photo_scores_lower_quality_than_clean(name: str, model: Piqe) -
 
 @pytest.mark.parametrize("h, w", [(MIN_SIZE, MIN_SIZE), (17, 31), (250, 333), (100, 16)])
 def test_sizes_that_need_padding_match_pypiqe(h: int, w: int, model: Piqe) -> None:
+    opencv_5()
     rgb = np.ascontiguousarray(photo("astronaut")[40 : 40 + h, 100 : 100 + w])
     assert float(model.piqe(to_tensor(rgb))[0]) == pytest.approx(reference(rgb), abs=1e-8)
 
 
 def test_dark_image_is_stretched_by_its_maximum_like_pypiqe(model: Piqe) -> None:
+    opencv_5()
     dark = (photo("coffee")[:128, :160] // 5).astype(np.uint8)  # gray max about 51: PIQE rescales to 255
     bright = photo("coffee")[:128, :160]
     ours = model.piqe(to_tensor(dark, bright)).tolist()
@@ -125,15 +140,14 @@ def test_dark_image_is_stretched_by_its_maximum_like_pypiqe(model: Piqe) -> None
 @pytest.mark.parametrize("value", [0, 1, 128, 255])
 def test_flat_images_have_no_active_block_and_score_piqe_100(value: int, model: Piqe) -> None:
     flat = np.full((48, 64, 3), value, np.uint8)
-    assert reference(flat) == 100.0
     with torch.no_grad():
         assert float(model.piqe(to_tensor(flat))[0]) == 100.0
         assert float(model(to_tensor(flat))[0]) == 0.0
+    assert reference(flat) == 100.0
 
 
 def test_gray_is_opencv_bgr2gray_bit_for_bit_on_every_colour() -> None:
-    if int(cv2.__version__.split(".")[0]) < 5:
-        pytest.skip("OpenCV 4 uses 14-bit gray weights; the port follows OpenCV 5 (see piqe.py)")
+    cv2 = opencv_5()
     for start in range(0, 256**3, 1 << 20):  # all 2^24 colours, 2^20 at a time
         v = np.arange(start, start + (1 << 20), dtype=np.int64)
         rgb = np.stack([v >> 16, (v >> 8) & 255, v & 255], axis=-1).astype(np.uint8).reshape(1024, 1024, 3)
@@ -144,7 +158,7 @@ def test_gray_is_opencv_bgr2gray_bit_for_bit_on_every_colour() -> None:
 
 # ---------------------------------------------------------------------------------------------- contract
 def test_quality_is_100_minus_piqe_and_forward_clips_raw(model: Piqe) -> None:
-    versions, ours, _ = versions_and_scores("china")
+    versions, ours = versions_and_scores("china")
     x = to_tensor(*versions.values())
     raw, clipped = model.raw_score(x), model(x)
     assert raw.dtype == x.dtype and raw.shape == (4,)
