@@ -2,7 +2,7 @@
 using perception based features", NCC 2015) in torch, training-free, as MATLAB's `piqe` and the PyPI port
 `pypiqe` 1.2 compute it.
 
-Steps (paper section II; MATLAB / pypiqe constants):
+The paper's steps and equations, with the constants of MATLAB / pypiqe:
 
 1. gray Y: the RGB image quantised to 8 bits, then OpenCV 5's fixed-point luma
    Y = (9798 R + 19235 G + 3735 B + 2^14) >> 15 (0.299 R + 0.587 G + 0.114 B, rounded), bit for bit what pypiqe
@@ -10,25 +10,26 @@ Steps (paper section II; MATLAB / pypiqe constants):
    rgb2gray weights 0.2989 / 0.5870 / 0.1140 differ from it by one gray level on a fraction of the colours);
 2. pad bottom / right to multiples of the block size B = 16, symmetric (the edge row repeated, MATLAB padarray
    'symmetric'), then I = round(255 Y / max Y) (round half to even; an all-black image stays 0);
-3. MSCN (eq. 1): I_hat = (I - mu) / (nu + C), C = 1, mu = w * I and nu = sqrt(|w * I^2 - mu^2|), w the 7x7
+3. MSCN: I_hat = (I - mu) / (nu + C), C = 1, mu = w * I and nu = sqrt(|w * I^2 - mu^2|), w the 7x7
    Gaussian of sigma 7/6 (cv2.GaussianBlur, replicated borders);
 4. per non-overlapping 16x16 block k of I_hat: nu_k = sample variance (ddof 1). The block is spatially active
    (salient) when nu_k > T_A = 0.1; only active blocks are scored, N_SA of them;
-5. noticeable-artifact criterion (eq. 3-4): each of the four block edges (top row, right column, bottom row,
+5. noticeable-artifact criterion: each of the four block edges (top row, right column, bottom row,
    left column) is cut into the 11 segments of 6 contiguous pixels; the block is distorted when any segment
    has sample standard deviation sigma_seg < T_STD = 0.1 (a flat edge inside a busy block: blockiness);
-6. noise criterion (eq. 5-6): sigma_blk = sqrt(nu_k); the center-surround ratio
+6. noise criterion: sigma_blk = sqrt(nu_k); the center-surround ratio
    r = sigma_cen / sigma_sur (ddof 1; a NaN ratio counts as 0), beta = |sigma_blk - r| / max(sigma_blk, r);
    the block is noisy when sigma_blk > 2 beta. Center = columns 8 and 9 (1-based) of the block; surround = the
    block with column 8 deleted and then column 9 *of what is left* deleted, i.e. without original columns 8 and
    10: MATLAB's quirk, which pypiqe keeps and so does this port;
-7. pooling (eq. 7): D_k = (1 - nu_k) [artifact] + nu_k [noise] (so 1 when both, 0 when neither), and
+7. pooling: D_k = (1 - nu_k) [artifact] + nu_k [noise] (so 1 when both, 0 when neither), and
    PIQE = 100 (sum_k D_k + C_1) / (N_SA + C_1), C_1 = 1, over the active blocks. A flat image has N_SA = 0 and
    PIQE = 100 (bad).
 
 Score map (the kit wants 0..100, higher = better): quality = 100 - PIQE; `raw_score` is that line (PIQE may in
-principle leave [0, 100], since a block with nu_k > 1 adds nu_k or 1 - nu_k), `forward` clips it. MATLAB's quality bands are PIQE 0-20
-excellent, 21-35 good, 36-50 fair, 51-80 poor, 81-100 bad, so the kit's threshold 50 is the fair / poor border.
+principle leave [0, 100], since a block with nu_k > 1 adds nu_k or 1 - nu_k), `forward` clips it. MATLAB's
+quality bands are PIQE 0-20 excellent, 21-35 good, 36-50 fair, 51-80 poor, 81-100 bad, so the kit's threshold
+50 is the fair / poor border.
 
 Not differentiable: steps 1, 4-6 are thresholds and roundings (zero gradient almost everywhere), so
 `info.differentiable` is False, gradient attacks refuse the model, and `raw_score` raises
@@ -115,7 +116,7 @@ def _blur(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
 
 
 def mscn(img: torch.Tensor) -> torch.Tensor:
-    """Eq. 1: (I - mu) / (sqrt(|w * I^2 - mu^2|) + 1) of (N, H, W) float64 images in 0..255."""
+    """MSCN (step 3): (I - mu) / (sqrt(|w * I^2 - mu^2|) + 1) of (N, H, W) float64 images in 0..255."""
     window = _gauss_window()
     mu = _blur(img, window)
     nu = torch.sqrt((_blur(img * img, window) - mu * mu).abs())
@@ -156,7 +157,7 @@ def block_decisions(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def piqe_from_mscn(m: torch.Tensor) -> torch.Tensor:
-    """Eq. 7 on (N, H, W) MSCN maps (H, W multiples of 16): (N,) PIQE scores, float64."""
+    """Pooling (step 7) on (N, H, W) MSCN maps (H, W multiples of 16): (N,) PIQE scores, float64."""
     var, active, artifact, noise = block_decisions(_blocks(m))
     dist = torch.where(artifact, 1.0 - var, 0.0) + torch.where(noise, var, 0.0)
     n_active = active.sum(dim=-1).to(torch.float64)
