@@ -20,7 +20,7 @@ LIBJPEG_BUILDS = (
     "mozjpeg101", "mozjpeg201", "mozjpeg300", "mozjpeg403",
 )
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
-BIQA_MODELS = ("brisque", "niqe", "koncept512")
+BIQA_MODELS = ("brisque", "niqe", "koncept512", "piqe")
 
 
 class TaskConfigError(ValueError):

@@ -1,7 +1,8 @@
 """BIQA registry: `create("brisque")`, `create("koncept512", weights="koncept512.pth")`, `available()`.
 
 Each entry builds a `BIQAModel` (see `base.py`): RGB float (N,3,H,W) in [0,1] in, (N,) scores in [0,100] out,
-higher = better quality, differentiable; `raw_score` is the unclipped score attacks optimize.
+higher = better quality, differentiable unless `info.differentiable` is False (piqe); `raw_score` is the
+unclipped score attacks optimize.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def _niqe(weights: str | Path | None) -> BIQAModel:
     return Niqe()
 
 
+def _piqe(weights: str | Path | None) -> BIQAModel:
+    from evaluator.biqa.piqe import Piqe
+
+    if weights is not None:
+        raise BIQAError("piqe: takes no --biqa-weights; it is training-free")
+    return Piqe()
+
+
 def _koncept512(weights: str | Path | None) -> BIQAModel:
     from evaluator.biqa.koncept512 import KonCept512BIQA
 
@@ -44,6 +53,7 @@ def _koncept512(weights: str | Path | None) -> BIQAModel:
 _REGISTRY: dict[str, Callable[[str | Path | None], BIQAModel]] = {
     "brisque": _brisque,
     "niqe": _niqe,
+    "piqe": _piqe,
     "koncept512": _koncept512,
 }
 

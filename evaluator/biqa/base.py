@@ -3,7 +3,8 @@
 A model is a `torch.nn.Module`: `forward(x)` takes RGB float `(N, 3, H, W)` in [0, 1] and returns `(N,)` quality
 scores in [0, 100], higher = better, differentiable with respect to `x`. `raw_score(x)` is the same score before
 the clip (same orientation, may leave [0, 100]); attacks optimize it, since the clip has zero gradient at both
-ends. `info` carries the metadata (name, threshold, score range, orientation, weights hash).
+ends. `info` carries the metadata (name, threshold, score range, orientation, weights hash, and
+`differentiable`: False for a model without a useful gradient, such as PIQE, which gradient attacks refuse).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class BIQAInfo:
     lower_better: bool = False  # always False for the kit's 0..100 score; kept for pyiqa-style callers
     weights_sha256: str | None = None  # content hash of the parameters the model scores with
     description: str = ""
+    differentiable: bool = True  # False: raw_score has no useful gradient, gradient attacks refuse the model
 
 
 class BIQAModel(nn.Module):

@@ -550,6 +550,16 @@ class GradientAttack(Attack):
         super().__init__(params, **overrides)
         self._jpeg: torch.nn.Module | None = None
 
+    def run(self, x: torch.Tensor, model: BIQAModel, **kwargs: Any) -> AttackResult:
+        """`Attack.run`, after refusing a model whose metadata says it has no gradient (`info.differentiable`)."""
+        if not getattr(model.info, "differentiable", True):
+            raise AttackError(
+                f"{self.name}: is a gradient attack, and the BIQA model {model.info.name!r} is not differentiable; "
+                "attack a differentiable model (brisque, niqe, koncept512) or use a method that does not need "
+                "gradients (identity, jpeg, blur, noise, enhance)"
+            )
+        return super().run(x, model, **kwargs)
+
     def scorer_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the model sees: x, or DiffJPEG(x) when `through_jpeg` is set (imported lazily)."""
         if not getattr(self.params, "through_jpeg", False):
