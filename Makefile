@@ -11,11 +11,13 @@ PIP        := $(PY) -m pip
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q '$(TORCH_SPEC)'
 	$(PIP) install -q -e '.[test]'
+	# PIQE parity reference (tests only); --no-deps: it asks for opencv-python, which would clash with the headless cv2
+	$(PIP) install -q --no-deps 'pypiqe==1.2'
 	touch $@
 
 test: install

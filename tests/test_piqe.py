@@ -61,7 +61,7 @@ def to_tensor(*rgbs: np.ndarray) -> torch.Tensor:
 
 def reference(rgb: np.ndarray) -> float:
     """pypiqe's PIQE of an RGB uint8 image (0 = excellent, 100 = bad); only the parity tests need pypiqe."""
-    pypiqe = pytest.importorskip("pypiqe", reason="pypiqe (test extra) is the PIQE reference")
+    pypiqe = pytest.importorskip("pypiqe", reason="pypiqe (installed by make install, --no-deps) is the PIQE reference")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an all-black image divides 0 / 0 in pypiqe
         return float(pypiqe.piqe(np.ascontiguousarray(rgb[..., ::-1]))[0])
