@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from jury_app.ballot import BallotError
-from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_blinding, load_key, load_package
+from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
 from evaluator.atomic import write_text_atomic
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore, ballots_from_votes
@@ -56,10 +56,8 @@ def _default_base(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    package = load_package(args.dir)
-    if (package.root / KEY_NAME).is_file():
-        check_blinding(package, load_key(package.root, package))
-    else:
+    package, key = check_servable(args.dir)
+    if key is None:
         log.warning("%s is missing: jurors can vote, but the organizer page cannot rank runs until it is "
                     "there", package.root / KEY_NAME)
     store = VoteStore(package)
