@@ -12,7 +12,8 @@ from PIL import Image
 from jury_app.fixtures import make_demo_package
 from jury_app.package import (PackageError, blinding_problems, check_blinding, check_servable, juror_facing_values,
                               load_key, load_package)
-from jury_app.served_image import GRID_MAX_SIDE, ServedImageError, served_bytes, strip_jpeg_metadata
+from jury_app.served_image import (GRID_MAX_SIDE, PAD_MIN, ServedImageError, blind_screen, served_bytes,
+                                  strip_jpeg_metadata)
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3"]
 
@@ -193,6 +194,7 @@ def test_run_names_from_the_manifest_text_cannot_block_the_jury(tmp_path, monkey
     `pp-jury serve` accepts the package pp-evaluate wrote for them."""
     from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
 
+    from evaluator import jury_export as export
     from evaluator.config import TaskConfig
     from evaluator.pipeline import evaluate
     from jury_app import cli
@@ -208,6 +210,9 @@ def test_run_names_from_the_manifest_text_cannot_block_the_jury(tmp_path, monkey
     assert all(run in text for run in ("images", "flower", "jpg", "candidates"))  # the attack is really there
     package, key = check_servable(jury)
     assert sorted(key.runs) == sorted(HOSTILE_RUNS) and len(package.images) == 3
+    for image in package.images:  # one codec: every header segment (tables, size, SOF kind) is the same per image
+        assert len({tuple(export.jpeg_markers(c.file.read_bytes())) for c in image.candidates}) == 1
+    assert len({c.file.stat().st_mtime_ns for im in package.images for c in im.candidates}) == 1
     started = []
 
     def fake_execve(path, argv, env):
@@ -255,3 +260,37 @@ def test_juror_facing_values_are_the_candidate_ids_and_file_names_only(pkg_dir):
                                                       f"images[1].candidates[0].file = {ids[3]!r} contains the "
                                                       f"run name {ids[3][2:9]!r}"]
     assert blinding_problems(data, [ids[0][:2]]) == []  # names under 3 characters are not searched for
+
+
+def _media_id(data: bytes, mime: str = "image/jpeg") -> str:
+    """The file id Streamlit's media endpoint gives these bytes (`/media/<id>.jpg`): a hash of the content."""
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+
+    return _calculate_file_id(data, mime)
+
+
+def test_blind_screen_sizes_equal_pixels_kept_urls_keyed_per_juror(tmp_path):
+    """Item 3 of issue 10 at the serving level: one length per image, the same pixels, and bytes (hence media
+    URLs) that differ per juror and are not the content hash a participant can compute."""
+    runs = [f"TEAMSECRET_run{i}" for i in range(5)]
+    root = make_demo_package(tmp_path / "jury", runs, 2, size=64, leak_run_in_metadata=True)
+    for image in load_package(root).images:
+        served = {c.id: served_bytes(c.file)[0] for c in image.candidates}
+        assert len({len(b) for b in served.values()}) > 1  # the channel: sizes differ by run before blinding
+        secret = bytes(range(32))
+        a = blind_screen(served, secret, "juror001")
+        b = blind_screen(served, secret, "juror002")
+        assert set(a) == set(served) and len({len(x) for x in a.values()}) == 1
+        assert len(next(iter(a.values()))) == max(map(len, served.values())) + PAD_MIN
+        for cid, data in a.items():
+            assert data.startswith(served[cid]) and b"\xff" not in data[len(served[cid]):]
+            assert b"TEAMSECRET" not in data
+            with Image.open(io.BytesIO(data)) as im, Image.open(io.BytesIO(served[cid])) as ref:
+                assert np.array_equal(np.asarray(im), np.asarray(ref))
+        predictable = {_media_id(x) for x in served.values()}
+        predictable |= {_media_id(c.file.read_bytes()) for c in image.candidates}
+        urls_a, urls_b = {_media_id(x) for x in a.values()}, {_media_id(x) for x in b.values()}
+        assert len(urls_a) == len(urls_b) == 5 and not urls_a & predictable and not urls_a & urls_b
+        assert blind_screen(served, secret, "juror001") == a  # same store secret (a restart): same bytes
+        assert blind_screen(served, bytes(32), "juror001") != a
+    assert blind_screen({}, bytes(32), "juror001") == {}
