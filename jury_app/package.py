@@ -3,7 +3,7 @@
 Format (version 1). Every path is relative to the package folder and must stay inside it.
 
     jury/
-      manifest.json   public: what jurors see; no run name, nothing derived from one
+      manifest.json   public: no run name in a candidate's id or file name, nothing derived from one
       key.json        organizer only: which run made each candidate (never read by the juror page)
       images/<candidate id>.jpg   the JPEG-90 files that were scored, named by candidate id
       originals/<image id>.jpg    optional: only needed when task.show_original is true
