@@ -1,18 +1,25 @@
 """The blinded jury package (`jury/`, format of `jury_app/package.py`): selected images x qualified runs.
 
 - Candidate ids come from `secrets.token_urlsafe` (16 characters, 96 random bits): never derived from a run
-  name; an id that happens to contain a run name is drawn again.
+  name; an id that happens to contain a run name (`jury_app.package.run_name_in`) is drawn again.
 - `images/<id>.jpg` are the exact JPEG bytes that were scored (same sha256 as at scoring time), which libjpeg
   writes with a JFIF APP0 header only; `check_jpeg_metadata_free` refuses EXIF/XMP/ICC (APP1..APP15) and COM.
-- Candidates are listed in the order of their random ids, so the list order does not reveal the runs either.
+- Candidates are listed, and their files written, in the order of their random ids, and every file gets the
+  same modification time, so neither the list nor the files' order or times follow the runs.
 - With fewer candidates than `most + least`, the picks shrink (`shrink_picks`) and the manifest says so.
+- Before the manifest is written, `jury_app.package.blinding_problems` (the check `pp-jury serve` makes) runs
+  on it with every run name; after, `jury_app.package.check_servable` (all of `pp-jury serve`'s checks) runs
+  on the written folder. Either failing raises JuryExportError: `pp-evaluate` never leaves a package that
+  `pp-jury serve` refuses (an empty one, written when no run qualified, is the exception: nothing to judge).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.imageio import save_png
+from jury_app.package import PackageError, blinding_problems, check_servable, run_name_in
 
 MANIFEST = "manifest.json"
 KEY = "key.json"
@@ -98,11 +106,10 @@ def check_jpeg_metadata_free(data: bytes, what: str) -> None:
 
 
 def new_candidate_id(taken: set[str], run_names: Sequence[str]) -> str:
-    """A fresh random id (not in `taken`, containing no run name of 3+ characters, case-insensitive)."""
-    lowered = [r.lower() for r in run_names if len(r) >= 3]
+    """A fresh random id: not in `taken`, and containing no run name (`run_name_in`, the server's rule)."""
     while True:
         cid = secrets.token_urlsafe(12)
-        if cid not in taken and not any(r in cid.lower() for r in lowered):
+        if cid not in taken and run_name_in(cid, run_names) is None:
             taken.add(cid)
             return cid
 
@@ -140,8 +147,10 @@ def write_jury_package(
     taken: set[str] = set()
     key: dict[str, dict[str, str]] = {}
     entries = []
+    written: list[Path] = []
     for image in images:
         candidates = []
+        files: dict[str, bytes] = {}
         for item in by_image[image]:
             data = jpeg_of(item)
             digest = hashlib.sha256(data).hexdigest()
@@ -153,9 +162,12 @@ def write_jury_package(
                 )
             check_jpeg_metadata_free(data, f"jury image for {image!r}")
             cid = new_candidate_id(taken, all_run_names)
-            (directory / "images" / f"{cid}.jpg").write_bytes(data)
+            files[cid] = data
             key[cid] = {"run": item.run, "image": image}
             candidates.append({"id": cid, "file": f"images/{cid}.jpg"})
+        for cid in sorted(files):  # written in random order, not in the runs' order
+            written.append(directory / "images" / f"{cid}.jpg")
+            written[-1].write_bytes(files[cid])
         candidates.sort(key=lambda c: c["id"])
         original = None
         if show_original:
@@ -170,8 +182,20 @@ def write_jury_package(
     note = picks.note()
     if note:
         manifest["note"] = note
+    problems = blinding_problems(manifest, all_run_names)
+    if problems:  # cannot happen with ids from new_candidate_id; checked so that serve can never refuse
+        raise JuryExportError(f"{directory / MANIFEST}: {problems[0]}; pp-jury serve would refuse this package. "
+                              "This is a bug of the kit: please report it.")
+    stamp = time.time_ns()
+    for path in written:
+        os.utime(path, ns=(stamp, stamp))
     _write_json(directory / MANIFEST, manifest)
     _write_json(directory / KEY, {"candidates": {cid: key[cid] for cid in sorted(key)}})
+    if entries:
+        try:
+            check_servable(directory)
+        except PackageError as exc:
+            raise JuryExportError(f"the jury package would be refused by `pp-jury serve`: {exc}") from exc
     return key
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from jury_app.ballot import BallotError
-from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_blinding, load_key, load_package
+from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
 from evaluator.atomic import write_text_atomic
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore, ballots_from_votes
@@ -26,6 +26,7 @@ EPILOG = """\
 commands:
   serve DIR                 run the jury web app (juror page at /, organizer page at /organizer)
   jurors DIR --add N        create N jurors and print one private link per juror (token shown once)
+  jurors DIR --revoke ID..  refuse these jurors' links from now on; their ballots stay in the store, not counted
   admin DIR                 create a new organizer link (the previous one stops working)
   export DIR                print all votes as CSV: juror,image,candidate,choice,timestamp
   rank DIR [--votes CSV]    write DIR/ranking.csv and print it:
@@ -56,10 +57,8 @@ def _default_base(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    package = load_package(args.dir)
-    if (package.root / KEY_NAME).is_file():
-        check_blinding(package, load_key(package.root, package))
-    else:
+    package, key = check_servable(args.dir)
+    if key is None:
         log.warning("%s is missing: jurors can vote, but the organizer page cannot rank runs until it is "
                     "there", package.root / KEY_NAME)
     store = VoteStore(package)
@@ -80,6 +79,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_jurors(args: argparse.Namespace) -> int:
     store = VoteStore(load_package(args.dir))
+    if args.revoke:
+        known = {j.juror for j in store.jurors()}
+        unknown = [j for j in args.revoke if j not in known]
+        if unknown:
+            raise StoreError(f"{store.path}: no juror {unknown[0]!r} in this store (it has {len(known)} jurors: "
+                             f"{', '.join(sorted(known)[:5]) or 'none'}{', ...' if len(known) > 5 else ''}); "
+                             "pass juror ids as printed by `pp-jury jurors DIR --add N`. Nothing was revoked.")
+        for juror in dict.fromkeys(args.revoke):
+            new, ballots = store.revoke(juror)
+            print(f"{juror}\t{'revoked' if new else 'already revoked'}: its link is refused; its {ballots} "
+                  "ballot(s) stay in votes.sqlite and are left out of the ranking and the export")
+        return 0
     base = _default_base(args)
     for link in store.add_jurors(args.add):
         print(f"{link.juror}\t{juror_link(base, link.token)}")
@@ -135,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("jurors", help="create jurors and print their private links")
     p.add_argument("dir")
-    p.add_argument("--add", type=int, required=True, metavar="N", help="number of jurors to create")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--add", type=int, metavar="N", help="number of jurors to create")
+    what.add_argument("--revoke", nargs="+", metavar="ID",
+                      help="juror ids whose links stop working at once (their ballots are kept, not counted)")
     p.add_argument("--base-url", help=f"address jurors open (default http://{DEFAULT_ADDRESS}:{DEFAULT_PORT})")
     p.set_defaults(func=cmd_jurors)
     p = sub.add_parser("admin", help="create a new organizer link (invalidates the previous one)")

@@ -1,30 +1,48 @@
 """What both pages share: the jury package folder, the loaded package, the vote store, served image bytes.
 
+`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: the
+metadata-free bytes (`served_bytes`), padded to one length with filler keyed per juror (`blind_screen`).
+`guarded_login` checks a token behind the process's `LoginGuard` (per client address) and logs every wrong
+token, escaped, on the logger `pp-jury.login` (the server's stderr).
+
 The folder comes from the environment variable PP_JURY_DIR (set by `pp-jury serve`), else from the first
 argument after `--` of `streamlit run jury_app/app.py -- DIR`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from jury_app.package import JuryPackage, PackageError, load_package
-from jury_app.served_image import served_bytes
+from jury_app.package import JuryImage, JuryPackage, PackageError, load_package
+from jury_app.served_image import blind_screen, served_bytes
 from jury_app.store import VoteStore
+from jury_app.tokens import LoginGuard, log_safe, token_owner
 
 ENV_DIR = "PP_JURY_DIR"
 HINT = "Appealing could mean that you would like to share the image with your friends on social media."
+LOCAL_CLIENT = "local"
+
+log = logging.getLogger("pp-jury.login")
+if not log.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s pp-jury: %(levelname)s %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
 class JuryContext:
     package: JuryPackage
     store: VoteStore
+    image_secret: bytes
+    guard: LoginGuard
 
 
 def package_dir() -> Path | None:
@@ -37,7 +55,8 @@ def package_dir() -> Path | None:
 @st.cache_resource(show_spinner=False)
 def _open(directory: str, manifest_mtime_ns: int) -> JuryContext:
     package = load_package(directory)
-    return JuryContext(package=package, store=VoteStore(package))
+    store = VoteStore(package)
+    return JuryContext(package=package, store=store, image_secret=store.image_secret(), guard=LoginGuard())
 
 
 def jury_context() -> JuryContext:
@@ -59,3 +78,39 @@ def jury_context() -> JuryContext:
 def image_bytes(path: str) -> bytes:
     """Metadata-free, grid-sized bytes for an image of the package (cached by path; the package is read-only)."""
     return served_bytes(Path(path))[0]
+
+
+def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
+    """candidate id -> the bytes this juror receives for it: all of one length, keyed per juror (see above)."""
+    return blind_screen({c.id: image_bytes(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
+
+
+def client_address() -> str:
+    """The connection's address as Streamlit sees it (`local` for loopback; behind a reverse proxy: the proxy's)."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else LOCAL_CLIENT
+
+
+def guarded_login(ctx: JuryContext, token: str, verify: Callable[[str], str | None], what: str
+                  ) -> tuple[str | None, float]:
+    """(who, 0) when `verify(token)` accepts it; (None, 0) for a wrong token; (None, seconds to wait) when this
+    client has had too many wrong tokens in a row, in which case the token is not even checked. Every wrong or
+    refused token is logged: client address, failures in a row and the token's owner part, escaped (never
+    the secret part)."""
+    client = client_address()
+    wait = ctx.guard.wait(client)
+    if wait > 0:
+        log.warning("%s login refused unchecked: client %s has to wait %.1f s more (too many wrong tokens)",
+                    what, log_safe(client), wait)
+        return None, wait
+    who = verify(token)
+    if who is not None:
+        ctx.guard.succeeded(client)
+        return who, 0.0
+    failures = ctx.guard.failed(client)
+    delay = ctx.guard.delay_after(failures)
+    owner = token_owner(token)
+    shown = f"owner part {log_safe(owner)}" if owner is not None else f"malformed, {len(token)} characters"
+    log.warning("wrong %s token from client %s (%s); %d wrong in a row%s", what, log_safe(client), shown,
+                failures, f"; its next token is checked after {delay:.0f} s" if delay else "")
+    return None, 0.0

@@ -1,68 +1,73 @@
 """The juror page: private link in, one ballot per image, final submit.
 
-Arrival: `?token=...` is moved into the session state and removed from the address bar; the page also keeps
-it in a SameSite=Strict cookie (14 days) so that a reload finds it again. Progress is read from the store on
-every run, so a reload, a new tab (or the private link again) and a server restart resume at the first image
-without a ballot. The page shows letters only: no candidate id, file name or run.
+Arrival: `?token=...` is moved into the session state (server side) and removed from the address bar. No
+cookie and no page script holds it: a reload or a server restart starts a new Streamlit session, which asks
+for the private link again (the ballots are in the store, so the juror resumes where they were). The token
+is checked against the store on every run, so a revoked link stops at once; a new session's first token goes
+through `guarded_login` (per-client backoff after wrong tokens, each one logged). Progress is read from the
+store on every run, so a reload, a new tab (or the private link again) and a server restart resume at the
+first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
+(widget keys use the image's position, since Streamlit sends them to the browser); the candidates' bytes come
+from `screen_images` (one length per image, URLs keyed per juror).
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
+import math
 
 import streamlit as st
 
 from jury_app.ballot import BallotError, pick_rule
-from jury_app.context import HINT, JuryContext, image_bytes, jury_context
+from jury_app.context import HINT, JuryContext, guarded_login, image_bytes, jury_context, log, screen_images
 from jury_app.store import StoreError
+from jury_app.tokens import log_safe
 
 TOKEN_KEY = "juror_token"
+JUROR_KEY = "juror_id"  # set once this session's token was accepted
 EDIT_KEY = "edit_image"
 MESSAGE_KEY = "juror_message"
-COOKIE_SET_KEY = "juror_cookie_set"
-COOKIE = "pp_jury_token"
-COOKIE_MAX_AGE = 14 * 24 * 3600
 GRID_COLUMNS = 4
-
-
-def _remember(token: str) -> None:
-    """Keep the token in a same-site cookie so that F5 (a new Streamlit session) resumes without the link."""
-    if st.session_state.get(COOKIE_SET_KEY) == token:
-        return
-    st.html(f"<script>document.cookie = '{COOKIE}={quote(token, safe='')}; path=/; max-age={COOKIE_MAX_AGE}; "
-            "SameSite=Strict';</script>", unsafe_allow_javascript=True)
-    st.session_state[COOKIE_SET_KEY] = token
+NOT_VALID = ("This link is not valid. Please open the private link the organizer sent you, exactly as received, "
+             "or ask the organizer for a new one.")
 
 
 def _login(ctx: JuryContext) -> str:
     """The authenticated juror id, or a login prompt / error and stop.
 
-    The token comes from `?token=` (then removed from the address bar), the session, or the cookie the page
-    set on a previous visit; it is checked against the store on every run.
+    The token comes from `?token=` (then removed from the address bar) or the access-code form, and lives in
+    this session's state only.
     """
     if "token" in st.query_params:
         st.session_state[TOKEN_KEY] = st.query_params["token"]
+        st.session_state.pop(JUROR_KEY, None)
         st.query_params.clear()
-    if not st.session_state.get(TOKEN_KEY):
-        remembered = unquote(st.context.cookies.get(COOKIE, "") or "")
-        if remembered and ctx.store.authenticate(remembered) is not None:
-            st.session_state[TOKEN_KEY] = remembered
-            st.session_state[COOKIE_SET_KEY] = remembered
     token = st.session_state.get(TOKEN_KEY)
     if token:
-        juror = ctx.store.authenticate(token)
-        if juror is not None:
-            _remember(token)
-            return juror
+        if st.session_state.get(JUROR_KEY):
+            juror = ctx.store.authenticate(token)
+            if juror is not None:
+                return juror
+            log.warning("juror %s: token no longer accepted (revoked); session ended",
+                        log_safe(st.session_state[JUROR_KEY]))
+            wait = 0.0
+        else:
+            juror, wait = guarded_login(ctx, token, ctx.store.authenticate, "juror")
+            if juror is not None:
+                st.session_state[JUROR_KEY] = juror
+                return juror
         st.session_state.pop(TOKEN_KEY, None)
-        st.error("This link is not valid. Please open the private link the organizer sent you, exactly as "
-                 "received, or ask the organizer for a new one.")
+        st.session_state.pop(JUROR_KEY, None)
+        st.error(NOT_VALID if wait <= 0 else
+                 f"Too many wrong links or codes came from your connection. Wait {math.ceil(wait)} seconds, "
+                 "then open your private link again.")
     st.title("Pixel Privacy jury")
-    st.write("Open the private link you received, or paste your access code here.")
+    st.write("Open the private link you received, or paste your access code here. After a reload or a "
+             "break, open your link again: your saved ballots are kept.")
     with st.form("login"):
         code = st.text_input("Access code", type="password")
         if st.form_submit_button("Start") and code.strip():
             st.session_state[TOKEN_KEY] = code.strip().split("token=")[-1]
+            st.session_state.pop(JUROR_KEY, None)
             st.rerun()
     st.stop()
     raise AssertionError("unreachable")
@@ -87,22 +92,22 @@ def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) 
     if package.task.show_original and image.original is not None:
         st.image(image_bytes(str(image.original)), caption="Original, for reference (not a choice)", width=320)
     slots = store.layout(juror, image_id)
-    files = {c.id: str(c.file) for c in image.candidates}
+    screen = screen_images(ctx, juror, image)
     for row_start in range(0, len(slots), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, slot in zip(cols, slots[row_start:row_start + GRID_COLUMNS]):
-            col.image(image_bytes(files[slot.candidate]), caption=slot.letter, width="stretch")
+            col.image(screen[slot.candidate], caption=slot.letter, width="stretch")
     letters = [s.letter for s in slots]
     to_candidate = {s.letter: s.candidate for s in slots}
     previous = store.ballot(juror, image_id)
-    with st.form(f"ballot_{image_id}"):
+    with st.form(f"ballot_{index}"):
         st.write(rule.explain())
         most = st.pills(f"Most appealing (exactly {rule.most})", letters, selection_mode="multi",
-                        default=_letters(slots, previous.most) if previous else None, key=f"most_{image_id}")
+                        default=_letters(slots, previous.most) if previous else None, key=f"most_{index}")
         least = st.pills(f"Least appealing (exactly {rule.least})", letters, selection_mode="multi",
-                         default=_letters(slots, previous.least) if previous else None, key=f"least_{image_id}",
+                         default=_letters(slots, previous.least) if previous else None, key=f"least_{index}",
                          disabled=rule.least == 0)
-        submitted = st.form_submit_button("Save and continue", type="primary", key=f"submit_{image_id}")
+        submitted = st.form_submit_button("Save and continue", type="primary", key=f"submit_{index}")
     if submitted:
         try:
             store.save_ballot(juror, image_id, [to_candidate[x] for x in most or []],
@@ -136,7 +141,7 @@ def _review_screen(ctx: JuryContext, juror: str) -> None:
             summary = f"most {', '.join(_letters(slots, ballot.most))}" + (
                 f"; least {', '.join(_letters(slots, ballot.least))}" if ballot.least else "")
         cols[0].write(f"Image {index + 1}: {summary}")
-        if cols[1].button("Change", key=f"change_{image_id}"):
+        if cols[1].button("Change", key=f"change_{index}"):
             st.session_state[EDIT_KEY] = image_id
             st.rerun()
     with st.form("final"):
@@ -147,7 +152,7 @@ def _review_screen(ctx: JuryContext, juror: str) -> None:
             else:
                 try:
                     store.finalize(juror)
-                except BallotError as exc:
+                except (BallotError, StoreError) as exc:
                     st.error(str(exc))
                 else:
                     st.rerun()
@@ -158,7 +163,7 @@ def render() -> None:
     juror = _login(ctx)
     store, ids = ctx.store, ctx.package.image_ids
     if store.is_final(juror):
-        if any(st.session_state.get(f"submit_{i}") for i in ids):
+        if any(st.session_state.get(f"submit_{i}") for i in range(len(ids))):
             st.error("This change was not saved: your ballots are final and locked.")
         st.success("Thank you! Your ballots are final. You can close this page.")
         return

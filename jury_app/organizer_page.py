@@ -10,13 +10,14 @@ import math
 import pandas as pd
 import streamlit as st
 
-from jury_app.context import JuryContext, jury_context
+from jury_app.context import JuryContext, guarded_login, jury_context
 from jury_app.package import PackageError, load_key
 from jury_app.position_bias import position_bias
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.votes_csv import votes_to_csv
 
 ADMIN_KEY = "admin_token"
+ADMIN_OK_KEY = "admin_accepted"
 N_BOOT = 1000
 
 
@@ -25,11 +26,17 @@ def _login(ctx: JuryContext) -> None:
         st.session_state[ADMIN_KEY] = st.query_params["admin"]
         st.query_params.clear()
     token = st.session_state.get(ADMIN_KEY)
-    if token and ctx.store.verify_admin(token):
-        return
+    if token and st.session_state.get(ADMIN_OK_KEY) == token and ctx.store.verify_admin(token):
+        return  # accepted before in this session; re-checked every run (a new admin link ends it)
     if token:
+        admin, wait = guarded_login(ctx, token, lambda t: "admin" if ctx.store.verify_admin(t) else None,
+                                    "organizer")
+        if admin is not None:
+            st.session_state[ADMIN_OK_KEY] = token
+            return
         st.session_state.pop(ADMIN_KEY, None)
-        st.error("This organizer link is not valid; create a new one with `pp-jury admin DIR`.")
+        st.error("This organizer link is not valid; create a new one with `pp-jury admin DIR`." if wait <= 0
+                 else f"Too many wrong tokens came from your connection; wait {math.ceil(wait)} seconds.")
     st.title("Organizer")
     with st.form("admin_login"):
         code = st.text_input("Organizer token", type="password")
@@ -55,7 +62,8 @@ def _live(ctx: JuryContext) -> None:
     jurors = store.jurors()
     st.subheader("Progress")
     st.dataframe(pd.DataFrame([{"juror": j.juror, "ballots": j.ballots, "of": n_images,
-                                "final": j.finalized is not None, "last ballot": j.last_update or ""}
+                                "final": j.finalized is not None, "last ballot": j.last_update or "",
+                                "revoked (not counted)": j.revoked or ""}
                                for j in jurors]), hide_index=True)
     ballots = store.ballots()
     result = rank_jury(ballots, key, n_boot=N_BOOT)

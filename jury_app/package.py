@@ -3,7 +3,7 @@
 Format (version 1). Every path is relative to the package folder and must stay inside it.
 
     jury/
-      manifest.json   public: what jurors see; no run name, nothing derived from one
+      manifest.json   public: no run name in a candidate's id or file name, nothing derived from one
       key.json        organizer only: which run made each candidate (never read by the juror page)
       images/<candidate id>.jpg   the JPEG-90 files that were scored, named by candidate id
       originals/<image id>.jpg    optional: only needed when task.show_original is true
@@ -36,8 +36,14 @@ key.json:
   at most one candidate per (run, image).
 
 `load_package(dir)` and `load_key(dir, package)` check all of this and raise `PackageError` naming the file,
-the entry, what is wrong and what to do. `check_blinding(package, key)` checks that no run name occurs in
-the manifest, in candidate ids or file names.
+the entry, what is wrong and what to do.
+
+Blinding: `juror_facing_values(manifest)` lists the manifest values that tell the candidates of one image
+apart (candidate ids and file names); `blinding_problems(manifest, runs)` finds a run name in one of them.
+The writer (`evaluator/jury_export.py`) and the server (`check_blinding`, `check_servable`, run by
+`pp-jury serve`) call these same functions, so `pp-evaluate` cannot write a package that `pp-jury serve`
+refuses. A run name that merely occurs in the manifest's keys, fixed path parts (`images/`, `.jpg`) or image
+ids (shared by every candidate of an image) tells runs apart in no way, and is allowed.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
@@ -56,6 +63,8 @@ FORMAT_VERSION = 1
 
 IMAGE_ID_RE = re.compile(r"^(?!\.{1,2}$)[^/\\\x00-\x1f]{1,200}$")
 CANDIDATE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MIN_RUN_NAME_SEARCH = 3  # shorter run names ("a", "01") occur by chance in random ids: not searched for
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class PackageError(ValueError):
@@ -265,18 +274,66 @@ def load_key(directory: str | Path, package: JuryPackage | None = None) -> JuryK
     return JuryKey(candidates=out)
 
 
+def run_name_in(value: str, runs: Iterable[str]) -> str | None:
+    """The first run name (of MIN_RUN_NAME_SEARCH+ characters) that occurs in `value`, case-insensitively."""
+    low = value.lower()
+    return next((r for r in runs if len(r) >= MIN_RUN_NAME_SEARCH and r.lower() in low), None)
+
+
+def juror_facing_values(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(where, value) for every manifest value that belongs to one candidate: its `id` and its file name.
+
+    These are the only manifest values that differ between the candidates of one image, so the only ones
+    that could tell runs apart if they reached a juror. The juror page sends neither (a juror gets letters,
+    the pick counts and the served image bytes, `jury_app/served_image.py`); they are kept free of run names
+    all the same. Not listed, because they cannot tell runs apart: the JSON keys, the fixed path parts
+    (`images/`, the image extension), image ids and `original` (one per image, shared by its candidates),
+    the task and the note. `manifest` is the parsed manifest.json (a writer's dict or the file's content).
+    """
+    out: list[tuple[str, str]] = []
+    images = manifest.get("images") if isinstance(manifest, Mapping) else None
+    for i, entry in enumerate(images if isinstance(images, list) else []):
+        cands = entry.get("candidates") if isinstance(entry, Mapping) else None
+        for j, cand in enumerate(cands if isinstance(cands, list) else []):
+            if not isinstance(cand, Mapping):
+                continue
+            where = f"images[{i}].candidates[{j}]"
+            if isinstance(cand.get("id"), str):
+                out.append((f"{where}.id", cand["id"]))
+            if isinstance(cand.get("file"), str):
+                name = cand["file"].replace("\\", "/").rsplit("/", 1)[-1]
+                stem = next((name[:-len(s)] for s in _IMAGE_SUFFIXES if name.lower().endswith(s)), name)
+                out.append((f"{where}.file", stem))
+    return out
+
+
+def blinding_problems(manifest: Mapping[str, Any], runs: Iterable[str]) -> list[str]:
+    """One line per juror-facing value (`juror_facing_values`) that contains a run name."""
+    runs = list(runs)
+    problems = []
+    for where, value in juror_facing_values(manifest):
+        run = run_name_in(value, runs)
+        if run is not None:
+            problems.append(f"{where} = {value!r} contains the run name {run!r}")
+    return problems
+
+
 def check_blinding(package: JuryPackage, key: JuryKey) -> None:
-    """Raise PackageError if a run name occurs in the public manifest, a candidate id or a file name."""
-    text = (package.root / MANIFEST_NAME).read_text(encoding="utf-8").lower()
-    for run in key.runs:
-        needle = run.lower()
-        if len(needle) < 3:
-            continue  # too short to search for without false alarms ("a", "01")
-        if needle in text:
-            raise PackageError(f"{package.root / MANIFEST_NAME}: the run name {run!r} occurs in the public "
-                               "manifest; jurors would see it. Regenerate the package with opaque ids.")
-        for im in package.images:
-            for c in im.candidates:
-                if needle in c.file.name.lower():
-                    raise PackageError(f"{c.file}: the file name contains the run name {run!r}; "
-                                       "name candidate files by their opaque id.")
+    """Raise PackageError if a run name occurs in a juror-facing value of the manifest (`blinding_problems`)."""
+    path = package.root / MANIFEST_NAME
+    problems = blinding_problems(_read_json(path, "the jury manifest"), key.runs)
+    if problems:
+        raise PackageError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1
+                           else "") + "; candidate ids and file names must be opaque. Regenerate the package "
+                           "with `pp-evaluate`, which draws random ids.")
+
+
+def check_servable(directory: str | Path) -> tuple[JuryPackage, JuryKey | None]:
+    """Every check `pp-jury serve` makes before serving: the manifest, and when key.json is there, the key and
+    the blinding. Returns (package, key or None); raises PackageError. The writer runs it on what it wrote."""
+    package = load_package(directory)
+    if not (package.root / KEY_NAME).is_file():
+        return package, None
+    key = load_key(package.root, package)
+    check_blinding(package, key)
+    return package, key

@@ -5,17 +5,28 @@ JPEG files within `GRID_MAX_SIDE` are served losslessly: the marker segments are
 since they carry colour-transform flags, not metadata. Larger images and non-JPEG files are decoded and
 re-encoded without metadata: Lanczos down to `GRID_MAX_SIDE` when larger, then JPEG quality 95 4:4:4 for
 JPEG input and lossless PNG for anything else (the originals).
+
+`blind_screen` then makes the candidates of one image indistinguishable except by their pixels: every
+candidate's bytes are padded after the end marker (EOI; decoders stop there, so the pixels are unchanged) to
+one common length, the longest + `PAD_MIN`, with filler keyed by HMAC-SHA256(secret, juror | candidate). The
+sizes (and Content-Length) are then equal, and since Streamlit names a media file by a hash of its bytes, the
+URL of a candidate differs between jurors and cannot be predicted without the store's secret (a participant
+who is also a juror cannot compute it from the public kit and their own submission).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image
 
 GRID_MAX_SIDE = 1024
 MAX_INPUT_PIXELS = 40_000_000
+PAD_MIN = 32  # filler bytes every candidate gets at least (7 random bits each: 224 bits)
 
 
 class ServedImageError(ValueError):
@@ -97,3 +108,25 @@ def served_bytes(path: Path, *, max_side: int = GRID_MAX_SIDE) -> tuple[bytes, s
         return buf.getvalue(), "image/jpeg"
     rgb.save(buf, format="PNG")
     return buf.getvalue(), "image/png"
+
+
+def filler(key: bytes, n: int) -> bytes:
+    """n pseudo-random bytes from SHAKE-256(key), top bit cleared: never 0xFF, so no JPEG marker can appear."""
+    return bytes(b & 0x7F for b in hashlib.shake_256(key).digest(n))
+
+
+def blind_screen(served: Mapping[str, bytes], secret: bytes, juror: str) -> dict[str, bytes]:
+    """The bytes one juror receives for the candidates (id -> served bytes) of one image: all of one length.
+
+    length = max(len(served)) + PAD_MIN; candidate c gets length - len(served[c]) bytes of
+    `filler(HMAC-SHA256(secret, juror | c))` after its end marker. Deterministic in (secret, juror, c), so a
+    reload or a restarted server sends the same bytes (the secret lives in the vote store).
+    """
+    if not served:
+        return {}
+    length = max(len(b) for b in served.values()) + PAD_MIN
+    out = {}
+    for cid, data in served.items():
+        key = hmac.new(secret, f"{juror}|{cid}".encode("utf-8"), hashlib.sha256).digest()
+        out[cid] = data + filler(key, length - len(data))
+    return out

@@ -5,9 +5,17 @@ on an flock of `votes.sqlite.lock` first, see `_writer_turn`); a juror's ballot 
 previous one; a final submit locks the juror's ballots. Each thread uses its own connection (re-opened after
 a fork), so one `VoteStore` can be shared by threads, and other processes open their own.
 
-Tables: schema_version(version); meta(key, value) holding the layout salt and the admin token hash;
-jurors(juror, token_sha256, created, finalized); layouts(juror, image, position, candidate, letter);
-ballots(juror, image, updated); picks(juror, image, candidate, choice in {'most','least'}).
+Tables: schema_version(version); meta(key, value) holding the layout salt, the served images' secret and
+the admin token hash; jurors(juror, token_sha256, created, finalized, revoked); layouts(juror, image,
+position, candidate, letter); ballots(juror, image, updated); picks(juror, image, candidate, choice in
+{'most','least'}).
+
+Revocation (`revoke`, `pp-jury jurors DIR --revoke ID`): the juror's token hash is overwritten (so no
+version of pp-jury accepts the token again) and `revoked` is set; the next run of the juror's page refuses
+the token, and every write checks it inside its transaction. The juror's committed ballots stay in the store
+(nothing is deleted) but `ballots()`, `votes()` and `layouts()` leave them out, so the ranking, the export
+and the position-bias table do not count them; `jurors()` lists the juror with the time of the revocation.
+The `revoked` column is added to stores made before it existed (`ALTER TABLE`, same schema version).
 """
 
 from __future__ import annotations
@@ -37,12 +45,13 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 _INHERITED: list[sqlite3.Connection] = []
 BUSY_TIMEOUT_MS = 15_000
+_REVOKED = "(SELECT juror FROM jurors WHERE revoked IS NOT NULL)"  # their ballots are kept, not counted
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jurors (
-    juror TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created TEXT NOT NULL, finalized TEXT);
+    juror TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created TEXT NOT NULL, finalized TEXT, revoked TEXT);
 CREATE TABLE IF NOT EXISTS layouts (
     juror TEXT NOT NULL REFERENCES jurors(juror), image TEXT NOT NULL, position INTEGER NOT NULL,
     candidate TEXT NOT NULL, letter TEXT NOT NULL, PRIMARY KEY (juror, image, position));
@@ -84,6 +93,7 @@ class JurorStatus:
     finalized: str | None
     ballots: int
     last_update: str | None
+    revoked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,16 @@ class VoteStore:
                                  "with that version and start a new store.")
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('layout_salt', ?)",
                          (secrets.token_hex(16),))
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('image_secret', ?)",
+                         (secrets.token_hex(32),))
+            if "revoked" not in {r[1] for r in conn.execute("PRAGMA table_info(jurors)")}:
+                conn.execute("ALTER TABLE jurors ADD COLUMN revoked TEXT")  # a store from before revocation
+
+    def image_secret(self) -> bytes:
+        """The random secret that keys the served images' filler (`served_image.blind_screen`): stored, so a
+        restarted server or another replica on the same store sends each juror the same bytes and URLs."""
+        with self._read() as conn:
+            return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'image_secret'").fetchone()[0])
 
     # -- tokens -------------------------------------------------------------------------------------------
     def add_jurors(self, n: int) -> list[JurorLink]:
@@ -222,8 +242,9 @@ class VoteStore:
         stored = None
         if owner is not None and owner != tokens.ADMIN_PREFIX:
             with self._read() as conn:
-                row = conn.execute("SELECT token_sha256 FROM jurors WHERE juror = ?", (owner,)).fetchone()
-            stored = row[0] if row else None
+                row = conn.execute("SELECT token_sha256, revoked FROM jurors WHERE juror = ?",
+                                   (owner,)).fetchone()
+            stored = row[0] if row and row[1] is None else None
         return owner if tokens.matches(token or "", stored) else None
 
     def new_admin_token(self) -> str:
@@ -255,7 +276,7 @@ class VoteStore:
             salt = conn.execute("SELECT value FROM meta WHERE key = 'layout_salt'").fetchone()[0]
         slots = draw_layout(salt, juror, image, candidates)
         with self._write() as conn:
-            self._require_juror(conn, juror)
+            self._require_juror(conn, juror, writing=True)
             conn.executemany("INSERT OR IGNORE INTO layouts(juror, image, position, candidate, letter) "
                              "VALUES (?, ?, ?, ?, ?)",
                              [(juror, image, s.position, s.candidate, s.letter) for s in slots])
@@ -264,15 +285,35 @@ class VoteStore:
     def layouts(self) -> list[tuple[str, str, int, str, str]]:
         with self._read() as conn:
             return conn.execute("SELECT juror, image, position, candidate, letter FROM layouts "
-                                "ORDER BY juror, image, position").fetchall()
+                                f"WHERE juror NOT IN {_REVOKED} ORDER BY juror, image, position").fetchall()
 
     # -- ballots ------------------------------------------------------------------------------------------
     @staticmethod
-    def _require_juror(conn: sqlite3.Connection, juror: str) -> str | None:
-        row = conn.execute("SELECT finalized FROM jurors WHERE juror = ?", (juror,)).fetchone()
+    def _require_juror(conn: sqlite3.Connection, juror: str, *, writing: bool = False) -> str | None:
+        """The juror's final-submit time (None: not final); StoreError if unknown, or revoked when writing."""
+        row = conn.execute("SELECT finalized, revoked FROM jurors WHERE juror = ?", (juror,)).fetchone()
         if row is None:
             raise StoreError(f"unknown juror {juror!r}; open your private link again or ask the organizer.")
+        if writing and row[1] is not None:
+            raise StoreError("This link was revoked by the organizer: nothing was saved. Ask the organizer "
+                             "if you think this is a mistake.")
         return row[0]
+
+    def revoke(self, juror: str) -> tuple[bool, int]:
+        """Revoke a juror's token at once; (newly revoked?, the juror's ballots kept but no longer counted)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT revoked FROM jurors WHERE juror = ?", (juror,)).fetchone()
+            if row is None:
+                known = [r[0] for r in conn.execute("SELECT juror FROM jurors ORDER BY juror LIMIT 6")]
+                raise StoreError(f"{self.path}: no juror {juror!r} in this store (known: "
+                                 f"{', '.join(known[:5]) or 'none'}{', ...' if len(known) > 5 else ''}); "
+                                 "pass a juror id as printed by `pp-jury jurors DIR --add N`.")
+            ballots = conn.execute("SELECT COUNT(*) FROM ballots WHERE juror = ?", (juror,)).fetchone()[0]
+            if row[0] is not None:
+                return False, ballots
+            conn.execute("UPDATE jurors SET revoked = ?, token_sha256 = 'revoked' WHERE juror = ?",
+                         (_now(), juror))
+        return True, ballots
 
     def save_ballot(self, juror: str, image: str, most: Iterable[str], least: Iterable[str]) -> Ballot:
         """Validate and store one ballot in one transaction, replacing this juror's previous one for the image.
@@ -286,7 +327,7 @@ class VoteStore:
         rule = pick_rule(len(candidates), self.package.task.most, self.package.task.least)
         most_t, least_t = validate_picks(candidates, rule, most, least)
         with self._write() as conn:
-            if self._require_juror(conn, juror) is not None:
+            if self._require_juror(conn, juror, writing=True) is not None:
                 raise BallotLockedError("Your ballots are final and locked: the final submit was made, so "
                                         "this change was not saved.")
             conn.execute("INSERT INTO ballots(juror, image, updated) VALUES (?, ?, ?) "
@@ -308,10 +349,10 @@ class VoteStore:
                       tuple(c for c, k in rows if k == "least"))
 
     def ballots(self) -> list[Ballot]:
-        """All stored ballots, sorted by (juror, image)."""
+        """All stored ballots of jurors not revoked, sorted by (juror, image)."""
         with self._read() as conn:
             rows = conn.execute("SELECT juror, image, candidate, choice FROM picks "
-                                "ORDER BY juror, image, candidate").fetchall()
+                                f"WHERE juror NOT IN {_REVOKED} ORDER BY juror, image, candidate").fetchall()
         grouped: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         for juror, image, cand, choice in rows:
             m, l = grouped.setdefault((juror, image), ([], []))
@@ -329,7 +370,7 @@ class VoteStore:
     def finalize(self, juror: str) -> None:
         """Lock the juror's ballots; refused unless every image of the package has a ballot."""
         with self._write() as conn:
-            if self._require_juror(conn, juror) is not None:
+            if self._require_juror(conn, juror, writing=True) is not None:
                 return
             done = {r[0] for r in conn.execute("SELECT image FROM ballots WHERE juror = ?", (juror,))}
             missing = [i for i in self.package.image_ids if i not in done]
@@ -341,17 +382,17 @@ class VoteStore:
     def jurors(self) -> list[JurorStatus]:
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT j.juror, j.created, j.finalized, COUNT(b.image), MAX(b.updated) FROM jurors j "
-                "LEFT JOIN ballots b ON b.juror = j.juror GROUP BY j.juror ORDER BY j.juror").fetchall()
+                "SELECT j.juror, j.created, j.finalized, COUNT(b.image), MAX(b.updated), j.revoked "
+                "FROM jurors j LEFT JOIN ballots b ON b.juror = j.juror GROUP BY j.juror ORDER BY j.juror").fetchall()
         return [JurorStatus(*r) for r in rows]
 
     def votes(self) -> list[VoteRow]:
-        """One row per pick: (juror, image, candidate, choice, timestamp of the ballot)."""
+        """One row per pick of a juror not revoked: (juror, image, candidate, choice, timestamp of the ballot)."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT p.juror, p.image, p.candidate, p.choice, b.updated FROM picks p "
                 "JOIN ballots b ON b.juror = p.juror AND b.image = p.image "
-                "ORDER BY p.juror, p.image, p.choice DESC, p.candidate").fetchall()
+                f"WHERE p.juror NOT IN {_REVOKED} ORDER BY p.juror, p.image, p.choice DESC, p.candidate").fetchall()
         return [VoteRow(*r) for r in rows]
 
     def count_ballots(self) -> int:

@@ -115,7 +115,7 @@ def test_replayed_form_after_final_submit_is_rejected(tmp_path, monkeypatch):
         c = store.package.candidate_ids(image)
         store.save_ballot(link.juror, image, c[:3], c[3:5])
     at = juror_app(link.token)
-    next(b for b in at.button if b.label == "Change" and b.key == "change_img00").click()
+    next(b for b in at.button if b.label == "Change" and b.key == "change_0").click()
     at.run()
     assert page_image(at) == "Image 1 of 2"
     before = store.ballot(link.juror, "img00")
@@ -177,3 +177,78 @@ def test_organizer_page_needs_admin_token_and_shows_live_ranking(tmp_path, monke
     for section in ("Progress", "Per image", "Position bias"):
         assert section in texts(at)
     assert {"Download votes.csv", "Download ranking.csv"} <= {b.label for b in at.get("download_button")}
+
+
+def test_page_sends_padded_images_keyed_per_juror_and_no_image_id(tmp_path, monkeypatch):
+    """Item 3 of issue 10 on the page: the grid shows `blind_screen`'s bytes (one length, per-juror URLs, not
+    the content hash a participant can compute), and no widget key carries an image id."""
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+
+    from jury_app.served_image import blind_screen, served_bytes
+
+    store = make_store(tmp_path, monkeypatch, images=["flower-01", "flower-02"], leak_run_in_metadata=True)
+    a, b = store.add_jurors(2)
+    ids = {}
+    for link in (a, b):
+        at = juror_app(link.token)
+        ids[link.juror] = {u.rsplit("/", 1)[-1].split(".")[0] for im in at.image for u in im.value}
+        keys = [w.key or "" for w in list(at.pills) + list(at.button)]
+        assert "most_0" in keys and not any("flower" in k for k in keys)
+    assert len(ids[a.juror]) == 5 and not ids[a.juror] & ids[b.juror]
+    image = store.package.images[0]
+    served = {c.id: served_bytes(c.file)[0] for c in image.candidates}
+    sent = blind_screen(served, store.image_secret(), a.juror)
+    assert len({len(x) for x in sent.values()}) == 1
+    assert ids[a.juror] == {_calculate_file_id(x, "image/jpeg") for x in sent.values()}
+    assert not ids[a.juror] & {_calculate_file_id(x, "image/jpeg") for x in served.values()}
+
+
+def test_no_cookie_and_no_script_hold_the_token(tmp_path, monkeypatch):
+    """Item 7 of issue 10: the token lives in the server-side session only (no cookie a page script could read);
+    a new session (a reload) asks for the link again and resumes from the store."""
+    store = make_store(tmp_path, monkeypatch)
+    link = store.add_jurors(1)[0]
+    at = juror_app(link.token)
+    assert page_image(at) == "Image 1 of 3"
+    assert not at.get("html") and not any("cookie" in str(m.value).lower() for m in at.markdown)
+    opts = at.pills[0].options
+    submit(at, opts[:3], opts[3:])
+    reload = juror_app(None)
+    assert not reload.pills and "open your link again" in texts(reload)
+    assert page_image(juror_app(link.token)) == "Image 2 of 3"
+
+
+def test_revoked_juror_is_stopped_mid_session(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch)
+    link = store.add_jurors(1)[0]
+    at = juror_app(link.token)
+    opts = at.pills[0].options
+    store.revoke(link.juror)
+    at = submit(at, opts[:3], opts[3:])
+    assert "not valid" in texts(at) and not at.pills and store.count_ballots() == 0
+    assert "not valid" in texts(juror_app(link.token))
+
+
+def test_wrong_tokens_are_slowed_down_and_logged_escaped(tmp_path, monkeypatch, caplog):
+    """Item 7 of issue 10: wrong tokens in a row (30 here). After FREE_FAILURES the client must wait before a token
+    is even checked (a right one too), and every attempt is logged on one line, attacker text escaped."""
+    from jury_app import tokens
+    from jury_app.tokens import FREE_FAILURES
+
+    monkeypatch.setattr(tokens, "monotonic", lambda: 1000.0)  # the attempts come faster than any wait ends
+    store = make_store(tmp_path, monkeypatch)
+    link = store.add_jurors(1)[0]
+    forged = "juror001\n2026-01-01 pp-jury: INFO all good\x1b[2K." + "x" * 30
+    caplog.set_level("WARNING", logger="pp-jury.login")
+    shown = [texts(juror_app(forged if k % 2 else f"juror001.{k:030d}")) for k in range(30)]
+    assert all("not valid" in t for t in shown[:FREE_FAILURES])
+    assert all("Too many wrong links" in t for t in shown[FREE_FAILURES:])
+    assert "Too many wrong links" in texts(juror_app(link.token))  # not even checked during the wait
+    admin = organizer_app(store.new_admin_token())  # the organizer page shares the guard
+    assert "Too many wrong tokens" in texts(admin) and not admin.dataframe
+    assert store.layouts() == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "pp-jury.login"]
+    assert len(lines) == 32 and all("\n" not in l and "\x1b" not in l for l in lines)
+    assert sum("wrong juror token" in l for l in lines) == FREE_FAILURES
+    assert "owner part 'juror001\\n2026-01-01 pp-jury: INFO all good\\x1b[2K'" in lines[1]
+    assert all("x" * 30 not in l and f"{2:030d}" not in l for l in lines)  # never the secret part

@@ -1,5 +1,7 @@
 """A real browser against a real `pp-jury serve`: a juror votes on every image, reloads, survives a kill -9
-of the server, finishes; the organizer sees the ranking; no byte the juror's browser received names a run."""
+of the server, finishes; the organizer sees the ranking; no byte the juror's browser received names a run,
+the candidates of one screen have one byte size, and the image URLs are neither the content hashes a
+participant could compute nor the same for two jurors."""
 
 from __future__ import annotations
 
@@ -92,8 +94,46 @@ def press(button) -> None:
     raise AssertionError("a pill did not register the click")
 
 
-def vote(page, expected: str) -> None:
+def media_id(url: str) -> str:
+    """The file id of a Streamlit media URL (`.../media/<id>.jpg`)."""
+    return url.rsplit("/", 1)[-1].split(".")[0]
+
+
+def screen_media(page, expected: str) -> list[str]:
+    """The media ids of the 5 candidate images on the screen titled `expected`, once the page has settled
+    (Streamlit updates the title before the images: no element marked stale, the same ids twice in a row)."""
     page.get_by_text(expected, exact=True).wait_for(timeout=WAIT_MS)
+    images = page.locator('[data-testid="stImage"] img')
+    images.nth(4).wait_for(timeout=WAIT_MS)
+    last = None
+    for _ in range(WAIT_MS // 250):
+        page.wait_for_timeout(250)
+        if page.locator('[data-stale="true"]').count():
+            continue
+        ids = [media_id(img.get_attribute("src")) for img in images.all()]
+        if ids == last:
+            return ids
+        last = ids
+    raise AssertionError(f"the images of {expected!r} did not settle")
+
+
+def predictable_media_ids(root: Path) -> set[str]:
+    """What a participant can compute from the public kit: the media ids of the package's files as they are
+    and with metadata stripped (Streamlit names media by a hash of the bytes)."""
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+
+    from jury_app.served_image import strip_jpeg_metadata
+
+    out = set()
+    for f in root.glob("images/*.jpg"):
+        data = f.read_bytes()
+        out |= {_calculate_file_id(data, "image/jpeg"), _calculate_file_id(strip_jpeg_metadata(data), "image/jpeg")}
+    return out
+
+
+def vote(page, expected: str) -> list[str]:
+    """Cast a ballot on the screen titled `expected`; return the media ids of its candidates."""
+    shown = screen_media(page, expected)
     most = page.get_by_role("toolbar", name="Most appealing (exactly 3)")
     least = page.get_by_role("toolbar", name="Least appealing (exactly 2)")
     most.get_by_role("button").nth(4).wait_for(timeout=WAIT_MS)
@@ -106,6 +146,7 @@ def vote(page, expected: str) -> None:
     for letter in letters[3:]:
         press(least.get_by_role("button", name=letter, exact=True))
     page.get_by_role("button", name="Save and continue").click()
+    return shown
 
 
 def test_juror_and_organizer_in_chromium(tmp_path):
@@ -114,11 +155,12 @@ def test_juror_and_organizer_in_chromium(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     root = make_demo_package(tmp_path / "jury", RUNS, 3, size=64, leak_run_in_metadata=True)
     store = VoteStore(load_package(root))
-    juror = store.add_jurors(1)[0]
+    juror, other = store.add_jurors(2)
     admin = store.new_admin_token()
     port = free_port()
     log = tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
+    screens: list[list[str]] = []  # media ids of the candidates, one list per screen the juror saw
     server = start_server(root, port, log_path=log)
     try:
         with sync_api.sync_playwright() as p:
@@ -127,13 +169,19 @@ def test_juror_and_organizer_in_chromium(tmp_path):
             recorder = Recorder(context)
             page = context.new_page()
             page.goto(f"{base}/?token={juror.token}")
-            vote(page, "Image 1 of 3")
+            screens.append(vote(page, "Image 1 of 3"))
             page.get_by_text("Image 2 of 3", exact=True).wait_for(timeout=WAIT_MS)
             assert "token" not in page.url
             recorder.drain(page)
-            page.reload()  # a new Streamlit session: resumes from the cookie and the database
-            vote(page, "Image 2 of 3")
-            page.get_by_text("Image 3 of 3", exact=True).wait_for(timeout=WAIT_MS)
+            page.reload()  # a new Streamlit session: no cookie holds the token, so the page asks for the link
+            page.get_by_text("open your link again", exact=False).wait_for(timeout=WAIT_MS)
+            secret = juror.token.split(".")[1]
+            assert not any(secret in c["value"] for c in context.cookies())
+            assert secret not in page.evaluate("document.cookie + location.href")
+            recorder.drain(page)
+            page.goto(f"{base}/?token={juror.token}")  # the private link again: resumes from the database
+            screens.append(vote(page, "Image 2 of 3"))
+            before_kill = screen_media(page, "Image 3 of 3")
             assert committed_ballots(root / "votes.sqlite") == 2
 
             recorder.drain(page)
@@ -142,13 +190,21 @@ def test_juror_and_organizer_in_chromium(tmp_path):
             assert committed_ballots(root / "votes.sqlite") == 2
             server = start_server(root, port, log_path=log)
             page.goto(f"{base}/?token={juror.token}")
-            vote(page, "Image 3 of 3")
+            screens.append(vote(page, "Image 3 of 3"))
+            assert screens[-1] == before_kill  # the restarted server sends the same bytes (secret in the store)
             page.get_by_text("All images have a ballot").wait_for(timeout=WAIT_MS)
             page.get_by_text("I am done: lock my ballots").click()
             page.get_by_role("button", name="Final submit").click()
             page.get_by_text("Your ballots are final").wait_for(timeout=WAIT_MS)
             assert store.is_final(juror.juror) and store.count_ballots() == 3
             recorder.drain(page)
+
+            second = browser.new_context()  # another juror: other URLs for the same candidates
+            recorder2 = Recorder(second)
+            other_page = second.new_page()
+            other_page.goto(f"{base}/?token={other.token}")
+            other_screen = screen_media(other_page, "Image 1 of 3")
+            recorder2.drain(other_page)
 
             organizer = browser.new_context().new_page()
             organizer.goto(f"{base}/organizer?admin={admin}")
@@ -157,15 +213,26 @@ def test_juror_and_organizer_in_chromium(tmp_path):
             assert "admin" not in organizer.url
             recorder.drain(organizer)
             recorder.refetch_missed()
+            recorder2.refetch_missed()
             browser.close()
     finally:
         server.kill()
         server.wait(timeout=30)
     # Chromium does not keep font bodies; they are Streamlit's own fixed files. Everything else was read.
-    assert all("/static/media/" in m and ".woff2" in m for m in recorder.missed), recorder.missed
+    for rec in (recorder, recorder2):
+        assert all("/static/media/" in m and ".woff2" in m for m in rec.missed), rec.missed
     assert sum(u.startswith("ws:") for u, _ in recorder.chunks) > 10  # the script data went by websocket
-    image_bodies = [d for u, d in recorder.chunks if "/media/" in u and "/static/" not in u]
-    assert len(image_bodies) >= 15 and all(d.startswith(b"\xff\xd8") for d in image_bodies)
+    bodies = {media_id(u): d for rec in (recorder, recorder2) for u, d in rec.chunks
+              if "/media/" in u and "/static/" not in u}
+    assert len(bodies) >= 15 and all(d.startswith(b"\xff\xd8") for d in bodies.values())
     assert len(recorder.chunks) > 30
-    assert recorder.leaks(RUNS + ["TEAMSECRET"]) == []
+    assert recorder.leaks(RUNS + ["TEAMSECRET"]) == [] and recorder2.leaks(RUNS + ["TEAMSECRET"]) == []
     assert b"TEAMSECRET" in next(root.glob("images/*.jpg")).read_bytes()  # the leak was there to strip
+    # sizes: the candidates of one screen are all the same number of bytes
+    for screen in screens + [other_screen]:
+        assert len(screen) == 5 and all(m in bodies for m in screen)
+        assert len({len(bodies[m]) for m in screen}) == 1, [len(bodies[m]) for m in screen]
+    # URLs: not the content hashes a participant can compute, and another juror's differ
+    seen = {m for screen in screens + [other_screen] for m in screen}
+    assert not seen & predictable_media_ids(root)
+    assert len(set(other_screen)) == 5 and not set(other_screen) & set(screens[0])

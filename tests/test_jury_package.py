@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from jury_app.fixtures import make_demo_package
-from jury_app.package import PackageError, check_blinding, load_key, load_package
-from jury_app.served_image import GRID_MAX_SIDE, ServedImageError, served_bytes, strip_jpeg_metadata
+from jury_app.package import (PackageError, blinding_problems, check_blinding, check_servable, juror_facing_values,
+                              load_key, load_package)
+from jury_app.served_image import (GRID_MAX_SIDE, PAD_MIN, ServedImageError, blind_screen, served_bytes,
+                                  strip_jpeg_metadata)
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3"]
 
@@ -178,3 +180,117 @@ def test_package_written_by_the_evaluator_loads(tmp_path):
     assert (pkg.task.most, pkg.task.least, pkg.task.show_original) == (2, 1, True) and "shrunk" in pkg.note
     data, mime = served_bytes(pkg.images[0].original)
     assert mime == "image/png"
+
+
+HOSTILE_RUNS = ["images", "flower", "jpg", "candidates", "manifest", "json"]
+
+
+class Served(Exception):
+    """Raised by the stand-in for os.execve: `pp-jury serve` got as far as starting Streamlit."""
+
+
+def test_run_names_from_the_manifest_text_cannot_block_the_jury(tmp_path, monkeypatch, capsys):
+    """Item 1 of issue 10: runs named like pieces of the manifest (and of the image ids) qualify, and
+    `pp-jury serve` accepts the package pp-evaluate wrote for them."""
+    from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+
+    from evaluator import jury_export as export
+    from evaluator.config import TaskConfig
+    from evaluator.pipeline import evaluate
+    from jury_app import cli
+
+    originals = write_originals(tmp_path / "originals", {"flower-01": 0.7, "flower-02": 0.66, "images-03": 0.75})
+    for k, run in enumerate(HOSTILE_RUNS):
+        write_run(tmp_path / "runs", run, {i: darken(v, 0.4 + 0.04 * k) for i, v in originals.items()})
+    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(), BrightnessBIQA(),
+                      batch_size=4, progress=False)
+    assert sorted(r.run for r in result.runs if r.qualified) == sorted(HOSTILE_RUNS)
+    jury = tmp_path / "out" / "jury"
+    text = (jury / "manifest.json").read_text(encoding="utf-8")
+    assert all(run in text for run in ("images", "flower", "jpg", "candidates"))  # the attack is really there
+    package, key = check_servable(jury)
+    assert sorted(key.runs) == sorted(HOSTILE_RUNS) and len(package.images) == 3
+    for image in package.images:  # one codec: every header segment (tables, size, SOF kind) is the same per image
+        assert len({tuple(export.jpeg_markers(c.file.read_bytes())) for c in image.candidates}) == 1
+    assert len({c.file.stat().st_mtime_ns for im in package.images for c in im.candidates}) == 1
+    started = []
+
+    def fake_execve(path, argv, env):
+        started.append(argv)
+        raise Served
+
+    monkeypatch.setattr(cli.os, "execve", fake_execve)
+    with pytest.raises(Served):
+        cli.main(["serve", str(jury), "--port", "8599"])
+    assert started and started[0][-1] == str(jury.resolve())
+    assert "error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["id", "file"])
+def test_serve_and_writer_refuse_a_run_name_in_a_candidate_value(pkg_dir, where):
+    """The one check both sides run: a run name inside a candidate id or file name is refused, wherever in it."""
+    data = json.loads((pkg_dir / "manifest.json").read_text())
+    first = data["images"][0]["candidates"][0]
+    new_id = f"xx{RUNS[1].upper()}yy"
+    if where == "id":
+        key = json.loads((pkg_dir / "key.json").read_text())
+        key["candidates"][new_id] = key["candidates"].pop(first["id"])
+        (pkg_dir / "key.json").write_text(json.dumps(key))
+        first["id"] = new_id
+    else:
+        (pkg_dir / first["file"]).rename(pkg_dir / "images" / f"{new_id}.jpg")
+        first["file"] = f"images/{new_id}.jpg"
+    (pkg_dir / "manifest.json").write_text(json.dumps(data))
+    assert blinding_problems(data, RUNS) == [f"images[0].candidates[0].{where} = {new_id!r} contains the run "
+                                             f"name {RUNS[1]!r}"]
+    with pytest.raises(PackageError, match=f"candidates\\[0\\].{where} = .*{RUNS[1]}"):
+        check_servable(pkg_dir)
+
+
+def test_juror_facing_values_are_the_candidate_ids_and_file_names_only(pkg_dir):
+    data = json.loads((pkg_dir / "manifest.json").read_text())
+    values = juror_facing_values(data)
+    ids = [c["id"] for im in data["images"] for c in im["candidates"]]
+    assert [v for w, v in values if w.endswith(".id")] == ids
+    assert [v for w, v in values if w.endswith(".file")] == ids  # the file's stem, without images/ and .jpg
+    # a run named like an image id, the folder or the extension is not a problem: these do not tell runs apart
+    assert blinding_problems(data, ["img00", "images", "jpg", "candidates", "file"]) == []
+    assert blinding_problems(data, [ids[3][2:9]]) == [f"images[1].candidates[0].id = {ids[3]!r} contains the "
+                                                      f"run name {ids[3][2:9]!r}",
+                                                      f"images[1].candidates[0].file = {ids[3]!r} contains the "
+                                                      f"run name {ids[3][2:9]!r}"]
+    assert blinding_problems(data, [ids[0][:2]]) == []  # names under 3 characters are not searched for
+
+
+def _media_id(data: bytes, mime: str = "image/jpeg") -> str:
+    """The file id Streamlit's media endpoint gives these bytes (`/media/<id>.jpg`): a hash of the content."""
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+
+    return _calculate_file_id(data, mime)
+
+
+def test_blind_screen_sizes_equal_pixels_kept_urls_keyed_per_juror(tmp_path):
+    """Item 3 of issue 10 at the serving level: one length per image, the same pixels, and bytes (hence media
+    URLs) that differ per juror and are not the content hash a participant can compute."""
+    runs = [f"TEAMSECRET_run{i}" for i in range(5)]
+    root = make_demo_package(tmp_path / "jury", runs, 2, size=64, leak_run_in_metadata=True)
+    for image in load_package(root).images:
+        served = {c.id: served_bytes(c.file)[0] for c in image.candidates}
+        assert len({len(b) for b in served.values()}) > 1  # the channel: sizes differ by run before blinding
+        secret = bytes(range(32))
+        a = blind_screen(served, secret, "juror001")
+        b = blind_screen(served, secret, "juror002")
+        assert set(a) == set(served) and len({len(x) for x in a.values()}) == 1
+        assert len(next(iter(a.values()))) == max(map(len, served.values())) + PAD_MIN
+        for cid, data in a.items():
+            assert data.startswith(served[cid]) and b"\xff" not in data[len(served[cid]):]
+            assert b"TEAMSECRET" not in data
+            with Image.open(io.BytesIO(data)) as im, Image.open(io.BytesIO(served[cid])) as ref:
+                assert np.array_equal(np.asarray(im), np.asarray(ref))
+        predictable = {_media_id(x) for x in served.values()}
+        predictable |= {_media_id(c.file.read_bytes()) for c in image.candidates}
+        urls_a, urls_b = {_media_id(x) for x in a.values()}, {_media_id(x) for x in b.values()}
+        assert len(urls_a) == len(urls_b) == 5 and not urls_a & predictable and not urls_a & urls_b
+        assert blind_screen(served, secret, "juror001") == a  # same store secret (a restart): same bytes
+        assert blind_screen(served, bytes(32), "juror001") != a
+    assert blind_screen({}, bytes(32), "juror001") == {}

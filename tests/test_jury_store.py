@@ -147,3 +147,82 @@ def test_pick_rule_shrinks_and_says_so():
     assert pick_rule(3, 3, 2).shrunk and "few versions" in pick_rule(3, 3, 2).explain()
     most, least = validate_picks(["a", "b", "c"], pick_rule(3, 3, 2), ["b", "a"], ["c"])
     assert most == ("a", "b") and least == ("c",)
+
+
+def test_revoked_juror_is_refused_at_once_and_its_ballots_kept_but_not_counted(store):
+    """Item 7 of issue 10: revocation. The token stops working, every write is refused, the committed ballots
+    stay in the database, and the reads that feed the ranking, the export and position bias leave them out."""
+    a, b = store.add_jurors(2)
+    for link in (a, b):
+        store.layout(link.juror, "img00")
+        store.save_ballot(link.juror, "img00", cands(store)[:3], cands(store)[3:5])
+    assert store.revoke(a.juror) == (True, 1)
+    assert store.authenticate(a.token) is None and store.authenticate(b.token) == b.juror
+    before = dump(store)
+    for write in (lambda: store.save_ballot(a.juror, "img00", cands(store)[1:4], cands(store)[:1] + cands(store)[4:]),
+                  lambda: store.layout(a.juror, "img01"), lambda: store.finalize(a.juror)):
+        with pytest.raises(StoreError, match="revoked"):
+            write()
+    assert dump(store) == before  # nothing written; the revoked juror's ballot is still there
+    assert [x.juror for x in store.ballots()] == [b.juror]
+    assert {v.juror for v in store.votes()} == {b.juror} and {r[0] for r in store.layouts()} == {b.juror}
+    status = {j.juror: j for j in store.jurors()}
+    assert status[a.juror].revoked and status[a.juror].ballots == 1 and status[b.juror].revoked is None
+    assert store.revoke(a.juror) == (False, 1)  # idempotent
+    with pytest.raises(StoreError, match="no juror 'juror999'.*juror001, juror002"):
+        store.revoke("juror999")
+    with sqlite3.connect(store.path) as conn:  # no pp-jury version accepts the token: its hash is gone
+        assert conn.execute("SELECT token_sha256 FROM jurors WHERE juror = ?", (a.juror,)).fetchone() == ("revoked",)
+
+
+def test_store_from_before_revocation_gets_the_column(store):
+    link = store.add_jurors(1)[0]
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("ALTER TABLE jurors DROP COLUMN revoked")
+    again = VoteStore(store.package)
+    assert again.authenticate(link.token) == link.juror
+    assert again.revoke(link.juror) == (True, 0) and again.authenticate(link.token) is None
+
+
+def test_image_secret_survives_a_restart_and_differs_between_stores(store, tmp_path):
+    secret = store.image_secret()
+    assert len(secret) == 32 and VoteStore(store.package).image_secret() == secret
+    other = VoteStore(load_package(make_demo_package(tmp_path / "other", RUNS, 1, size=16)))
+    assert other.image_secret() != secret
+
+
+def test_cli_revoke(tmp_path, capsys, store):
+    from jury_app.cli import main
+
+    a, b = store.add_jurors(2)
+    store.save_ballot(a.juror, "img00", cands(store)[:3], cands(store)[3:5])
+    assert main(["jurors", str(store.package.root), "--revoke", a.juror, "nobody"]) == 2
+    assert "no juror 'nobody'" in capsys.readouterr().err and store.authenticate(a.token) == a.juror
+    assert main(["jurors", str(store.package.root), "--revoke", a.juror]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{a.juror}\trevoked") and "1 ballot(s) stay" in out
+    assert store.authenticate(a.token) is None and store.authenticate(b.token) == b.juror
+    assert main(["jurors", str(store.package.root), "--revoke", a.juror]) == 0
+    assert "already revoked" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as ex:
+        main(["jurors", str(store.package.root), "--add", "1", "--revoke", b.juror])
+    assert ex.value.code == 2
+
+
+def test_login_guard_backs_off_per_client_and_resets():
+    from jury_app.tokens import LoginGuard, log_safe
+
+    now = [1000.0]
+    guard = LoginGuard(free=3, base_s=1.0, max_s=8.0, max_clients=2, clock=lambda: now[0])
+    assert [guard.failed("x") for _ in range(3)] == [1, 2, 3]
+    assert guard.wait("x") == 1.0 and guard.wait("y") == 0.0  # per client
+    now[0] += 1.0
+    assert guard.wait("x") == 0.0 and guard.failed("x") == 4 and guard.wait("x") == 2.0
+    assert [guard.delay_after(k) for k in range(2, 9)] == [0.0, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # capped
+    guard.succeeded("x")
+    assert guard.wait("x") == 0.0
+    for client in ("a", "b", "c"):
+        for _ in range(3):
+            guard.failed(client)
+    assert guard.wait("a") == 0.0 and guard.wait("c") > 0  # only max_clients remembered, the oldest dropped
+    assert log_safe("juror\n001\x1b[31m\u202e") == "'juror\\n001\\x1b[31m\\u202e'" and len(log_safe("x" * 500)) == 82
