@@ -11,13 +11,13 @@ import pandas as pd
 import streamlit as st
 
 from jury_app.context import JuryContext, jury_context
+from jury_app.intervals import INTERVALS, QUESTION
 from jury_app.package import PackageError, load_key
 from jury_app.position_bias import position_bias
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.votes_csv import votes_to_csv
 
 ADMIN_KEY = "admin_token"
-N_BOOT = 1000
 
 
 def _login(ctx: JuryContext) -> None:
@@ -58,8 +58,10 @@ def _live(ctx: JuryContext) -> None:
                                 "final": j.finalized is not None, "last ballot": j.last_update or ""}
                                for j in jurors]), hide_index=True)
     ballots = store.ballots()
-    result = rank_jury(ballots, key, n_boot=N_BOOT)
     st.subheader("Ranking (task rule: most appealing, ties by fewer least appealing)")
+    interval = st.radio("What the 95% interval of bws (ci_low, ci_high) answers", INTERVALS,
+                        format_func=lambda k: f"{QUESTION[k]} [{k}]", key="interval")
+    result = rank_jury(ballots, key, interval=interval)
     if (warning := result.agreement.warning()) is not None:
         st.warning(warning)
     table = _frame(result.scores)

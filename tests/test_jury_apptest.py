@@ -177,3 +177,22 @@ def test_organizer_page_needs_admin_token_and_shows_live_ranking(tmp_path, monke
     for section in ("Progress", "Per image", "Position bias"):
         assert section in texts(at)
     assert {"Download votes.csv", "Download ranking.csv"} <= {b.label for b in at.get("download_button")}
+
+
+def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch, images=2)
+    admin = store.new_admin_token()
+    jurors = [j.juror for j in store.add_jurors(3)]
+    for k, juror in enumerate(jurors):
+        for image in store.package.image_ids:
+            c = store.package.candidate_ids(image)
+            store.save_ballot(juror, image, c[k:k + 3], [x for x in c if x not in c[k:k + 3]][:2])
+    at = organizer_app(admin)
+    choice = next(r for r in at.radio if "interval" in r.label)
+    assert choice.value == "jurors" and list(choice.options)[1].endswith("[jurors+images]")
+    width = lambda t: (t["ci_high"] - t["ci_low"]).to_numpy()  # noqa: E731
+    jurors_only = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    choice.set_value("jurors+images").run()
+    assert not at.exception
+    two_way = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    assert list(two_way["bws"]) == list(jurors_only["bws"]) and (width(two_way) != width(jurors_only)).any()

@@ -72,7 +72,7 @@ def test_export_and_rank_from_store_and_from_csv(capsys, pkg, tmp_path):
     rows = list(csv.DictReader(io.StringIO(votes)))
     assert list(rows[0]) == ["juror", "image", "candidate", "choice", "timestamp"] and len(rows) == 9
     assert "TEAMSECRET" not in votes
-    code, ranked, err = run(capsys, "rank", pkg, "--boot", 200)
+    code, ranked, err = run(capsys, "rank", pkg)
     assert code == 0 and "fewer than 5 jurors" in err
     table = list(csv.DictReader(io.StringIO(ranked)))
     assert [(r["run"], r["most"], r["least"], r["appearances"], r["rank"]) for r in table] == [
@@ -82,7 +82,7 @@ def test_export_and_rank_from_store_and_from_csv(capsys, pkg, tmp_path):
     assert not [p for p in pkg.iterdir() if ".tmp" in p.name]
     votes_file = tmp_path / "votes.csv"
     votes_file.write_text(votes)
-    code, ranked_csv, _ = run(capsys, "rank", pkg, "--votes", votes_file, "--boot", 200)
+    code, ranked_csv, _ = run(capsys, "rank", pkg, "--votes", votes_file)
     assert code == 0 and ranked_csv == ranked
 
 
@@ -102,3 +102,4 @@ def test_bad_inputs_exit_2_with_a_message(capsys, pkg, tmp_path):
     code, _, err = run(capsys, "rank", pkg)
     assert code == 2 and "key.json" in err
     assert not (pkg / "ranking.csv").exists()
+
