@@ -14,8 +14,8 @@ from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_blindin
 from evaluator.atomic import write_text_atomic
 from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
-from jury_app.store import StoreError, VoteStore, ballots_from_votes
-from jury_app.votes_csv import VotesFileError, read_votes_csv, votes_to_csv
+from jury_app.store import StoreError, VoteStore
+from jury_app.votes_csv import VotesFileError, iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
 
@@ -108,11 +108,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_rank(args: argparse.Namespace) -> int:
     package = load_package(args.dir)
     key = load_key(package.root, package)
-    if args.votes:
-        known = {c: k.image for c, k in key.candidates.items()}
-        ballots = ballots_from_votes(read_votes_csv(args.votes, known))
-    else:
-        ballots = VoteStore(package).ballots()
+    ballots = iter_ballots(args.votes, package) if args.votes else VoteStore(package).ballots()
     result = rank_jury(ballots, key, interval=args.interval, seed=args.seed)
     text = ranking_csv(result.scores)
     write_text_atomic(package.root / RANKING_NAME, text)

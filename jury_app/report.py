@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from evaluator.csv_safe import safe_text
 from jury_app.agreement import Agreement, agreement
 from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry
@@ -48,6 +49,8 @@ def rank_jury(ballots: Iterable[Ballot], key: JuryKey, *, interval: str = DEFAUL
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4f}"
+    if isinstance(value, str):
+        return safe_text(value)  # a run named "=HYPERLINK(...)" must stay text in a spreadsheet
     return str(value)
 
 
