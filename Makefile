@@ -41,6 +41,7 @@ bench: install
 	$(PY) benchmarks/bench_attack_loop.py
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_jury.py
+	$(PY) benchmarks/bench_rank.py --jurors 1000 5000 20000
 
 clean:
 	rm -rf $(VENV) data/demo demo_out .pytest_cache

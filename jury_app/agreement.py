@@ -15,15 +15,14 @@ seeded random splits. It estimates the correlation of the run scores with those 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
 
-from jury_app.ranking import RunBallot, count_runs
+from jury_app.ranking import JuryCounts
 
-#: below this many jurors the bootstrap intervals and agreement figures are shown with a warning.
+#: below this many jurors the intervals and agreement figures are shown with a warning.
 MIN_JURORS = 5
 
 
@@ -41,52 +40,57 @@ class Agreement:
                 "agreement figures rest on too few people to mean much.")
 
 
-def juror_scores(run_ballots: Sequence[RunBallot], runs: Sequence[str]) -> tuple[list[str], np.ndarray]:
+def juror_scores(counts: JuryCounts) -> tuple[tuple[str, ...], np.ndarray]:
     """(jurors, matrix jurors x runs) of each juror's bws; NaN where the juror never saw the run."""
-    jurors = sorted({b.juror for b in run_ballots})
-    mat = np.full((len(jurors), len(runs)), np.nan)
-    for j, juror in enumerate(jurors):
-        counts = count_runs([b for b in run_ballots if b.juror == juror], runs)
-        for r, run in enumerate(runs):
-            m, l, a = counts[run]
-            if a:
-                mat[j, r] = (m - l) / a
-    return jurors, mat
+    a = counts.juror_appear
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mat = np.where(a > 0, (counts.juror_most - counts.juror_least) / np.where(a > 0, a, 1), np.nan)
+    return counts.jurors, mat
 
 
 def kendall_w(scores: np.ndarray) -> float:
     """Kendall's W (tie-corrected) of a complete jurors x items score matrix (higher score = better)."""
+    scores = np.asarray(scores, dtype=np.float64)
     m, n = scores.shape
     if m < 2 or n < 2:
         return math.nan
-    ranks = np.vstack([rankdata(row) for row in scores])
-    rank_sums = ranks.sum(axis=0)
+    rank_sums = rankdata(scores, axis=1).sum(axis=0)
     s = float(((rank_sums - rank_sums.mean()) ** 2).sum())
-    ties = 0.0
-    for row in scores:
-        _, t = np.unique(row, return_counts=True)
-        ties += float((t ** 3 - t).sum())
+    # tie groups of every row at once: a new group starts where the sorted row changes value
+    ordered = np.sort(scores, axis=1)
+    starts = np.ones((m, n), dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    t = np.bincount(np.cumsum(starts.ravel()) - 1).astype(np.float64)
+    ties = float((t ** 3 - t).sum())
     denom = m ** 2 * (n ** 3 - n) - m * ties
     return 12 * s / denom if denom > 0 else math.nan
 
 
-def split_half(run_ballots: Sequence[RunBallot], runs: Sequence[str], *, n_splits: int = 200,
-               seed: int = 0) -> float:
-    """Mean Spearman-Brown corrected correlation of run bws between random halves of the jurors."""
-    jurors = sorted({b.juror for b in run_ballots})
-    if len(jurors) < 2:
+def split_half(counts: JuryCounts, *, n_splits: int = 200, seed: int = 0) -> float:
+    """Mean Spearman-Brown corrected correlation of run bws between random halves of the jurors.
+
+    Each half's bws is sum(most - least) / sum(appearances) over its jurors: two matrix-vector products of the
+    jurors x runs counts per split (linear in jurors).
+    """
+    n_jurors = len(counts.jurors)
+    if n_jurors < 2:
         return math.nan
+    diff = (counts.juror_most - counts.juror_least).astype(np.float64)
+    appear = counts.juror_appear.astype(np.float64)
+    total_d, total_a = diff.sum(axis=0), appear.sum(axis=0)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_splits):
-        perm = rng.permutation(len(jurors))
-        half = {jurors[i] for i in perm[: len(jurors) // 2]}
-        sides = []
-        for side in (True, False):
-            counts = count_runs([b for b in run_ballots if (b.juror in half) == side], runs)
-            sides.append(np.array([(m - l) / a if a else np.nan for m, l, a in (counts[r] for r in runs)]))
-        ok = np.isfinite(sides[0]) & np.isfinite(sides[1])
-        x, y = sides[0][ok], sides[1][ok]
+        perm = rng.permutation(n_jurors)
+        half = np.zeros(n_jurors)
+        half[perm[: n_jurors // 2]] = 1
+        d1, a1 = half @ diff, half @ appear
+        d2, a2 = total_d - d1, total_a - a1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x_all = np.where(a1 > 0, d1 / np.where(a1 > 0, a1, 1), np.nan)
+            y_all = np.where(a2 > 0, d2 / np.where(a2 > 0, a2, 1), np.nan)
+        ok = np.isfinite(x_all) & np.isfinite(y_all)
+        x, y = x_all[ok], y_all[ok]
         if len(x) < 3 or x.std() == 0 or y.std() == 0:
             continue
         r = float(np.corrcoef(x, y)[0, 1])
@@ -94,9 +98,9 @@ def split_half(run_ballots: Sequence[RunBallot], runs: Sequence[str], *, n_split
     return float(np.nanmean(values)) if values else math.nan
 
 
-def agreement(run_ballots: Sequence[RunBallot], runs: Sequence[str], *, seed: int = 0) -> Agreement:
-    jurors, mat = juror_scores(run_ballots, runs)
+def agreement(counts: JuryCounts, *, seed: int = 0) -> Agreement:
+    jurors, mat = juror_scores(counts)
     complete = mat[:, np.isfinite(mat).all(axis=0)] if len(jurors) else mat
     return Agreement(n_jurors=len(jurors), kendall_w=kendall_w(complete),
-                     split_half=split_half(run_ballots, runs, seed=seed),
+                     split_half=split_half(counts, seed=seed),
                      too_few_jurors=len(jurors) < MIN_JURORS)

@@ -4,17 +4,21 @@ A ballot orders the runs on screen into three tiers: most > unpicked > least. Ra
 et al. 2013) turns it into every pairwise win between tiers; `choix.ilsr_pairwise` (Maystre & Grossglauser
 2015) fits P(i beats j) = exp(t_i) / (exp(t_i) + exp(t_j)) with a small L2 prior (alpha) that keeps the fit
 finite when a run never loses or never wins. Strengths are centred to mean 0 over the runs that were compared.
+
+The wins are counted, not listed: `JuryCounts.wins[a, b]` = rank-broken wins of a over b, summed over ballots
+with one matrix product per chunk of ballots (M^T (U + L) + U^T L for 0/1 ballots x runs matrices of most,
+unpicked, least), and fitted by `choix.ilsr_pairwise_dense`, the same estimator on the runs x runs count matrix.
+Time is linear in the ballots, memory runs x runs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import choix
 import numpy as np
 
-from jury_app.ranking import RunBallot
+from jury_app.ranking import JuryCounts, RunBallot
 
 
 def rank_break(ballot: RunBallot) -> list[tuple[str, str]]:
@@ -28,17 +32,14 @@ def rank_break(ballot: RunBallot) -> list[tuple[str, str]]:
     return pairs
 
 
-def bradley_terry(run_ballots: Sequence[RunBallot], runs: Sequence[str], *, alpha: float = 0.01
-                  ) -> dict[str, float]:
+def bradley_terry(counts: JuryCounts, *, alpha: float = 0.01) -> dict[str, float]:
     """run -> log-strength (mean 0 over compared runs); NaN for a run in no comparison."""
-    pairs = [p for b in run_ballots for p in rank_break(b)]
-    compared = sorted({r for p in pairs for r in p} & set(runs))
-    out = {r: math.nan for r in runs}
+    wins = np.asarray(counts.wins, dtype=np.float64)
+    out = {r: math.nan for r in counts.runs}
+    compared = np.flatnonzero((wins.sum(axis=0) + wins.sum(axis=1)) > 0)
     if len(compared) < 2:
         return out
-    index = {r: i for i, r in enumerate(compared)}
-    data = [(index[w], index[l]) for w, l in pairs if w in index and l in index]
-    params = np.asarray(choix.ilsr_pairwise(len(compared), data, alpha=alpha))
+    params = np.asarray(choix.ilsr_pairwise_dense(wins[np.ix_(compared, compared)], alpha=alpha))
     params = params - params.mean()
-    out.update({r: float(params[index[r]]) for r in compared})
+    out.update({counts.runs[k]: float(p) for k, p in zip(compared, params)})
     return out

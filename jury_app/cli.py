@@ -12,9 +12,10 @@ from urllib.parse import quote
 from jury_app.ballot import BallotError
 from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
 from evaluator.atomic import write_text_atomic
+from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
-from jury_app.store import StoreError, VoteStore, ballots_from_votes
-from jury_app.votes_csv import VotesFileError, read_votes_csv, votes_to_csv
+from jury_app.store import StoreError, VoteStore
+from jury_app.votes_csv import VotesFileError, iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
 
@@ -29,8 +30,11 @@ commands:
   jurors DIR --revoke ID..  refuse these jurors' links from now on; their ballots stay in the store, not counted
   admin DIR                 create a new organizer link (the previous one stops working)
   export DIR                print all votes as CSV: juror,image,candidate,choice,timestamp
-  rank DIR [--votes CSV]    write DIR/ranking.csv and print it:
+  rank DIR [--votes CSV] [--interval jurors|jurors+images]
+                            write DIR/ranking.csv and print it:
                             run,most,least,appearances,bws,ci_low,ci_high,rank
+                            ci = 95% interval of bws; jurors (default): another jury on these images;
+                            jurors+images: another jury on other images (docs/jury.md)
 
 exit codes:
   0  success
@@ -115,18 +119,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_rank(args: argparse.Namespace) -> int:
     package = load_package(args.dir)
     key = load_key(package.root, package)
-    if args.votes:
-        known = {c: k.image for c, k in key.candidates.items()}
-        ballots = ballots_from_votes(read_votes_csv(args.votes, known))
-    else:
-        ballots = VoteStore(package).ballots()
-    result = rank_jury(ballots, key, n_boot=args.boot, seed=args.seed)
+    ballots = iter_ballots(args.votes, package) if args.votes else VoteStore(package).ballots()
+    result = rank_jury(ballots, key, interval=args.interval, seed=args.seed)
     text = ranking_csv(result.scores)
     write_text_atomic(package.root / RANKING_NAME, text)
     sys.stdout.write(text)
     a = result.agreement
-    print(f"{len(ballots)} ballots from {a.n_jurors} jurors; Kendall's W = {a.kendall_w:.3f}; "
-          f"split-half reliability = {a.split_half:.3f}; wrote {package.root / RANKING_NAME}", file=sys.stderr)
+    print(f"{result.n_ballots} ballots from {a.n_jurors} jurors; Kendall's W = {a.kendall_w:.3f}; "
+          f"split-half reliability = {a.split_half:.3f}; 95% intervals ({result.interval}): "
+          f"{QUESTION[result.interval]}; wrote {package.root / RANKING_NAME}", file=sys.stderr)
     if (warning := a.warning()) is not None:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -162,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rank", help="write DIR/ranking.csv and print it")
     p.add_argument("dir")
     p.add_argument("--votes", help="rank this votes CSV instead of DIR/votes.sqlite")
-    p.add_argument("--boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interval", choices=INTERVALS, default=DEFAULT_INTERVAL,
+                   help="what the 95%% interval of bws answers: 'jurors' (default) = another jury from the same "
+                   "juror population on these images; 'jurors+images' = another jury on other images too")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split-half reliability's random splits")
     p.set_defaults(func=cmd_rank)
     return parser
 

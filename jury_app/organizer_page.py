@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from jury_app.context import JuryContext, guarded_login, jury_context
+from jury_app.intervals import INTERVALS, QUESTION
 from jury_app.package import PackageError, load_key
 from jury_app.position_bias import position_bias
 from jury_app.report import rank_jury, ranking_csv
@@ -18,7 +19,6 @@ from jury_app.votes_csv import votes_to_csv
 
 ADMIN_KEY = "admin_token"
 ADMIN_OK_KEY = "admin_accepted"
-N_BOOT = 1000
 
 
 def _login(ctx: JuryContext) -> None:
@@ -66,8 +66,10 @@ def _live(ctx: JuryContext) -> None:
                                 "revoked (not counted)": j.revoked or ""}
                                for j in jurors]), hide_index=True)
     ballots = store.ballots()
-    result = rank_jury(ballots, key, n_boot=N_BOOT)
     st.subheader("Ranking (task rule: most appealing, ties by fewer least appealing)")
+    interval = st.radio("What the 95% interval of bws (ci_low, ci_high) answers", INTERVALS,
+                        format_func=lambda k: f"{QUESTION[k]} [{k}]", key="interval")
+    result = rank_jury(ballots, key, interval=interval)
     if (warning := result.agreement.warning()) is not None:
         st.warning(warning)
     table = _frame(result.scores)

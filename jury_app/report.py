@@ -1,20 +1,24 @@
-"""Everything the organizer reads, computed fresh from ballots and the key (no caching)."""
+"""Everything the organizer reads, computed fresh from ballots and the key (no caching).
+
+`rank_jury` consumes the ballots once (any iterable: the store's list or the streaming votes-CSV reader), counts
+them with `ranking.Tally` and derives every figure from the jurors x runs, images x runs and runs x runs counts.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from evaluator.csv_safe import safe_text
 from jury_app.agreement import Agreement, agreement
 from jury_app.ballot import Ballot
-from jury_app.bootstrap import bws_intervals
 from jury_app.bradley_terry import bradley_terry
+from jury_app.intervals import DEFAULT_INTERVAL, bws_intervals
 from jury_app.package import JuryKey
-from jury_app.ranking import ImageRunCount, RunScore, per_image_counts, score_runs, to_run_ballots
+from jury_app.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
 
 RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank")
 
@@ -25,22 +29,28 @@ class JuryRanking:
     bradley_terry: dict[str, float]
     agreement: Agreement
     per_image: list[ImageRunCount]
+    n_ballots: int = 0
+    interval: str = DEFAULT_INTERVAL
 
 
-def rank_jury(ballots: Sequence[Ballot], key: JuryKey, *, n_boot: int = 2000, seed: int = 0) -> JuryRanking:
-    runs = list(key.runs)
-    run_ballots = to_run_ballots(ballots, {c: k.run for c, k in key.candidates.items()},
-                                 {c: k.image for c, k in key.candidates.items()})
-    intervals = bws_intervals(run_ballots, runs, n_boot=n_boot, seed=seed)
-    return JuryRanking(scores=score_runs(run_ballots, runs, intervals),
-                       bradley_terry=bradley_terry(run_ballots, runs),
-                       agreement=agreement(run_ballots, runs, seed=seed),
-                       per_image=per_image_counts(run_ballots))
+def rank_counts(counts: JuryCounts, *, interval: str = DEFAULT_INTERVAL, seed: int = 0) -> JuryRanking:
+    """The ranking of already counted ballots; `interval` is "jurors" or "jurors+images" (see `intervals`)."""
+    return JuryRanking(scores=score_table(counts.totals, bws_intervals(counts, interval)),
+                       bradley_terry=bradley_terry(counts), agreement=agreement(counts, seed=seed),
+                       per_image=counts.per_image(), n_ballots=counts.n_ballots, interval=interval)
+
+
+def rank_jury(ballots: Iterable[Ballot], key: JuryKey, *, interval: str = DEFAULT_INTERVAL,
+              seed: int = 0) -> JuryRanking:
+    """Count `ballots` (read once, in one pass) against `key` and rank the runs."""
+    return rank_counts(Tally(key).add_all(ballots).counts(), interval=interval, seed=seed)
 
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4f}"
+    if isinstance(value, str):
+        return safe_text(value)  # a run named "=HYPERLINK(...)" must stay text in a spreadsheet
     return str(value)
 
 
@@ -51,5 +61,3 @@ def ranking_csv(scores: Sequence[RunScore]) -> str:
     for s in scores:
         w.writerow([_fmt(getattr(s, c)) for c in RANKING_COLUMNS])
     return buf.getvalue()
-
-

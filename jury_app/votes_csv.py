@@ -1,15 +1,33 @@
-"""The votes CSV: `juror, image, candidate, choice, timestamp`, one row per pick (choice is most or least)."""
+"""The votes CSV: `juror, image, candidate, choice, timestamp`, one row per pick (choice is most or least).
+
+Written by `pp-jury export` (and the organizer page) with every text cell through `evaluator.csv_safe.safe_text`
+(a cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`, so a spreadsheet shows it as text);
+`iter_ballots` applies the inverse, `unsafe_text`, so export -> import round-trips.
+
+`iter_ballots` streams the file: one line in memory at a time (a line is at most `MAX_LINE_BYTES`, a field at
+most `csv.field_size_limit()`), the picks of one ballot (juror, image) are gathered while its rows follow each
+other, then the ballot is checked against the task's pick rule exactly as the web form checks it
+(`ballot.pick_rule` + `ballot.validate_picks`) and yielded. A ballot's rows must be consecutive, as the export
+writes them; memory is one bit per (juror, image) to refuse a ballot that appears twice. Every problem raises
+`VotesFileError` naming the file and line, what is wrong and what to do.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from evaluator.csv_safe import safe_text, unsafe_text
+from jury_app.ballot import Ballot, BallotError, pick_rule, validate_picks
+from jury_app.package import JuryPackage
 from jury_app.store import VoteRow
 
 VOTE_COLUMNS = ("juror", "image", "candidate", "choice", "timestamp")
+
+#: a valid row is a few hundred bytes (image ids <= 200 characters); longer lines are refused before parsing.
+MAX_LINE_BYTES = 1 << 20
 
 
 class VotesFileError(ValueError):
@@ -21,35 +39,123 @@ def votes_to_csv(rows: Sequence[VoteRow]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(VOTE_COLUMNS)
     for r in rows:
-        writer.writerow([r.juror, r.image, r.candidate, r.choice, r.timestamp])
+        writer.writerow([safe_text(str(v)) for v in (r.juror, r.image, r.candidate, r.choice, r.timestamp)])
     return buf.getvalue()
 
 
-def read_votes_csv(path: str | Path, known_candidates: dict[str, str]) -> list[VoteRow]:
-    """Read a votes CSV; `known_candidates` maps candidate id -> image (from the package) to check each row."""
+class _Lines:
+    """Iterate the decoded lines of a binary file, counting them, refusing over-long lines and non-UTF-8."""
+
+    def __init__(self, path: Path, handle) -> None:
+        self.path, self.handle, self.line = path, handle, 0
+
+    def __iter__(self) -> Iterator[str]:
+        readline, limit = self.handle.readline, MAX_LINE_BYTES + 1
+        encoding = "utf-8-sig"  # the first line may start with a byte order mark
+        while raw := readline(limit):
+            self.line += 1
+            if len(raw) == limit:
+                raise VotesFileError(f"{self.path}:{self.line}: line longer than {MAX_LINE_BYTES} bytes; a "
+                                     "votes row is a few hundred bytes. Use the file `pp-jury export DIR` wrote.")
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise VotesFileError(f"{self.path}:{self.line}: not UTF-8 ({exc.reason} at byte {exc.start}); "
+                                     "save the votes file as UTF-8.") from exc
+            encoding = "utf-8"
+
+
+def iter_ballots(path: str | Path, package: JuryPackage) -> Iterator[Ballot]:
+    """Yield the ballots of a votes CSV, each checked against `package` (its candidates and pick rule)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VotesFileError(f"{path}: cannot read ({exc}); pass the file `pp-jury export` wrote.") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != VOTE_COLUMNS:
-        raise VotesFileError(f"{path}: header {reader.fieldnames} should be {','.join(VOTE_COLUMNS)}; "
-                             "write it with `pp-jury export DIR > votes.csv`.")
-    rows: list[VoteRow] = []
-    seen: set[tuple[str, str, str]] = set()
-    for line, rec in enumerate(reader, start=2):
-        row = VoteRow(**{k: (rec[k] or "").strip() for k in VOTE_COLUMNS})
-        if row.choice not in ("most", "least"):
-            raise VotesFileError(f"{path}:{line}: choice {row.choice!r} must be 'most' or 'least'.")
-        if known_candidates.get(row.candidate) != row.image:
-            raise VotesFileError(f"{path}:{line}: candidate {row.candidate!r} is not a candidate of image "
-                                 f"{row.image!r} in this jury package; use the votes of this package.")
-        if not row.juror:
-            raise VotesFileError(f"{path}:{line}: empty juror.")
-        if (row.juror, row.image, row.candidate) in seen:
-            raise VotesFileError(f"{path}:{line}: juror {row.juror!r} picked candidate {row.candidate!r} "
-                                 "twice; one row per pick.")
-        seen.add((row.juror, row.image, row.candidate))
-        rows.append(row)
-    return rows
+        handle = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise VotesFileError(f"{path}: cannot read ({exc.strerror or exc}); pass the file `pp-jury export` "
+                             "wrote.") from exc
+    with handle:
+        lines = _Lines(path, handle)
+        reader = csv.reader(iter(lines), strict=True)
+        try:
+            yield from _ballots(path, reader, lines, package)
+        except csv.Error as exc:
+            raise VotesFileError(f"{path}:{lines.line}: not a valid CSV row ({exc}); use the file "
+                                 "`pp-jury export DIR` wrote.") from exc
+
+
+def _ballots(path: Path, reader, lines: _Lines, package: JuryPackage) -> Iterator[Ballot]:
+    header = next(reader, None)
+    if header is None or tuple(header) != VOTE_COLUMNS:
+        raise VotesFileError(f"{path}:1: header {header} should be {','.join(VOTE_COLUMNS)}; write the file "
+                             "with `pp-jury export DIR > votes.csv`.")
+    image_index = {im.image: k for k, im in enumerate(package.images)}
+    candidates = {im.image: tuple(c.id for c in im.candidates) for im in package.images}
+    candidate_sets = {image: frozenset(ids) for image, ids in candidates.items()}
+    rules = {im.image: pick_rule(len(im.candidates), package.task.most, package.task.least)
+             for im in package.images}
+    done: dict[str, int] = {}  # juror -> bit set of the images whose ballot is complete
+    current: tuple[str, str] | None = None
+    most: list[str] = []
+    least: list[str] = []
+    first = last = 0
+
+    def finish() -> Ballot:
+        juror, image = current
+        rule = rules[image]
+        try:
+            m, l = validate_picks(candidates[image], rule, most, least)
+        except BallotError as exc:
+            where = f"line {first}" if first == last else f"lines {first}-{last}"
+            hint = (" If its other rows are further down, put a ballot's rows together (sort by juror, image)."
+                    if len(most) < rule.most or len(least) < rule.least else "")
+            raise VotesFileError(
+                f"{path}:{first}: the ballot of juror {juror!r} for image {image!r} ({where}) breaks the task's "
+                f"pick rule ({rule.most} most and {rule.least} least for this image): {exc} Correct or remove "
+                f"those rows.{hint}") from None
+        done[juror] = done.get(juror, 0) | (1 << image_index[image])
+        return Ballot(juror, image, m, l)
+
+    cur_juror = cur_image = None
+    cur_candidates: frozenset[str] = frozenset()
+    for rec in reader:
+        if len(rec) != 5:
+            if not rec:
+                continue  # a blank line
+            raise VotesFileError(f"{path}:{lines.line}: {len(rec)} fields, expected {len(VOTE_COLUMNS)} "
+                                 f"({','.join(VOTE_COLUMNS)}); quote fields that contain commas.")
+        juror, image, candidate, choice = rec[0], rec[1], rec[2], rec[3]
+        # undo the export's safe_text; the cheap test first, as this loop runs once per pick
+        if juror[:1] == "'":
+            juror = unsafe_text(juror)
+        if image[:1] == "'":
+            image = unsafe_text(image)
+        if candidate[:1] == "'":
+            candidate = unsafe_text(candidate)
+        choice = choice.strip()
+        if juror != cur_juror or image != cur_image:
+            if current is not None:
+                yield finish()
+            if not juror:
+                raise VotesFileError(f"{path}:{lines.line}: empty juror.")
+            if image not in image_index:
+                raise VotesFileError(f"{path}:{lines.line}: image {image[:80]!r} is not in this jury package; "
+                                     "use the votes of this package.")
+            if done.get(juror, 0) >> image_index[image] & 1:
+                raise VotesFileError(
+                    f"{path}:{lines.line}: juror {juror!r} has rows for image {image!r} here and in an earlier, "
+                    "separate group of rows; a ballot's rows must be consecutive (sort the file by juror, "
+                    "image) and appear once.")
+            current, most, least, first = (juror, image), [], [], lines.line
+            cur_juror, cur_image, cur_candidates = juror, image, candidate_sets[image]
+        if choice != "most" and choice != "least":
+            raise VotesFileError(f"{path}:{lines.line}: choice {choice[:40]!r} must be 'most' or 'least'.")
+        if candidate not in cur_candidates:
+            raise VotesFileError(f"{path}:{lines.line}: candidate {candidate[:80]!r} is not a candidate of image "
+                                 f"{image[:80]!r} in this jury package; use the votes of this package.")
+        if candidate in most or candidate in least:
+            raise VotesFileError(f"{path}:{lines.line}: juror {juror!r} picked candidate {candidate!r} twice; "
+                                 "one row per pick.")
+        (most if choice == "most" else least).append(candidate)
+        last = lines.line
+    if current is not None:
+        yield finish()

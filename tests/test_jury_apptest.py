@@ -252,3 +252,22 @@ def test_wrong_tokens_are_slowed_down_and_logged_escaped(tmp_path, monkeypatch, 
     assert sum("wrong juror token" in l for l in lines) == FREE_FAILURES
     assert "owner part 'juror001\\n2026-01-01 pp-jury: INFO all good\\x1b[2K'" in lines[1]
     assert all("x" * 30 not in l and f"{2:030d}" not in l for l in lines)  # never the secret part
+
+
+def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
+    store = make_store(tmp_path, monkeypatch, images=2)
+    admin = store.new_admin_token()
+    jurors = [j.juror for j in store.add_jurors(3)]
+    for k, juror in enumerate(jurors):
+        for image in store.package.image_ids:
+            c = store.package.candidate_ids(image)
+            store.save_ballot(juror, image, c[k:k + 3], [x for x in c if x not in c[k:k + 3]][:2])
+    at = organizer_app(admin)
+    choice = next(r for r in at.radio if "interval" in r.label)
+    assert choice.value == "jurors" and list(choice.options)[1].endswith("[jurors+images]")
+    width = lambda t: (t["ci_high"] - t["ci_low"]).to_numpy()  # noqa: E731
+    jurors_only = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    choice.set_value("jurors+images").run()
+    assert not at.exception
+    two_way = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    assert list(two_way["bws"]) == list(jurors_only["bws"]) and (width(two_way) != width(jurors_only)).any()

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from evaluator.csv_safe import unsafe_text
 from jury_app.cli import main
 from jury_app.fixtures import make_demo_package
 from jury_app.package import load_package
@@ -72,7 +73,7 @@ def test_export_and_rank_from_store_and_from_csv(capsys, pkg, tmp_path):
     rows = list(csv.DictReader(io.StringIO(votes)))
     assert list(rows[0]) == ["juror", "image", "candidate", "choice", "timestamp"] and len(rows) == 9
     assert "TEAMSECRET" not in votes
-    code, ranked, err = run(capsys, "rank", pkg, "--boot", 200)
+    code, ranked, err = run(capsys, "rank", pkg)
     assert code == 0 and "fewer than 5 jurors" in err
     table = list(csv.DictReader(io.StringIO(ranked)))
     assert [(r["run"], r["most"], r["least"], r["appearances"], r["rank"]) for r in table] == [
@@ -82,7 +83,7 @@ def test_export_and_rank_from_store_and_from_csv(capsys, pkg, tmp_path):
     assert not [p for p in pkg.iterdir() if ".tmp" in p.name]
     votes_file = tmp_path / "votes.csv"
     votes_file.write_text(votes)
-    code, ranked_csv, _ = run(capsys, "rank", pkg, "--votes", votes_file, "--boot", 200)
+    code, ranked_csv, _ = run(capsys, "rank", pkg, "--votes", votes_file)
     assert code == 0 and ranked_csv == ranked
 
 
@@ -102,3 +103,104 @@ def test_bad_inputs_exit_2_with_a_message(capsys, pkg, tmp_path):
     code, _, err = run(capsys, "rank", pkg)
     assert code == 2 and "key.json" in err
     assert not (pkg / "ranking.csv").exists()
+
+
+def _cand(pkg):
+    key = json.loads((pkg / "key.json").read_text())["candidates"]
+    return {(v["run"], v["image"]): c for c, v in key.items()}
+
+
+HEADER = "juror,image,candidate,choice,timestamp\n"
+
+
+def _rows(pkg, juror="juror001", image="img00", most=(0, 1), least=(2,), runs=RUNS):
+    c = _cand(pkg)
+    return "".join(f"{juror},{image},{c[(runs[k], image)]},{kind},t\n"
+                   for kind, ks in (("most", most), ("least", least)) for k in ks)
+
+
+def test_votes_file_round_trip_and_one_valid_ballot(capsys, pkg, tmp_path):
+    votes = tmp_path / "votes.csv"
+    votes.write_text(HEADER + _rows(pkg) + _rows(pkg, juror="juror002", most=(3, 1), least=(0,)))
+    code, out, err = run(capsys, "rank", pkg, "--votes", votes)
+    assert code == 0 and "2 ballots from 2 jurors" in err and "(jurors)" in err
+    code, out2, err = run(capsys, "rank", pkg, "--votes", votes, "--interval", "jurors+images")
+    assert code == 0 and "(jurors+images)" in err and "other images" in err
+    assert [l.split(",")[:4] for l in out.splitlines()] == [l.split(",")[:4] for l in out2.splitlines()]
+
+
+@pytest.mark.parametrize("case, body, line, message", [
+    ("long field", lambda p: HEADER + _rows(p) + "juror002,img00,x,most," + "x" * 200_000 + "\n", 5,
+     "field larger than field limit"),
+    ("line over 1 MiB", lambda p: HEADER + _rows(p) + '"' + "x" * (1 << 20) + '"\n', 5, "longer than"),
+    ("all picks most, no least", lambda p: HEADER + _rows(p, most=(0, 1, 2, 3), least=()), 2,
+     "you picked 4 as most appealing, exactly 2 are needed; you picked 0 as least appealing"),
+    ("a single pick", lambda p: HEADER + _rows(p, most=(0,), least=()), 2, "exactly 2 are needed"),
+    ("in both lists", lambda p: HEADER + _rows(p, most=(0, 1), least=(1,)), 4, "picked candidate"),
+    ("extra column", lambda p: HEADER + _rows(p).replace(",t\n", ",t,extra\n", 1), 2, "6 fields, expected 5"),
+    ("missing column", lambda p: HEADER + _rows(p).replace(",t\n", "\n", 1), 2, "4 fields, expected 5"),
+    ("unterminated quote", lambda p: HEADER + _rows(p) + 'juror002,"img00\n', 5, "not a valid CSV row"),
+    ("bad choice", lambda p: HEADER + _rows(p).replace("least", "worst"), 4, "must be 'most' or 'least'"),
+    ("split ballot", lambda p: HEADER + _rows(p, most=(0, 1), least=()) + _rows(p, image="img01")
+     + _rows(p, most=(), least=(2,)), 2, "put a ballot's rows together"),
+    ("ballot twice", lambda p: HEADER + _rows(p) + _rows(p, image="img01") + _rows(p), 8, "must be consecutive"),
+    ("empty file", lambda p: "", 1, "header None should be"),
+])
+def test_malformed_votes_files_exit_2_naming_file_and_line(capsys, pkg, tmp_path, case, body, line, message):
+    votes = tmp_path / "votes.csv"
+    votes.write_text(body(pkg))
+    code, out, err = run(capsys, "rank", pkg, "--votes", votes)
+    assert code == 2 and out == "", case
+    assert f"{votes}:{line}:" in err and message in err and "Traceback" not in err, err
+    assert not (pkg / "ranking.csv").exists()
+
+
+def test_pick_rule_of_the_task_five_most_no_least(capsys, tmp_path):
+    pkg6 = make_demo_package(tmp_path / "jury6", [f"run{k}" for k in range(6)], 1, size=16)  # 3 most, 2 least
+    votes = tmp_path / "votes.csv"
+    votes.write_text(HEADER + _rows(pkg6, most=range(5), least=(), runs=[f"run{k}" for k in range(6)]))
+    code, _, err = run(capsys, "rank", pkg6, "--votes", votes)
+    assert code == 2 and f"{votes}:2:" in err and "lines 2-6" in err
+    assert "3 most and 2 least" in err and "you picked 5 as most appealing" in err
+
+
+def test_unreadable_votes_files_exit_2(capsys, pkg, tmp_path):
+    votes = tmp_path / "votes.csv"
+    votes.write_bytes(HEADER.encode() + _rows(pkg).encode() + b"juror002,img\xff00,x,most,t\n")
+    code, _, err = run(capsys, "rank", pkg, "--votes", votes)
+    assert code == 2 and f"{votes}:5: not UTF-8" in err
+    code, _, err = run(capsys, "rank", pkg, "--votes", tmp_path)
+    assert code == 2 and f"{tmp_path}: cannot read" in err
+    code, _, err = run(capsys, "rank", pkg, "--votes", tmp_path / "missing.csv")
+    assert code == 2 and "missing.csv: cannot read" in err
+
+
+FORMULA_RUNS = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd", "plain_run"]
+
+
+def test_formula_names_are_text_in_ranking_csv_and_votes_round_trip(capsys, tmp_path):
+    pkg = make_demo_package(tmp_path / "jury", FORMULA_RUNS, ["=img", "-img2"], size=16)
+    store = VoteStore(load_package(pkg))
+    c = _cand(pkg)
+    for juror in [l.juror for l in store.add_jurors(2)]:
+        for image in ("=img", "-img2"):
+            store.save_ballot(juror, image, [c[(FORMULA_RUNS[0], image)], c[(FORMULA_RUNS[1], image)],
+                                             c[(FORMULA_RUNS[4], image)]],
+                              [c[(FORMULA_RUNS[2], image)], c[(FORMULA_RUNS[3], image)]])
+    code, votes, _ = run(capsys, "export", pkg)
+    assert code == 0
+    cells = [cell for row in csv.reader(io.StringIO(votes)) for cell in row]
+    assert "'=img" in cells and "'-img2" in cells
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    code, ranked, _ = run(capsys, "rank", pkg)
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO((pkg / "ranking.csv").read_text())))
+    hyperlink = next(r for r in table if unsafe_text(r["run"]) == FORMULA_RUNS[0])
+    assert hyperlink["run"] == "'" + FORMULA_RUNS[0] and hyperlink["rank"] == "1"  # text, never evaluated
+    assert '\'=HYPERLINK(""x"",""click"")"' in (pkg / "ranking.csv").read_text()
+    assert sorted(unsafe_text(r["run"]) for r in table) == sorted(FORMULA_RUNS)
+    assert not [r for r in table if r["run"].startswith(("=", "+", "-", "@", "\t", "\r"))]
+    votes_file = tmp_path / "votes.csv"
+    votes_file.write_text(votes)
+    code, ranked_again, _ = run(capsys, "rank", pkg, "--votes", votes_file)  # import undoes safe_text
+    assert code == 0 and ranked_again == ranked

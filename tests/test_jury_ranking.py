@@ -9,11 +9,12 @@ import pytest
 
 from jury_app.agreement import MIN_JURORS, agreement, kendall_w, split_half
 from jury_app.ballot import Ballot
-from jury_app.bootstrap import bootstrap_weights, bws_intervals
 from jury_app.bradley_terry import bradley_terry, rank_break
+from jury_app.intervals import bws_intervals
 from jury_app.package import CandidateKey, JuryKey
 from jury_app.position_bias import position_bias
-from jury_app.ranking import RunBallot, count_runs, per_image_counts, score_runs, task_rank, to_run_ballots
+from jury_app.ranking import (JuryCounts, RunBallot, count_runs, per_image_counts, score_runs, task_rank,
+                              to_run_ballots)
 from jury_app.report import rank_jury, ranking_csv
 
 RUNS = ["runA", "runB", "runC", "runD", "runE", "runF", "runG"]
@@ -22,6 +23,10 @@ ALL = frozenset(RUNS)
 
 def rb(juror, image, most, least, present=ALL):
     return RunBallot(juror, image, frozenset(present), frozenset(most), frozenset(least))
+
+
+def counts(run_ballots, runs):
+    return JuryCounts.from_run_ballots(run_ballots, runs)
 
 
 # 2 jurors, 2 images, 7 runs on every image; juror j2 never judged image i2 (a missing ballot).
@@ -81,38 +86,29 @@ def test_per_image_counts():
     assert (i2d.most, i2d.least, i2d.appearances) == (0, 1, 1)
 
 
-def test_bootstrap_resamples_jurors_as_clusters():
-    # j1 always picks A most, j2 always picks A least, 10 ballots each. Resampling jurors gives bws(A) in
-    # {-1, 0, 1} with probabilities 1/4, 1/2, 1/4 -> the 95% interval is [-1, 1]. An i.i.d. ballot bootstrap
-    # would give about +-0.45: the wide interval shows the juror is the resampled unit.
+def test_juror_interval_resamples_jurors_not_ballots():
+    # j1 always picks A most, j2 always picks A least, 10 ballots each: juror-level scores +1 and -1, so the
+    # t interval on 2 jurors (t_1 = 12.7) spans the whole range [-1, 1]. A ballot-level interval would give
+    # about +-0.45: the wide interval shows the juror is the unit.
     runs = ["runA", "runB"]
     ballots = [rb("j1", f"i{k}", {"runA"}, {"runB"}, present=runs) for k in range(10)]
     ballots += [rb("j2", f"i{k}", {"runB"}, {"runA"}, present=runs) for k in range(10)]
-    lo, hi = bws_intervals(ballots, runs, n_boot=4000, seed=1)["runA"]
+    lo, hi = bws_intervals(counts(ballots, runs))["runA"]
     assert (lo, hi) == (pytest.approx(-1.0), pytest.approx(1.0))
 
 
-def test_bootstrap_of_unanimous_juror_is_degenerate_and_seeded():
+def test_interval_of_unanimous_jurors_is_degenerate_and_deterministic():
     runs = ["runA", "runB", "runC"]
     ballots = [rb(f"j{j}", f"i{k}", {"runA"}, {"runC"}, present=runs) for j in range(3) for k in range(4)]
-    iv = bws_intervals(ballots, runs, n_boot=500, seed=3)
+    iv = bws_intervals(counts(ballots, runs))
     assert iv["runA"] == (pytest.approx(1.0), pytest.approx(1.0))
     assert iv["runB"] == (pytest.approx(0.0), pytest.approx(0.0))
     assert iv["runC"] == (pytest.approx(-1.0), pytest.approx(-1.0))
     mixed = FIXTURE + [rb("j3", "i1", {"runC", "runD"}, {"runA"})]
-    assert bws_intervals(mixed, RUNS, n_boot=300, seed=7) == bws_intervals(mixed, RUNS, n_boot=300, seed=7)
-    lo, hi = bws_intervals(mixed, RUNS, n_boot=300, seed=7)["runA"]
+    assert bws_intervals(counts(mixed, RUNS)) == bws_intervals(counts(mixed, RUNS))
+    lo, hi = bws_intervals(counts(mixed, RUNS))["runA"]
     point = next(s.bws for s in score_runs(mixed, RUNS) if s.run == "runA")
     assert lo <= point <= hi and lo < hi
-
-
-def test_bootstrap_weights_keep_each_jurors_ballot_count_per_draw():
-    rng = np.random.default_rng(0)
-    jurors = ["a"] * 3 + ["b"] * 5
-    w = bootstrap_weights(jurors, 200, rng)
-    # per replicate: juror a drawn c_a times contributes 3 c_a ballots, b 5 c_b, with c_a + c_b = 2
-    ca, cb = w[:, :3].sum(axis=1) / 3, w[:, 3:].sum(axis=1) / 5
-    assert np.allclose(ca + cb, 2) and np.allclose(ca, np.round(ca))
 
 
 def test_rank_break_pairs_by_hand():
@@ -125,7 +121,7 @@ def test_bradley_terry_orders_runs_and_marks_uncompared():
     present = {"runA", "runB", "runC"}
     ballots = [rb(f"j{j}", "i", {"runA"}, {"runC"}, present=present) for j in range(6)]
     ballots += [rb("j9", "i", {"runB"}, {"runA"}, present=present)]
-    bt = bradley_terry(ballots, runs)
+    bt = bradley_terry(counts(ballots, runs))
     assert bt["runA"] > bt["runB"] > bt["runC"]
     assert math.isnan(bt["runZ"])
     assert sum(bt[r] for r in ("runA", "runB", "runC")) == pytest.approx(0.0, abs=1e-9)
@@ -145,12 +141,12 @@ def test_split_half_and_agreement_flags():
     present = set(runs)
     same = [rb(f"j{j}", f"i{k}", {"runA", "runB"} if k % 2 else {"runA"}, {"runD"}, present=present)
             for j in range(6) for k in range(4)]
-    assert split_half(same, runs, n_splits=50) == pytest.approx(1.0)
-    assert math.isnan(split_half(same[:4], runs))  # one juror only
-    a = agreement(same, runs)
+    assert split_half(counts(same, runs), n_splits=50) == pytest.approx(1.0)
+    assert math.isnan(split_half(counts(same[:4], runs)))  # one juror only
+    a = agreement(counts(same, runs))
     assert a.n_jurors == 6 and a.kendall_w == pytest.approx(1.0) and not a.too_few_jurors
     assert a.warning() is None
-    few = agreement(same[: 4 * (MIN_JURORS - 1)], runs)
+    few = agreement(counts(same[: 4 * (MIN_JURORS - 1)], runs))
     assert few.too_few_jurors and "fewer than" in few.warning()
 
 
@@ -169,7 +165,7 @@ def test_rank_jury_end_to_end_and_csv():
                    "c5": CandidateKey("runB", "i2"), "c6": CandidateKey("runC", "i2")})
     ballots = [Ballot("j1", "i1", ("c1",), ("c3",)), Ballot("j1", "i2", ("c5",), ("c6",)),
                Ballot("j2", "i1", ("c1",), ("c2",))]  # j2 skipped i2
-    result = rank_jury(ballots, key, n_boot=200)
+    result = rank_jury(ballots, key)
     table = {s.run: (s.most, s.least, s.appearances, s.rank) for s in result.scores}
     assert table == {"runA": (2, 0, 3, 1), "runB": (1, 1, 3, 2), "runC": (0, 2, 3, 3)}
     text = ranking_csv(result.scores).splitlines()
