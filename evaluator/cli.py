@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BIQAError, ValueError, OSError, RuntimeError, KeyError) as exc:
         return _fail(EXIT_MODEL, f"BIQA {name!r} does not load: {exc}")
 
+    from evaluator.jury_export import JuryExportError
     from evaluator.pipeline import PipelineError, evaluate
     from evaluator.score_cache import ScoreCacheError
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                           progress=not args.no_progress)
     except OriginalsError as exc:
         return _fail(EXIT_ORIGINALS, str(exc))
-    except (PipelineError, ScoreCacheError) as exc:
+    except (PipelineError, ScoreCacheError, JuryExportError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, f"interrupted; the previous results in {args.out} are left as they were")

@@ -158,3 +158,19 @@ def test_interrupt_exits_130_with_one_line(dirs, monkeypatch, capsys):
     monkeypatch.setattr(evaluator.pipeline, "evaluate", interrupted)
     assert main(_args(dirs)) == 130
     assert "interrupted" in _one_error_line(capsys)
+
+
+def test_a_jury_package_that_cannot_be_written_exits_2_with_its_message(dirs, monkeypatch, capsys):
+    """A JuryExportError (e.g. a package that would not be servable) is bad input for the organizer, not a crash:
+    exit 2, one line naming the problem, previous results untouched."""
+    import evaluator.pipeline
+    from evaluator.jury_export import JuryExportError
+
+    def refuse(*args, **kwargs):
+        raise JuryExportError("images/x.jpg: the JPEG has a comment (COM) segment; jurors could read it")
+
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.pipeline, "write_jury_package", refuse)
+    assert main(_args(dirs)) == 2
+    assert "COM" in _one_error_line(capsys)
+    assert not (dirs / "out" / "runs.csv").exists()
