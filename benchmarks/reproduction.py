@@ -175,21 +175,39 @@ def section_nus(out: Path, methods: list[str], failures: dict[str, str], runs: d
                         "PSNR dB", "SSIM", "s / image"], rows)
 
 
-def _clean_accuracy(r: dict[str, str]) -> float | None:
-    if r.get("accuracy") in (None, "") or r.get("accuracy_reduction") in (None, ""):
-        return None
-    return float(r["accuracy"]) + float(r["accuracy_reduction"])
-
-
 def clean_mean(results: Path) -> float | None:
     """Mean BIQA score of the originals (scores.csv score_clean, one value per image)."""
     per_image = {r["image"]: float(r["score_clean"]) for rows in cp.read_scores_csv(results).values() for r in rows}
     return sum(per_image.values()) / len(per_image) if per_image else None
 
 
+def common_images(scores_b: dict[str, list[dict[str, str]]], scores_n: dict[str, list[dict[str, str]]],
+                  threshold: float) -> set[str]:
+    """Images that both models call high quality before any attack (score_clean >= threshold on each): the one
+    set on which the transfer ratio compares the two models (each model's own eligible set differs in size)."""
+    def eligible(scores: dict[str, list[dict[str, str]]]) -> set[str]:
+        return {r["image"] for rows in scores.values() for r in rows if float(r["score_clean"]) >= threshold}
+    return eligible(scores_b) & eligible(scores_n)
+
+
+def accuracy_on(rows: list[dict[str, str]], images: set[str], threshold: float) -> float | None:
+    """Share of `images` whose post-JPEG score (scores.csv `score`) is >= threshold; None if a score is missing."""
+    got = {r["image"]: float(r["score"]) for r in rows if r["image"] in images and r.get("score") not in (None, "")}
+    if not images or set(got) != images:
+        return None
+    return sum(v >= threshold for v in got.values()) / len(images)
+
+
 def section_msu(specs: dict[str, cp.AttackSpec], failures: dict[str, str], brisque: dict, niqe: dict,
-                notes: list[str], clean_means: dict[str, float | None]) -> tuple[str, str, str]:
+                notes: list[str], scores_b: dict, scores_n: dict, clean_means: dict[str, float | None],
+                threshold: float = 50.0) -> tuple[str, str, str]:
+    """MSU table (brisque runs.csv) and the transfer table. Transfer compares the two models on the images both
+    call high quality, against the `identity` run (the originals through the organizer's JPEG-90): reduction
+    = accuracy(identity) - accuracy(run) on each model, kept = niqe's reduction / brisque's."""
     msu_rows, transfer_rows = [], []
+    common = common_images(scores_b, scores_n, threshold)
+    base_b = accuracy_on(scores_b.get("identity", []), common, threshold)
+    base_n = accuracy_on(scores_n.get("identity", []), common, threshold)
     for run in sorted(specs):
         if run in failures:
             continue
@@ -201,18 +219,24 @@ def section_msu(specs: dict[str, cp.AttackSpec], failures: dict[str, str], brisq
         if n.get("status") != "scored":
             notes.append(f"- `{run}` on niqe: status {n.get('status')!r} {n.get('error', '')}")
             continue
-        b_red, n_red = float(b["accuracy_reduction"]), float(n["accuracy_reduction"])
-        kept = f"{100 * n_red / b_red:.0f}%" if b_red > 0 else "n/a"
-        transfer_rows.append([f"`{run}`", cp.pct(b["accuracy"]), cp.pct(n["accuracy"]), cp.num(b["abs_gain"], 3),
+        acc_b = accuracy_on(scores_b.get(run, []), common, threshold)
+        acc_n = accuracy_on(scores_n.get(run, []), common, threshold)
+        kept = "n/a"
+        if None not in (acc_b, acc_n, base_b, base_n) and base_b - acc_b > 0:
+            kept = f"{100 * (base_n - acc_n) / (base_b - acc_b):.0f}%"
+        transfer_rows.append([f"`{run}`", cp.pct(acc_b), cp.pct(acc_n), cp.num(b["abs_gain"], 3),
                               cp.num(n["abs_gain"], 3), cp.num(b["mean_score"], 1), cp.num(n["mean_score"], 1),
                               kept, "yes" if n.get("qualified") == "true" else "no"])
-    any_b = next(iter(brisque.values()), {})
-    any_n = next(iter(niqe.values()), {})
-    clean = (f"Originals' accuracy (share >= 50 after JPEG-90): brisque {cp.pct(_clean_accuracy(any_b))}, "
-             f"niqe {cp.pct(_clean_accuracy(any_n))}; originals' mean score without JPEG (`scores.csv` "
-             f"score_clean): brisque {cp.num(clean_means.get('brisque'), 1)}, niqe {cp.num(clean_means.get('niqe'), 1)}.")
+    clean = (f"The transfer table uses the {len(common)} image(s) that both models call high quality before any "
+             f"attack; on them the `identity` run (originals through JPEG-90, the baseline) has accuracy brisque "
+             f"{cp.pct(base_b)}, niqe {cp.pct(base_n)}. (Each model's own `runs.csv` accuracy uses that model's "
+             "eligible originals, which is why the MSU table can differ; the originals' own accuracy is 100% by "
+             "construction, since only originals scoring >= the threshold are eligible.) Originals' mean score "
+             f"without JPEG (`scores.csv` score_clean): brisque {cp.num(clean_means.get('brisque'), 1)}, "
+             f"niqe {cp.num(clean_means.get('niqe'), 1)}.")
     msu = cp.md_table(["run", "accuracy after JPEG-90"] + list(MSU_COLUMNS), msu_rows)
-    transfer = cp.md_table(["run", "accuracy brisque (attacked)", "accuracy niqe (unseen)", "abs_gain brisque",
+    transfer = cp.md_table(["run", "accuracy brisque (attacked, common images)",
+                            "accuracy niqe (unseen, common images)", "abs_gain brisque",
                             "abs_gain niqe", "mean score brisque", "mean score niqe",
                             "accuracy reduction kept on niqe", "qualified on niqe"], transfer_rows)
     return msu, transfer, clean
@@ -244,7 +268,9 @@ def render(args: argparse.Namespace, raw: list[str], methods: list[str], specs: 
     hcmus = section_hcmus(out, methods, failures, brisque, notes)
     nus = section_nus(out, methods, failures, brisque, notes)
     clean_means = {m: clean_mean(out / f"results-{m}") for m in ("brisque", "niqe")}
-    msu, transfer, clean = section_msu(specs, failures, brisque, niqe, notes, clean_means)
+    msu, transfer, clean = section_msu(specs, failures, brisque, niqe, notes,
+                                       cp.read_scores_csv(out / "results-brisque"),
+                                       cp.read_scores_csv(out / "results-niqe"), clean_means)
     uap = uap_average(specs, brisque)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subset = cp.subset_text(args.data, images, args.images, args.spread)
@@ -296,14 +322,17 @@ alpha values are not on their scale; the expected shape is the monotone rise.
 ## (d) MSU robustness scores on brisque, and transfer to niqe
 
 MSU scores (`runs.csv` of `pp-evaluate --biqa brisque`) on s = clean score / 100 and p = post-JPEG score / 100,
-oriented so that larger = stronger camouflage (see design.md, "Results contract").
+abs_gain, rel_gain, wasserstein_score and energy_score grow as the camouflage pushes scores down;
+robustness_score = mean(log10(max(1 - s, s) / |s - p|)) falls (a small value means the score moved a lot:
+weak robustness of the BIQA, strong camouflage). Formulas: `evaluator/metrics.py`.
 
 {msu}
 
 {uap}
 
 Transfer: the same run folders scored by `pp-evaluate --biqa niqe`, a model the attacks never saw. "Accuracy
-reduction kept" = niqe's accuracy reduction / brisque's (originals' accuracy minus the run's). {clean}
+reduction kept" = niqe's accuracy reduction / brisque's, each the `identity` run's accuracy minus the run's, on
+the same images. {clean}
 
 {transfer}
 

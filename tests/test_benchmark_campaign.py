@@ -131,3 +131,30 @@ def test_formatting():
     assert cp.pct("0.125") == "12.5%" and cp.pct(None) == "n/a"
     assert cp.num("inf") == "inf" and cp.num(1.23456, 3) == "1.235"
     assert cp.md_table(["a", "b"], [["1", "2"]]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+
+
+def test_transfer_ratio_compares_both_models_on_the_same_images_against_identity():
+    """docs/reproduction.md's transfer column: one image set for both models (those both call high quality) and
+    the identity run as the baseline, so a ratio never mixes sets of different size (values over 100% came from
+    that) and never uses the originals' accuracy, which is 100% by construction."""
+    import reproduction as rp
+
+    def rows(clean: dict[str, float], after: dict[str, float]) -> list[dict[str, str]]:
+        return [{"image": i, "score_clean": str(clean[i]), "score": str(after[i])} for i in clean]
+
+    images = ["a", "b", "c", "d"]
+    clean_b = dict.fromkeys(images, 90.0)
+    clean_n = {"a": 80.0, "b": 70.0, "c": 40.0, "d": 30.0}          # niqe: only a and b are eligible
+    scores_b = {"identity": rows(clean_b, dict.fromkeys(images, 85.0)),
+                "run": rows(clean_b, {"a": 10.0, "b": 10.0, "c": 10.0, "d": 90.0})}
+    scores_n = {"identity": rows(clean_n, {"a": 75.0, "b": 65.0, "c": 35.0, "d": 25.0}),
+                "run": rows(clean_n, {"a": 20.0, "b": 60.0, "c": 30.0, "d": 20.0})}
+    assert rp.common_images(scores_b, scores_n, 50.0) == {"a", "b"}
+    runs = {r: {"status": "scored", "accuracy": "0.5", "abs_gain": "0.1", "mean_score": "40", "qualified": "false",
+                **{c: "0" for c in rp.MSU_COLUMNS}} for r in ("identity", "run")}
+    specs = {r: None for r in runs}
+    _, transfer, clean = rp.section_msu(specs, {}, runs, runs, [], scores_b, scores_n, {})
+    line = next(l for l in transfer.splitlines() if l.startswith("| `run`"))
+    # on {a, b}: brisque identity 100% -> run 0% (reduction 1); niqe identity 100% -> run 50% (reduction 0.5)
+    assert "| 0.0% | 50.0% |" in line and "| 50% |" in line
+    assert "2 image(s)" in clean and "identity" in clean
