@@ -50,6 +50,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--biqa", default="brisque")
     ap.add_argument("--biqa-weights", default=None)
+    ap.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                    help="a model that needs weights (koncept512) without a file: random weights from SEED")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--size", default="192x256", help="HxW")
     ap.add_argument("--iters", type=int, default=10)
@@ -59,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
-    model = create(args.biqa, weights=args.biqa_weights, device=args.device)
+    model = create(args.biqa, weights=args.biqa_weights, device=args.device, random_weights_seed=args.random_weights)
     device = next(iter(model.buffers()), torch.empty(0)).device if list(model.buffers()) else torch.device(args.device)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, h, w, generator=g).to(device)

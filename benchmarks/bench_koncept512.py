@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    model = KonCept512BIQA(weights=None).eval()
+    model = KonCept512BIQA(random_seed=0).eval()  # speed only: seeded random weights, no checkpoint needed
     for p in model.parameters():
         p.requires_grad_(False)
-    model_cl = KonCept512BIQA(weights=None).eval().to(memory_format=torch.channels_last)
+    model_cl = KonCept512BIQA(random_seed=0).eval().to(memory_format=torch.channels_last)
     model_cl.load_state_dict(model.state_dict())
     for p in model_cl.parameters():
         p.requires_grad_(False)

@@ -25,7 +25,13 @@ exit codes:
   2  usage error: bad arguments, unreadable or invalid --task file, missing --runs folder, --out not writable,
      --out in use by another pp-evaluate, or an unusable --out/.cache (delete it)
   3  no originals, or originals that cannot be read (--originals)
-  4  the BIQA model or its weights do not load (--biqa, --biqa-weights, --device)
+  4  the BIQA model or its weights do not load, or a model that needs weights (koncept512) got no
+     --biqa-weights (--biqa, --biqa-weights, --random-weights, --device)
+
+random weights:
+  --random-weights SEED builds a model that needs weights (koncept512) with random weights from SEED instead of
+  a weights file: the same network in every process, for tests only. Its scores are meaningless, and task.json
+  (model.random_weights_seed), runs.csv (column random_weights_seed) and report.html (a banner) say so.
   130 interrupted (Ctrl-C): the previous results in --out are left as they were
 """
 
@@ -74,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="results folder (created if missing)")
     parser.add_argument("--task", type=Path, default=None, help="task rules (task.toml); default: the 2020 rules")
     parser.add_argument("--biqa", default=None, help="BIQA model name (default: the task's biqa.model)")
-    parser.add_argument("--biqa-weights", type=Path, default=None, help="weights file (koncept512)")
+    parser.add_argument("--biqa-weights", type=Path, default=None,
+                        help="weights file of a model that needs one (koncept512: the organizers' checkpoint)")
+    parser.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                        help="tests only: no weights file, random weights from SEED (scores are meaningless and "
+                             "every output says so)")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     parser.add_argument("--threads", type=int, default=1,
@@ -115,11 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     except OriginalsError as exc:
         return _fail(EXIT_ORIGINALS, str(exc))
 
-    from evaluator.biqa import BIQAError, create
+    from evaluator.biqa import BIQAError, MissingWeightsError, create
 
     name = args.biqa or task.biqa.model
     try:
-        model = create(name, weights=args.biqa_weights, device=args.device)
+        model = create(name, weights=args.biqa_weights, device=args.device, random_weights_seed=args.random_weights)
+    except MissingWeightsError as exc:
+        return _fail(EXIT_MODEL, str(exc))
     except (BIQAError, ValueError, OSError, RuntimeError, KeyError) as exc:
         return _fail(EXIT_MODEL, f"BIQA {name!r} does not load: {exc}")
 
@@ -148,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     n_inv = sum(r.status == "invalid" for r in result.runs)
     print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "
           f"report: {args.out / 'report.html'}", file=sys.stderr)
+    note = model.info.random_weights_note()
+    if note is not None:
+        print(f"pp-evaluate: WARNING: {note}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -5,7 +5,8 @@ Convention: `INPUT/ref/` holds the reference data (the original `<id>.png` image
 (`<id>.png|jpg` and `run.json`) at its root, or one run folder / `.zip` inside it. Writes:
 - `OUTPUT/scores.json`: {"accuracy", "accuracy_reduction", "qualified" (1 or 0), "mean_score", "psnr", "ssim",
   "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score"} (null for a value that is
-  not finite, e.g. PSNR of an untouched image);
+  not finite, e.g. PSNR of an untouched image), plus "random_weights_seed" when the model scored with random
+  weights (`--random-weights SEED`, tests only: the scores are meaningless);
 - `OUTPUT/scores.txt`: the same as `key: value` lines (CodaLab);
 - `OUTPUT/details/`: the full results of `pp-evaluate` (report.html, scores.csv, ...).
 An invalid submission writes its problems to stderr and exits 1, so the platform shows them to the participant.
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--task", type=Path, default=None, help="task.toml (default: INPUT/ref/task.toml if any)")
-    parser.add_argument("--biqa-weights", type=Path, default=None, help="weights file for koncept512")
+    parser.add_argument("--biqa-weights", type=Path, default=None,
+                        help="weights file of a model that needs one (koncept512: the organizers' checkpoint)")
+    parser.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                        help="tests only: no weights file, random weights from SEED (meaningless scores, marked in "
+                             "scores.json as random_weights_seed and in every file of details/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
@@ -88,21 +93,24 @@ def main(argv: list[str] | None = None) -> int:
     except TaskConfigError as exc:
         print(f"scoring setup: {exc}", file=sys.stderr)
         return EXIT_SETUP
+    from evaluator.biqa import BIQAError, MissingWeightsError, create
+    from evaluator.pipeline import evaluate_runs
+    from evaluator.runs import OriginalsError
+
+    try:  # the scorer's own setup first: a broken setup must not be reported as the participant's fault
+        model = create(task.biqa.model, weights=args.biqa_weights, device=args.device,
+                       random_weights_seed=args.random_weights)
+    except MissingWeightsError as exc:
+        print(f"scoring setup: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    except (BIQAError, ValueError, OSError, RuntimeError) as exc:
+        print(f"scoring setup: BIQA {task.biqa.model!r} does not load: {exc}", file=sys.stderr)
+        return EXIT_SETUP
     try:
         run_path = locate_run(res)
     except SubmissionLayoutError as exc:
         print(f"invalid submission: {exc}", file=sys.stderr)
         return EXIT_INVALID_SUBMISSION
-
-    from evaluator.biqa import BIQAError, create
-    from evaluator.pipeline import evaluate_runs
-    from evaluator.runs import OriginalsError
-
-    try:
-        model = create(task.biqa.model, weights=args.biqa_weights, device=args.device)
-    except (BIQAError, ValueError, OSError, RuntimeError) as exc:
-        print(f"scoring setup: BIQA {task.biqa.model!r} does not load: {exc}", file=sys.stderr)
-        return EXIT_SETUP
     out.mkdir(parents=True, exist_ok=True)
     try:
         result = evaluate_runs(ref, [run_path], out / "details", task, model, batch_size=args.batch_size,
@@ -117,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {show_name(problem)}", file=sys.stderr)
         return EXIT_INVALID_SUBMISSION
     values = score_values(row)
+    note = model.info.random_weights_note()
+    if note is not None:  # never published silently: the platform shows stderr, and the seed is in scores.json
+        print(f"WARNING: {note}", file=sys.stderr)
+        values["random_weights_seed"] = model.info.random_weights_seed
     write_text_atomic(out / "scores.json", json.dumps(values, indent=2, allow_nan=False) + "\n")
     write_text_atomic(out / "scores.txt", "".join(f"{k}: {'NaN' if v is None else v}\n" for k, v in values.items()))
     print(f"scored {show_name(row.run)}: accuracy {row.accuracy:.3f}, qualified {row.qualified}", file=sys.stderr)

@@ -2,19 +2,25 @@
 
 All functions are pure. Scores are BIQA scores on the kit's 0..100 scale (higher = better quality).
 
-Task rules (liu2020, section 3; `../shared/design.md`, "Task rules" and "Results contract"):
+Task rules (liu2020, section 3):
 - accuracy = share of images whose post-JPEG score is >= threshold (the BIQA still says "high quality");
 - accuracy_reduction = accuracy of the originals - accuracy of the run;
 - a run qualifies iff accuracy < gate.max_accuracy (2020: more than half of the images judged low quality).
 
 Robustness scores (MSU metrics robustness benchmark, "Comparison methodology"), computed on
-s = score_clean / 100 (original, no JPEG) and p = score / 100 (submitted image after the organizer JPEG),
-oriented so that a larger value means the BIQA's score went down more (stronger camouflage):
+s = score_clean / 100 (original, no JPEG) and p = score / 100 (submitted image after the organizer JPEG):
 - abs_gain         = mean(s - p)
 - rel_gain         = mean((s - p) / (s + 1))
 - robustness_score = mean(log10(max(1 - s, s) / max(|s - p|, 1e-6)))   (beta1 = 1, beta2 = 0)
 - wasserstein_score = W1(s, p) * sign(mean(s) - mean(p))
 - energy_score      = E(s, p) * sign(mean(s) - mean(p)),  E = sqrt(2 * int (F_s - F_p)^2)
+Orientation: abs_gain and rel_gain average the drops s - p (rel_gain weighted by 1 / (s + 1)), and the two
+distances carry the sign of mean(s) - mean(p): all four are positive when the scores fell and grow as they fall
+further (stronger camouflage); a run that raised the scores gets negative values. robustness_score runs the other
+way: it is MSU's robustness *of the metric*, and each image's term falls as |s - p| grows, whichever way the score
+moved: from log10(max(1 - s, s) / 1e-6) (at most 6) for an unchanged score down to 0 when p reaches the far end of
+the scale (|s - p| = max(1 - s, s); scores are clipped to [0, 100], so it is never negative). Stronger
+camouflage gives a *lower* robustness_score.
 """
 
 from __future__ import annotations

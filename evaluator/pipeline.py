@@ -14,6 +14,9 @@
 6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
    `out_dir/.generations/<id>/`, then switch the one link `out_dir/current` to it (`evaluator.results_io`):
    an interrupted run leaves the old results intact, and no reader ever sees old and new files mixed.
+   A model that scores with random weights (`info.random_weights_seed`, the `--random-weights` opt-in) is stamped
+   into task.json, runs.csv (column `random_weights_seed`) and the report's banner; a model that needs weights
+   and has neither a weights hash nor that seed is refused.
 
 Every computed value is cached in `out_dir/.cache/scores.sqlite` (`evaluator.score_cache`), so a rerun with one
 more run scores only that run.
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 RUNS_COLUMNS = (
     "run", "status", "error", "n_images", "accuracy", "accuracy_reduction", "qualified", "mean_score",
     "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score", "psnr", "ssim", "warning",
+    "random_weights_seed",  # empty, or the seed of the RANDOM BIQA weights the scores come from (meaningless)
 )
 SCORES_COLUMNS = ("run", "image", "score_clean", "score", "low_quality", "psnr", "ssim")
 SELECTION_COLUMNS = ("image", "variance", "rank")
@@ -376,6 +380,22 @@ def run_result(name: str, rows: Sequence[ImageScore], eligible: set[str], origin
     )
 
 
+def _random_weights_seed(model: BIQAModel) -> int | None:
+    """The seed of the model's RANDOM weights (stamped into every output), None for a model with its real weights.
+
+    A model whose info says it needs weights but that has neither a weights hash nor a random seed is refused:
+    its scores would be those of an unknown, untrained network.
+    """
+    info = getattr(model, "info", None)
+    seed = getattr(info, "random_weights_seed", None)
+    if seed is None and getattr(info, "needs_weights", False) and not getattr(info, "weights_sha256", None):
+        raise PipelineError(f"BIQA {info.name!r} needs weights and has none loaded (no weights_sha256, no "
+                            "random_weights_seed); build it with evaluator.biqa.create(name, weights=PATH)")
+    if seed is not None:
+        log.warning("%s", info.random_weights_note())
+    return seed
+
+
 def _library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -443,6 +463,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     if info is not None and info.threshold != task.biqa.threshold:
         log.warning("the task threshold %g differs from the model's own threshold %g; the task's is used",
                     task.biqa.threshold, info.threshold)
+    weights_seed = _random_weights_seed(model)
     mhash = model_hash(model)
     context = CacheKeyContext(rules=rules_hash(task), model=mhash, kit=kit_version())
     counters = _Counters()
@@ -513,7 +534,9 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         "rules": task.to_dict(), "task_source": task.source,
         "model": {"name": getattr(getattr(model, "info", None), "name", type(model).__name__),
                   "class": f"{type(model).__module__}.{type(model).__qualname__}", "sha256": mhash,
-                  "weights_sha256": getattr(getattr(model, "info", None), "weights_sha256", None)},
+                  "weights_sha256": getattr(getattr(model, "info", None), "weights_sha256", None),
+                  "needs_weights": bool(getattr(getattr(model, "info", None), "needs_weights", False)),
+                  "random_weights_seed": weights_seed},
         "codec": {"quality": codec.quality, "subsampling": codec.subsampling, "libjpeg": codec.libjpeg},
         "versions": _library_versions(),
         "originals": {"folder": str(originals_dir), "count": len(image_ids), "accuracy": original_accuracy,
@@ -524,6 +547,8 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         "cache": asdict(result.cache),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if weights_seed is not None:
+        meta["warning"] = info.random_weights_note()
     valid_by_name = {v.name: v for v in valid}
     _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, [v.name for v in validated])
     return result
@@ -536,7 +561,9 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
 
     staging = new_generation(out_dir)
     try:
-        write_csv(staging / "runs.csv", RUNS_COLUMNS, (asdict(r) for r in result.runs))
+        seed = meta["model"]["random_weights_seed"]
+        write_csv(staging / "runs.csv", RUNS_COLUMNS,
+                  ({**asdict(r), "random_weights_seed": seed} for r in result.runs))
         write_csv(staging / "scores.csv", SCORES_COLUMNS, (asdict(r) for r in result.scores))
         write_csv(staging / "selection.csv", SELECTION_COLUMNS, (asdict(s) for s in result.selection))
         (staging / "task.json").write_text(json.dumps(_plain_json(meta), indent=2, allow_nan=False) + "\n",

@@ -4,7 +4,8 @@ Sections: the gate (accuracy per run against the `gate.max_accuracy` line), scor
 BIQA scores as dots with a quartile box, against the threshold line, the clean originals on top), the runs table,
 the jury selection with thumbnails, and the rules used. Every text that comes from a submission (run names,
 error messages) is HTML-escaped; a run whose name looks like another's (`evaluator.lookalike`) carries a warning in
-the runs table that spells both names out.
+the runs table that spells both names out. A red banner tops the report when the BIQA scored
+with random weights (`--random-weights`: the scores are meaningless).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ tr.qualified td:first-child{border-left:4px solid #1b9e77}.err{color:#a33;text-a
 .note{color:#555;font-size:12.5px}.gallery{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0;border:1px solid #ddd;padding:6px;background:#fafafa}figcaption{font-size:12px;color:#444}
 svg text{font-family:system-ui,sans-serif}.warn{color:#b35c00}
+.banner{border:3px solid #c0392b;background:#fdecea;color:#7b1d12;padding:.6em 1em;font-size:15px;margin:1em 0}
 """
 
 
@@ -215,6 +217,17 @@ def _selection(result: EvaluationResult, thumbnails: Mapping[str, bytes]) -> str
     return '<div class="gallery">' + "".join(figs) + "</div>"
 
 
+def _random_weights_banner(model: Mapping[str, Any]) -> str:
+    """A red banner when the BIQA scored with random weights (task.json model.random_weights_seed set), else ''."""
+    seed = model.get("random_weights_seed")
+    if seed is None:
+        return ""
+    return (f"<div class='banner' role='alert'><b>RANDOM BIQA WEIGHTS &mdash; these scores are meaningless.</b> "
+            f"{_e(model.get('name', '?'))} scored with a randomly initialized network (--random-weights {_e(seed)}), "
+            "not with its trained weights file. Do not publish or compare these numbers; for real scores pass "
+            "--biqa-weights.</div>")
+
+
 def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails: Mapping[str, bytes]) -> str:
     """The report page as one HTML string (no external resource)."""
     scored = [r for r in result.runs if r.status == "scored"]
@@ -244,6 +257,7 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
         f"<title>Pixel Privacy evaluation</title><style>{CSS}</style></head><body>",
         "<h1>Pixel Privacy: quality camouflage evaluation</h1>",
+        _random_weights_banner(model),
         f"<p>{len(result.runs)} run(s): {len(scored)} scored, {n_inv} invalid, <b>{n_q} qualified</b>. "
         f"BIQA <b>{_e(model.get('name', '?'))}</b> (model sha256 {_e(str(model.get('sha256', ''))[:16])}&hellip;), "
         f"threshold {result.threshold:g}; submitted images are JPEG-compressed by the organizer codec "

@@ -1,14 +1,16 @@
 """pp-attack: make a Pixel Privacy run folder by attacking the organizer's BIQA (white-box).
 
-    pp-attack METHOD --originals DIR --out runs/RUN [--biqa NAME] [--biqa-weights PATH] [--target S]
-              [--set key=value ...] [--seed N] [--device auto] [--shard i/n] [--batch-size N] [--team NAME]
+    pp-attack METHOD --originals DIR --out runs/RUN [--biqa NAME] [--biqa-weights PATH | --random-weights SEED]
+              [--target S] [--set key=value ...] [--seed N] [--device auto] [--shard i/n] [--batch-size N]
+              [--team NAME]
     pp-attack --list
     pp-attack finalize runs/RUN [--originals DIR]
 
 Exit codes: 0 done; 2 bad input (unknown method or parameter, wrong type, target outside [0, 100], unreadable
-original, an --out holding a different run), nothing written or overwritten; 3 finalize found images missing;
-1 unexpected failure. Under torchrun (RANK and WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the
-GPU LOCAL_RANK; run `pp-attack finalize` once all are done.
+original, an --out holding a different run, a BIQA that needs weights (koncept512) without --biqa-weights),
+nothing written or overwritten; 3 finalize found images missing; 1 unexpected failure. Under torchrun (RANK and
+WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the GPU LOCAL_RANK; run `pp-attack finalize` once
+all are done.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--originals", type=Path, help="folder of original <id>.png images")
     p.add_argument("--out", type=Path, help="run folder to write (runs/<run>); its name is the run name")
     p.add_argument("--biqa", default=None, help="BIQA model (default: the task's, brisque)")
-    p.add_argument("--biqa-weights", type=Path, default=None, help="weights file for the BIQA (koncept512)")
+    p.add_argument("--biqa-weights", type=Path, default=None,
+                   help="weights file of a BIQA that needs one (koncept512: the organizers' checkpoint)")
+    p.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                   help="tests only: no weights file, random BIQA weights from SEED (recorded in run.json as "
+                        "biqa_random_weights_seed; the attack optimizes a meaningless score)")
     p.add_argument("--target", type=float, default=None, help="target score s_a in [0, 100] (default: the "
                    "method's, usually the BIQA threshold)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -144,7 +150,9 @@ def _run(args: argparse.Namespace) -> int:
     originals = list_originals(args.originals)
     check_originals(shard.take(originals))
     device = resolve_device(_device_from(args))
-    model = create(biqa_name, weights=args.biqa_weights, device=str(device))
+    model = create(biqa_name, weights=args.biqa_weights, device=str(device), random_weights_seed=args.random_weights)
+    if model.info.random_weights_seed is not None:
+        log.warning("%s", model.info.random_weights_note())
     codec = OrganizerCodec.from_task(task)
     params = attack.params_dict()
     if params.get("target", "absent") is None:
@@ -157,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         biqa=biqa_name,
         seed=args.seed,
         biqa_weights_sha256=model.info.weights_sha256,
-        extra={"paper": cls.paper, "threshold": float(task.biqa.threshold), "task": task.to_dict()},
+        extra={"paper": cls.paper, "threshold": float(task.biqa.threshold), "task": task.to_dict(),
+               "biqa_random_weights_seed": model.info.random_weights_seed},
     )
     out = open_run(args.out, spec, n_images=len(originals), shard=shard, originals=args.originals.resolve())
     attack.prepare(originals, model)

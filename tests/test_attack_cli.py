@@ -204,3 +204,37 @@ def test_out_holding_a_different_run_is_refused_untouched(tmp_path, originals, c
     assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
     assert {k: v for k, v in snapshot(run).items() if k != "run.json"} == {
         k: v for k, v in before.items() if k != "run.json"}
+
+
+def test_a_biqa_that_needs_weights_without_them_exits_2_and_writes_nothing(tmp_path, originals, capsys):
+    run = tmp_path / "runs" / "x"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--biqa", "koncept512", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "pp-attack: error: BIQA 'koncept512' needs a weights file" in err
+    assert "--biqa-weights PATH" in err and "--random-weights SEED" in err
+    assert not run.exists()
+
+
+def test_random_weights_reach_the_model_and_run_json(tmp_path, originals, monkeypatch):
+    import dataclasses
+
+    import evaluator.biqa
+    from evaluator_fixtures import BrightnessBIQA
+
+    asked = {}
+
+    def fake_create(name, weights=None, device="cpu", *, random_weights_seed=None):
+        asked.update(name=name, weights=weights, seed=random_weights_seed)
+        model = BrightnessBIQA()
+        model.info = dataclasses.replace(model.info, needs_weights=True, random_weights_seed=random_weights_seed)
+        return model
+
+    monkeypatch.setattr(evaluator.biqa, "create", fake_create)
+    run = tmp_path / "runs" / "r"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--biqa", "koncept512",
+                 "--random-weights", "9", *FAST]) == 0
+    assert asked == {"name": "koncept512", "weights": None, "seed": 9}
+    assert json.loads((run / "run.json").read_text())["biqa_random_weights_seed"] == 9
+    other = tmp_path / "runs" / "default"
+    assert main(["blur", "--originals", str(originals), "--out", str(other), "--quiet"]) == 0  # real brisque
+    assert json.loads((other / "run.json").read_text())["biqa_random_weights_seed"] is None

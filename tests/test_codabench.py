@@ -15,7 +15,7 @@ from evaluator.codabench import SCORE_KEYS, main
 
 @pytest.fixture()
 def bundle(tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.biqa, "create", lambda *args, **kwargs: BrightnessBIQA())
     originals = write_originals(tmp_path / "input" / "ref", {"a": 0.7, "b": 0.65, "c": 0.75, "d": 0.6})
     return tmp_path, originals
 
@@ -78,7 +78,7 @@ def test_two_runs_in_res_is_a_layout_error(bundle, capsys):
 
 
 def test_missing_originals_is_a_setup_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.biqa, "create", lambda *args, **kwargs: BrightnessBIQA())
     (tmp_path / "input" / "ref").mkdir(parents=True)
     write_run(tmp_path / "input", "res", {})
     assert _call(tmp_path) == 2
@@ -92,3 +92,45 @@ def test_task_toml_in_ref_is_used(bundle):
     shutil.move(staged, tmp_path / "input" / "res")
     assert _call(tmp_path) == 0
     assert _scores(tmp_path)["accuracy"] == 1.0  # post-JPEG scores ~33 are >= 30: high quality now
+
+
+def test_a_model_that_needs_weights_without_them_is_a_setup_error(tmp_path, capsys):
+    originals = write_originals(tmp_path / "input" / "ref", {"a": 0.7, "b": 0.65})
+    (tmp_path / "input" / "ref" / "task.toml").write_text('[biqa]\nmodel = "koncept512"\n')
+    staged = write_run(tmp_path, "res", originals)
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "scoring setup: BIQA 'koncept512' needs a weights file" in err
+    assert "--biqa-weights PATH" in err and "--random-weights SEED" in err
+    assert not (tmp_path / "output" / "scores.json").exists()
+    shutil.rmtree(tmp_path / "input" / "res")  # a broken setup is reported as such, not as a bad submission
+    assert _call(tmp_path) == 2
+    assert "scoring setup: BIQA 'koncept512' needs a weights file" in capsys.readouterr().err
+
+
+def test_random_weights_are_marked_in_scores_json_and_on_stderr(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    asked = {}
+
+    def fake_create(name, weights=None, device="cpu", *, random_weights_seed=None):
+        asked.update(name=name, seed=random_weights_seed)
+        model = BrightnessBIQA()
+        model.info = dataclasses.replace(model.info, needs_weights=True, random_weights_seed=random_weights_seed)
+        return model
+
+    monkeypatch.setattr(evaluator.biqa, "create", fake_create)
+    originals = write_originals(tmp_path / "input" / "ref", {"a": 0.7, "b": 0.65})
+    (tmp_path / "input" / "ref" / "task.toml").write_text('[biqa]\nmodel = "koncept512"\n')
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert main([str(tmp_path / "input"), str(tmp_path / "output"), "--device", "cpu", "--random-weights", "4"]) == 0
+    assert asked == {"name": "koncept512", "seed": 4}
+    scores = _scores(tmp_path)
+    assert list(scores) == [*SCORE_KEYS, "random_weights_seed"] and scores["random_weights_seed"] == 4
+    assert "random_weights_seed: 4" in (tmp_path / "output" / "scores.txt").read_text()
+    assert "WARNING: BIQA brightness scored with RANDOM weights (--random-weights 4" in capsys.readouterr().err
+    details = tmp_path / "output" / "details"
+    assert json.loads((details / "task.json").read_text())["model"]["random_weights_seed"] == 4
+    assert "RANDOM BIQA WEIGHTS" in (details / "report.html").read_text(encoding="utf-8")

@@ -47,7 +47,7 @@ def test_help_documents_the_exit_codes(capsys):
 
 
 def test_success_with_an_injected_model_exits_0_and_writes_results(dirs, monkeypatch, capsys):
-    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.biqa, "create", lambda *args, **kwargs: BrightnessBIQA())
     assert main(_args(dirs, "--batch-size", "2")) == 0
     rows = {r["run"]: r for r in csv.DictReader((dirs / "out" / "runs.csv").open(encoding="utf-8"))}
     assert rows["dark-run"]["qualified"] == "true" and rows["copy-run"]["qualified"] == "false"
@@ -133,7 +133,7 @@ def test_console_script_with_the_default_brisque(tmp_path):
 def test_a_results_folder_in_use_or_a_broken_cache_exits_2(dirs, monkeypatch, capsys):
     import fcntl
 
-    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.biqa, "create", lambda *args, **kwargs: BrightnessBIQA())
     out = dirs / "out"
     (out / ".cache").mkdir(parents=True)
     (out / ".cache" / "scores.sqlite").write_bytes(b"garbage" * 200)
@@ -150,7 +150,7 @@ def test_a_results_folder_in_use_or_a_broken_cache_exits_2(dirs, monkeypatch, ca
 def test_interrupt_exits_130_with_one_line(dirs, monkeypatch, capsys):
     import evaluator.pipeline
 
-    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.biqa, "create", lambda *args, **kwargs: BrightnessBIQA())
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -169,8 +169,49 @@ def test_a_jury_package_that_cannot_be_written_exits_2_with_its_message(dirs, mo
     def refuse(*args, **kwargs):
         raise JuryExportError("images/x.jpg: the JPEG has a comment (COM) segment; jurors could read it")
 
-    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu": BrightnessBIQA())
+    monkeypatch.setattr(evaluator.biqa, "create", lambda name, weights=None, device="cpu", **kw: BrightnessBIQA())
     monkeypatch.setattr(evaluator.pipeline, "write_jury_package", refuse)
     assert main(_args(dirs)) == 2
     assert "COM" in _one_error_line(capsys)
     assert not (dirs / "out" / "runs.csv").exists()
+
+
+def test_a_model_that_needs_weights_without_them_exits_4_and_says_how_to_pass_them(dirs, capsys):
+    assert main(_args(dirs, "--biqa", "koncept512")) == 4
+    line = _one_error_line(capsys)
+    for needle in ("'koncept512' needs a weights file", "--biqa-weights PATH", "torch.save", "'module.' prefix",
+                   "{'state_dict': ...}", "--random-weights SEED"):
+        assert needle in line, (needle, line)
+    task = dirs / "task.toml"
+    task.write_text('[biqa]\nmodel = "koncept512"\n')  # the task's model, not only --biqa
+    assert main(_args(dirs, "--task", str(task))) == 4
+    assert "--biqa-weights" in _one_error_line(capsys)
+    assert main(_args(dirs, "--random-weights", "0")) == 4  # brisque has no weights to randomize
+    assert "drop --random-weights" in _one_error_line(capsys)
+    assert main(_args(dirs, "--biqa", "koncept512", "--random-weights", "0", "--biqa-weights", "w.pth")) == 4
+    assert "not both" in _one_error_line(capsys)
+    assert main(_args(dirs, "--biqa", "koncept512", "--random-weights", "-1")) == 4
+    assert "integer in [0," in _one_error_line(capsys)
+    assert not (dirs / "out").exists()
+
+
+def test_random_weights_opt_in_reaches_the_model_and_every_output(dirs, monkeypatch, capsys):
+    import dataclasses
+
+    asked = {}
+
+    def fake_create(name, weights=None, device="cpu", *, random_weights_seed=None):
+        asked.update(name=name, weights=weights, seed=random_weights_seed)
+        model = BrightnessBIQA()
+        model.info = dataclasses.replace(model.info, needs_weights=True, random_weights_seed=random_weights_seed)
+        return model
+
+    monkeypatch.setattr(evaluator.biqa, "create", fake_create)
+    assert main(_args(dirs, "--biqa", "koncept512", "--random-weights", "11")) == 0
+    assert asked == {"name": "koncept512", "weights": None, "seed": 11}
+    out = dirs / "out"
+    assert json.loads((out / "task.json").read_text())["model"]["random_weights_seed"] == 11
+    assert {r["random_weights_seed"] for r in csv.DictReader((out / "runs.csv").open(encoding="utf-8"))} == {"11"}
+    assert "RANDOM BIQA WEIGHTS" in (out / "report.html").read_text(encoding="utf-8")
+    err = capsys.readouterr().err
+    assert "pp-evaluate: WARNING: BIQA brightness scored with RANDOM weights (--random-weights 11" in err

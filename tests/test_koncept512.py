@@ -1,8 +1,9 @@
 """KonCept512: checkpoint layout, weight files (good and bad), preprocessing, and the BIQA contract.
 
-The network is 60M parameters, so one randomly initialized model is built per module. Its BatchNorm statistics
-are calibrated on random images first: with fresh statistics (mean 0, var 1) the deep net maps every input to
-nearly the same score, which would make comparisons between inputs unable to fail.
+The network is 60M parameters, so one randomly initialized model (the explicit, seeded opt-in `random_seed=0`:
+without weights the model refuses) is built per module. Its BatchNorm statistics are calibrated on random images
+first: with fresh statistics (mean 0, var 1) the deep net maps every input to nearly the same score, which would
+make comparisons between inputs unable to fail.
 """
 
 from __future__ import annotations
@@ -57,8 +58,7 @@ def _calibrate_batchnorm(net: nn.Module, images: torch.Tensor) -> None:
 
 @pytest.fixture(scope="module")
 def model() -> KonCept512BIQA:
-    torch.manual_seed(0)
-    m = KonCept512BIQA(weights=None)
+    m = KonCept512BIQA(random_seed=0)
     _calibrate_batchnorm(m.net, _smooth_images(4, seed=0) * 2 - 1)
     m.eval()
     for p in m.parameters():
@@ -142,13 +142,17 @@ def test_info_and_registry(model: KonCept512BIQA) -> None:
     assert model.info.name == "koncept512" and model.info.threshold == 50
     assert model.info.score_range == (0.0, 100.0) and model.info.lower_better is False
     assert model.info.weights_sha256 is None and "meaningless" in model.info.description
-    assert "koncept512" in biqa.available()
+    assert model.info.needs_weights is True and model.info.random_weights_seed == 0
+    assert "seed 0" in model.info.description
+    assert "koncept512" in biqa.available() and biqa.spec("koncept512").needs_weights
 
 
-def test_random_weights_warn(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="evaluator.biqa.koncept512"), torch.device("meta"):
+def test_no_weights_is_refused_and_random_weights_warn(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(biqa.MissingWeightsError, match="needs a weights file"):
         KonCept512BIQA(weights=None)
-    assert any("RANDOM" in r.getMessage() for r in caplog.records)
+    with caplog.at_level("WARNING", logger="evaluator.biqa.koncept512"), torch.device("meta"):
+        KonCept512BIQA(random_seed=3)
+    assert any("RANDOM weights from seed 3" in r.getMessage() for r in caplog.records)
 
 
 def test_scores_shape_and_spread(batch_scores: torch.Tensor) -> None:

@@ -88,6 +88,22 @@ def test_scores_are_negative_when_the_attack_raised_the_quality_score():
     assert r.wasserstein_score == pytest.approx(-0.25)
 
 
+def test_orientation_stated_in_the_module_docstring():
+    """Gains and distances grow as the scores fall further; robustness_score falls, in either direction."""
+    clean = [80.0, 60.0, 70.0]
+    mild = metrics.robustness_scores(clean, [70.0, 50.0, 60.0])
+    strong = metrics.robustness_scores(clean, [20.0, 10.0, 15.0])
+    for key in ("abs_gain", "rel_gain", "wasserstein_score", "energy_score"):
+        assert 0 < getattr(mild, key) < getattr(strong, key), key
+    assert strong.robustness_score < mild.robustness_score
+    up_mild, up_strong = (metrics.robustness_score(clean, [c + d for c in clean]) for d in (5.0, 20.0))
+    assert up_strong < up_mild  # |s - p| grows: robustness falls whichever way the score moved
+    assert metrics.robustness_score([100.0], [100.0]) == pytest.approx(6.0)  # the largest value
+    for s, p in ((50.0, 0.0), (0.0, 100.0), (80.0, 0.0), (30.0, 100.0)):  # p at the far end: the smallest term, 0
+        assert metrics.robustness_score([s], [p]) == pytest.approx(0.0, abs=1e-12)
+        assert metrics.robustness_score([s], [(s + p) / 2]) > 0
+
+
 def test_no_change_gives_zero_gains_and_distances():
     r = metrics.robustness_scores([70.0, 55.0], [70.0, 55.0])
     assert (r.abs_gain, r.rel_gain, r.wasserstein_score, r.energy_score) == (0.0, 0.0, 0.0, 0.0)

@@ -3,8 +3,9 @@
 A model is a `torch.nn.Module`: `forward(x)` takes RGB float `(N, 3, H, W)` in [0, 1] and returns `(N,)` quality
 scores in [0, 100], higher = better, differentiable with respect to `x`. `raw_score(x)` is the same score before
 the clip (same orientation, may leave [0, 100]); attacks optimize it, since the clip has zero gradient at both
-ends. `info` carries the metadata (name, threshold, score range, orientation, weights hash, and
-`differentiable`: False for a model without a useful gradient, such as PIQE, which gradient attacks refuse).
+ends. `info` carries the metadata (name, threshold, score range, orientation, weights hash, whether the model
+needs a weights file, the seed of the random weights it scores with, if any, and `differentiable`: False
+for a model without a useful gradient, such as PIQE, which gradient attacks refuse).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ class BIQAInfo:
     weights_sha256: str | None = None  # content hash of the parameters the model scores with
     description: str = ""
     differentiable: bool = True  # False: raw_score has no useful gradient, gradient attacks refuse the model
+    needs_weights: bool = False  # scores mean nothing without a weights file (KonCept512)
+    random_weights_seed: int | None = None  # set: RANDOM weights from this seed (explicit opt-in), scores meaningless
+
+    def random_weights_note(self) -> str | None:
+        """The warning every output carries when the model scores with random weights; None otherwise."""
+        if self.random_weights_seed is None:
+            return None
+        return (f"BIQA {self.name} scored with RANDOM weights (--random-weights {self.random_weights_seed}, "
+                "no weights file): every score is meaningless; for real scores pass --biqa-weights")
 
 
 class BIQAModel(nn.Module):

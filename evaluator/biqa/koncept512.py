@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluator.biqa import BIQAError
+from evaluator.biqa import BIQAError, MissingWeightsError, check_seed, missing_weights_message, spec
 from evaluator.biqa.base import BIQAInfo, BIQAModel
 from evaluator.biqa.inception_resnet_v2 import InceptionResNetV2, backbone_children
 
@@ -170,23 +170,36 @@ def read_koncept512_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor
 class KonCept512BIQA(BIQAModel):
     """KonCept512 as a kit BIQA: RGB (N, 3, H, W) in [0, 1] -> (N,) KonIQ MOS in [0, 100], threshold 50.
 
-    `weights=None` builds a randomly initialized network (a warning is logged; its scores are meaningless,
-    useful only for tests and shape checks).
+    Needs its weights: `weights=PATH` loads the checkpoint (`read_koncept512_checkpoint`). Without one it refuses
+    (`MissingWeightsError`), unless `random_seed=N` asks explicitly for a random network: initialized from
+    `torch.manual_seed(N)` (the caller's random state is left as it was), the same in every process, and marked
+    in `info.random_weights_seed` and `info.description` (its scores are meaningless: tests and shape checks).
     """
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, random_seed: int | None = None) -> None:
         super().__init__()
-        self.net = KonCept512()
-        if weights is None:
-            logger.warning("koncept512: no weights given; using RANDOM initialization, scores are meaningless")
-            sha, description = None, "KonCept512 with RANDOM weights (no checkpoint given): scores are meaningless"
+        if weights is None and random_seed is None:
+            raise MissingWeightsError(missing_weights_message(spec("koncept512")))
+        if weights is not None and random_seed is not None:
+            raise BIQAError("koncept512: give either weights or random_seed (--random-weights), not both")
+        if random_seed is not None:
+            check_seed(random_seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(random_seed)
+                self.net = KonCept512()
+            logger.warning("koncept512: RANDOM weights from seed %d (no weights file): scores are meaningless",
+                           random_seed)
+            sha = None
+            description = (f"KonCept512 with RANDOM weights (seed {random_seed}, no checkpoint): "
+                           "scores are meaningless")
         else:
+            self.net = KonCept512()
             state, sha = read_koncept512_checkpoint(weights)
             self.net.load_state_dict(state, strict=False)  # keys checked above; num_batches_tracked may be absent
             description = f"KonCept512 (KonIQ-10k), weights {os.path.basename(weights)} sha256 {sha[:12]}"
         self.info = BIQAInfo(
             name="koncept512", threshold=50.0, score_range=(0.0, 100.0), lower_better=False,
-            weights_sha256=sha, description=description,
+            weights_sha256=sha, description=description, needs_weights=True, random_weights_seed=random_seed,
         )
 
     @staticmethod
