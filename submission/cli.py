@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--biqa", default=None, help="BIQA model (default: the task's, brisque)")
     p.add_argument("--biqa-weights", type=Path, default=None, help="weights file for the BIQA (koncept512)")
     p.add_argument("--target", type=float, default=None, help="target score s_a in [0, 100] (default: the "
-                   "method's, usually the BIQA threshold)")
+                   "method's, usually the task's BIQA threshold, [biqa] threshold of --task)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set one method parameter (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="run seed (per-image streams derive from it)")
@@ -146,9 +146,8 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(_device_from(args))
     model = create(biqa_name, weights=args.biqa_weights, device=str(device))
     codec = OrganizerCodec.from_task(task)
-    params = attack.params_dict()
-    if params.get("target", "absent") is None:
-        params["target"] = float(model.info.threshold)  # record the value actually used
+    threshold = float(task.biqa.threshold)  # the one source of the threshold: the task rules
+    params = attack.recorded_params(threshold)  # a target of None is recorded as the score actually aimed at
     spec = RunSpec(
         team=args.team,
         run=args.out.name,
@@ -157,13 +156,13 @@ def _run(args: argparse.Namespace) -> int:
         biqa=biqa_name,
         seed=args.seed,
         biqa_weights_sha256=model.info.weights_sha256,
-        extra={"paper": cls.paper, "threshold": float(task.biqa.threshold), "task": task.to_dict()},
+        extra={"paper": cls.paper, "threshold": threshold, "task": task.to_dict()},
     )
     out = open_run(args.out, spec, n_images=len(originals), shard=shard, originals=args.originals.resolve())
     attack.prepare(originals, model)
     stats = attack_folder(
         attack, model, originals, out, seed=args.seed, shard=shard, batch_size=args.batch_size, codec=codec,
-        progress=not args.quiet,
+        threshold=threshold, progress=not args.quiet,
     )
     log.info("%s: shard %d/%d: %d attacked, %d already done", out, shard.index, shard.count,
              stats["attacked"], stats["done_before"])
