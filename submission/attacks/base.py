@@ -221,7 +221,7 @@ class GradientParams(Params):
         choices=("lower", "below", "toward"),
     )
     target: float | None = param(
-        None, "target score s_a in [0, 100] (none = the BIQA threshold; --target sets it)",
+        None, "target score s_a in [0, 100] (none = the task's threshold; --target sets it)",
         min=0.0, max=100.0, type=float,
     )
     margin: float = param(10.0, "objective 'below': aim this many points under the target", min=0.0, max=100.0)

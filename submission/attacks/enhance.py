@@ -66,7 +66,7 @@ class Enhance(Attack):
 class EnhanceIFGSMParams(GradientParams):
     objective: str = param("below", "below with margin 0: HCMUS's L2 loss toward y', stopped once raw <= y'; "
                            "toward: |raw - target|; lower: the raw score", choices=("lower", "below", "toward"))
-    target: float | None = param(30.0, "attacking score y' (HCMUS: 30); none = the BIQA threshold",
+    target: float | None = param(30.0, "attacking score y' (HCMUS: 30); none = the task's threshold",
                                  min=0.0, max=100.0, type=float)
     margin: float = param(0.0, "objective 'below': stop this many points under y' (HCMUS: 0)", min=0.0, max=100.0)
     color: float = param(1.51, "ImageEnhance.Color factor (1 = unchanged)", min=0.0, max=10.0)

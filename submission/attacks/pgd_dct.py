@@ -40,7 +40,7 @@ BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator,
 
 @dataclass(frozen=True)
 class PGDDCTParams(Params):
-    target: float | None = param(None, "target score s_a (none = the BIQA threshold); Bonnet: 30 and 50",
+    target: float | None = param(None, "target score s_a (none = the task's threshold); Bonnet: 30 and 50",
                                  min=0.0, max=100.0, type=float)
     margin: float = param(2.0, "PGD aims this many points under s_a before quantization", min=0.0, max=100.0)
     eps_max: float = param(2000.0, "largest L2 budget in the DCT domain (0..255 units; Bonnet: 2000)", min=1.0)
@@ -72,9 +72,6 @@ class PGDDCT(Attack):
         """'below' the target s_a (None = the task's BIQA threshold), with the PGD margin: the one loss of stage 1."""
         target = self.params.target
         return Objective("below", float(threshold if target is None else target), self.params.margin)
-
-    def uses_target(self) -> bool:
-        return True
 
     # ---- stage 1: PGD over the budget ----
     def _pgd(self, z_o: list[torch.Tensor], tables: torch.Tensor, size: tuple[int, int], model: BIQAModel,
