@@ -18,7 +18,7 @@ import torch
 
 from evaluator.biqa import create
 from submission.attacks import get_attack
-from submission.attacks.base import AttackContext, image_seed
+from submission.attacks.base import AttackContext, default_threshold, image_seed
 from submission.attacks.fgsm_family import iterative_linf
 
 
@@ -75,7 +75,8 @@ def main() -> None:
     ifgsm = get_attack("ifgsm")(iters=args.iters)
     mifgsm = get_attack("mifgsm")(iters=args.iters)
     pgd = get_attack("pgd-l2")(iters=args.iters)
-    ctx = AttackContext(ifgsm.objective(model), 50.0, tuple(image_seed(0, i) for i in ids), tuple(ids))
+    threshold = default_threshold()
+    ctx = AttackContext(ifgsm.objective(threshold), threshold, tuple(image_seed(0, i) for i in ids), tuple(ids))
 
     def loop_ifgsm() -> None:
         p = ifgsm.params
@@ -86,7 +87,7 @@ def main() -> None:
         iterative_linf(mifgsm, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum,
                        normalize=p.normalize)
 
-    pctx = AttackContext(pgd.objective(model), 50.0, ctx.seeds, ctx.ids)
+    pctx = AttackContext(pgd.objective(threshold), threshold, ctx.seeds, ctx.ids)
 
     def loop_pgd() -> None:
         pgd.pgd(model, x, torch.full((args.batch,), 500.0, device=device), pctx)

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="tests only: no weights file, random BIQA weights from SEED (recorded in run.json as "
                         "biqa_random_weights_seed; the attack optimizes a meaningless score)")
     p.add_argument("--target", type=float, default=None, help="target score s_a in [0, 100] (default: the "
-                   "method's, usually the BIQA threshold)")
+                   "method's, usually the task's BIQA threshold, [biqa] threshold of --task)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set one method parameter (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="run seed (per-image streams derive from it)")
@@ -154,9 +154,8 @@ def _run(args: argparse.Namespace) -> int:
     if model.info.random_weights_seed is not None:
         log.warning("%s", model.info.random_weights_note())
     codec = OrganizerCodec.from_task(task)
-    params = attack.params_dict()
-    if params.get("target", "absent") is None:
-        params["target"] = float(model.info.threshold)  # record the value actually used
+    threshold = float(task.biqa.threshold)  # the one source of the threshold: the task rules
+    params = attack.recorded_params(threshold)  # a target of None is recorded as the score actually aimed at
     spec = RunSpec(
         team=args.team,
         run=args.out.name,
@@ -165,14 +164,14 @@ def _run(args: argparse.Namespace) -> int:
         biqa=biqa_name,
         seed=args.seed,
         biqa_weights_sha256=model.info.weights_sha256,
-        extra={"paper": cls.paper, "threshold": float(task.biqa.threshold), "task": task.to_dict(),
+        extra={"paper": cls.paper, "threshold": threshold, "task": task.to_dict(),
                "biqa_random_weights_seed": model.info.random_weights_seed},
     )
     out = open_run(args.out, spec, n_images=len(originals), shard=shard, originals=args.originals.resolve())
     attack.prepare(originals, model)
     stats = attack_folder(
         attack, model, originals, out, seed=args.seed, shard=shard, batch_size=args.batch_size, codec=codec,
-        progress=not args.quiet,
+        threshold=threshold, progress=not args.quiet,
     )
     log.info("%s: shard %d/%d: %d attacked, %d already done", out, shard.index, shard.count,
              stats["attacked"], stats["done_before"])

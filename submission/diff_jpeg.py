@@ -4,9 +4,10 @@ Pipeline, on a [0, 1] RGB batch scaled to 0..255 (ITU-T T.81 with the JFIF colou
   1. RGB -> YCbCr (JFIF: Y = .299 R + .587 G + .114 B, Cb/Cr offset by 128), edge-replicated to a multiple of the MCU;
   2. 4:2:0: chroma averaged over 2x2 (4:2:2: over 1x2 horizontally; 4:4:4: untouched);
   3. per 8x8 block, level shift -128 and orthonormal 2-D DCT-II: F = C (B - 128) C^T;
-  4. quantize with the organizer's tables Q: F_q = round_approx(F / Q) * Q, where round_approx is a
-     straight-through rounding (forward exact `round`, gradient 1) or the cubic approximation of Shin & Song (2017),
-     round(x) + (x - round(x))^3, whose gradient 3 (x - round(x))^2 is zero at integers;
+  4. quantize with the organizer codec's own tables Q (`codec_tables`, read back from libjpeg):
+     F_q = round_approx(F / Q) * Q, where round_approx is a straight-through rounding (forward exact `round`,
+     gradient 1) or the cubic approximation of Shin & Song (2017), round(x) + (x - round(x))^3, whose gradient
+     3 (x - round(x))^2 is zero at integers;
   5. inverse DCT, +128, chroma upsampled (bilinear with half-pixel centres, close to libjpeg's "fancy" upsampling),
      YCbCr -> RGB, clamped to 0..255, back to [0, 1].
 The forward pass matches the real codec to within integer-rounding noise of libjpeg (see tests/test_diff_jpeg.py);
@@ -22,25 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluator.codec import block_grid
-
-#: ITU-T T.81 Annex K tables (quality 50), row-major.
-ANNEX_K_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64).reshape(8, 8)
-ANNEX_K_CHROMA = np.array(
-    [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-     47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32, dtype=np.float64).reshape(8, 8)
+from evaluator.codec import CodecError, OrganizerCodec, block_grid
 
 
-def ijg_tables(quality: int) -> np.ndarray:
-    """IJG quality scaling of the Annex K tables: s = 5000/q (q < 50) else 200 - 2q; Q = clip((T s + 50) // 100, 1, 255)."""
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be 1..100, got {quality}")
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    tables = [np.clip(np.floor((t * scale + 50) / 100), 1, 255) for t in (ANNEX_K_LUMA, ANNEX_K_CHROMA)]
-    return np.stack(tables).astype(np.float32)
+def codec_tables(quality: int, subsampling: str = "4:2:0", libjpeg: str = "turbo210") -> np.ndarray:
+    """(2, 8, 8) float32 [luma, chroma] quantization tables: exactly those the organizer codec writes at `quality`
+    (`evaluator.codec.OrganizerCodec.quant_tables`, read back from libjpeg), so DiffJPEG and the codec share one
+    source (libjpeg scales the Annex K tables with integer arithmetic: s = 5000 // q below 50, 200 - 2q above)."""
+    try:
+        codec = OrganizerCodec(quality=quality, subsampling=subsampling, libjpeg=libjpeg)
+    except CodecError as exc:
+        raise ValueError(f"DiffJPEG: {exc}") from exc
+    return codec.quant_tables().astype(np.float32)
 
 
 def dct_matrix(n: int = 8) -> torch.Tensor:
@@ -122,13 +116,13 @@ class DiffJPEG(nn.Module):
     """Differentiable JPEG compress + decode of RGB [0,1] batches (N, 3, H, W): jpeg_inverse(round(jpeg_forward(x)))."""
 
     def __init__(self, quality: int = 90, subsampling: str = "4:2:0", rounding: str = "ste",
-                 tables: np.ndarray | None = None) -> None:
+                 tables: np.ndarray | None = None, libjpeg: str = "turbo210") -> None:
         super().__init__()
         if subsampling not in _SUBSAMPLING:
             raise ValueError(f"subsampling must be one of {', '.join(_SUBSAMPLING)}, got {subsampling!r}")
         if rounding not in ("ste", "cubic"):
             raise ValueError(f"rounding must be 'ste' or 'cubic', got {rounding!r}")
-        q = ijg_tables(quality) if tables is None else np.asarray(tables, dtype=np.float32)
+        q = codec_tables(quality, subsampling, libjpeg) if tables is None else np.asarray(tables, dtype=np.float32)
         if q.shape != (2, 8, 8):
             raise ValueError(f"quantization tables must have shape (2, 8, 8), got {q.shape}")
         self.quality, self.subsampling, self.rounding = quality, subsampling, rounding

@@ -328,9 +328,11 @@ def attack_folder(
     shard: Shard,
     batch_size: int,
     codec: OrganizerCodec,
+    threshold: float,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Attack this shard's images not done yet; write each file atomically, then its log row.
+    """Attack this shard's images not done yet; write each file atomically, then its log row. `threshold` is the
+    task's BIQA threshold (`task.biqa.threshold`), the target of attacks whose target is None.
 
     Returns {"done_before": ..., "attacked": ..., "shard_images": ...}."""
     mine = shard.take(list(originals))
@@ -352,7 +354,7 @@ def attack_folder(
         rgbs = [load_rgb(p) for p in group]
         ids = [p.stem for p in group]
         x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
-        result = attack.run(x, model, ids=ids, seed=seed)
+        result = attack.run(x, model, ids=ids, seed=seed, threshold=threshold)
         per_image = result.seconds / len(group)
         for k, (p, rgb) in enumerate(zip(group, rgbs)):
             if result.jpeg_bytes is not None:
@@ -427,12 +429,21 @@ def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, 
     meta["status"] = "complete"
     meta["n_images"] = len(ids)
     meta["finished"] = _now()
-    meta["summary"] = summarize(tmp_rows, float(meta.get("threshold", 50.0)))
+    meta["summary"] = summarize(tmp_rows, run_threshold(meta, out))
     _write_json(out / RUN_JSON, meta)
     return meta
 
 
-def summarize(rows: Sequence[dict[str, str]], threshold: float = 50.0) -> dict[str, float | None]:
+def run_threshold(meta: dict[str, Any], out: Path) -> float:
+    """The threshold the run was made for: run.json's `threshold` (pp-attack writes the task's)."""
+    value = meta.get("threshold")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
+        raise RunFolderError(f"{out / RUN_JSON}: 'threshold' is {value!r}, not a score in (0, 100); this run.json "
+                             f"was not written by pp-attack, or was edited: restore it or rerun the attack")
+    return float(value)
+
+
+def summarize(rows: Sequence[dict[str, str]], threshold: float) -> dict[str, float | None]:
     """Means over the log rows and the success rates below the threshold in the image domain and after JPEG."""
     if not rows:
         return {}

@@ -56,7 +56,8 @@ def test_ifgsm_run_folder_is_valid_and_complete(tmp_path, originals):
     assert {k: meta[k] for k in ("team", "run", "method", "biqa", "seed", "status")} == {
         "team": "t1", "run": "team-ifgsm", "method": "ifgsm", "biqa": "brisque", "seed": 5, "status": "complete"}
     assert meta["params"]["iters"] == 2 and meta["params"]["eps"] == pytest.approx(10 / 255)
-    assert meta["params"]["target"] == 50.0 and meta["kit_version"]
+    # objective 'lower' aims at no target: none is recorded; the task's threshold is
+    assert meta["params"]["target"] is None and meta["threshold"] == 50.0 and meta["kit_version"]
     rows = log_rows(run)
     assert [r["image"] for r in rows] == ["img0", "img1", "img2"]
     for r in rows:
@@ -127,6 +128,41 @@ def test_shards_then_finalize(tmp_path, originals, monkeypatch, capsys):
         assert (single / p.name).read_bytes() == (run / p.name).read_bytes()
 
 
+def test_the_task_threshold_is_the_default_target_and_is_recorded(tmp_path, originals, monkeypatch):
+    """task.toml is the one source of the threshold: with threshold = 40 the attack aims at 40, run.json records
+    target 40 next to threshold 40, and the summary counts successes below 40 (before: aimed at the model's 50)."""
+    from submission.attacks.fgsm_family import IFGSM
+
+    task = tmp_path / "task.toml"
+    task.write_text("[biqa]\nthreshold = 40\n")
+    seen = set()
+    perturb = IFGSM.perturb
+
+    def spy(self, x, model, ctx):
+        seen.add((ctx.objective.target, ctx.threshold))
+        return perturb(self, x, model, ctx)
+
+    monkeypatch.setattr(IFGSM, "perturb", spy)
+    run = tmp_path / "runs" / "t40"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--task", str(task),
+                 "--set", "objective=below", *FAST]) == 0
+    assert seen == {(40.0, 40.0)}
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["params"]["target"] == 40.0 and meta["threshold"] == 40.0 and meta["task"]["biqa"]["threshold"] == 40
+    after = [float(r["score_after"]) for r in log_rows(run)]
+    assert meta["summary"]["success_image"] == pytest.approx(sum(a < 40 for a in after) / len(after))
+
+
+def test_finalize_refuses_a_run_json_without_a_threshold(tmp_path, originals, capsys):
+    run = tmp_path / "runs" / "n"
+    assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
+    meta = json.loads((run / "run.json").read_text())
+    del meta["threshold"]
+    (run / "run.json").write_text(json.dumps(meta))
+    assert main(["finalize", str(run)]) == 2
+    assert "'threshold' is None" in capsys.readouterr().err
+
+
 def test_list_shows_every_method_with_params_and_paper(capsys):
     from submission.attacks import ATTACKS
 
@@ -146,6 +182,8 @@ def test_list_shows_every_method_with_params_and_paper(capsys):
         (["--set", "iters"], "write key=value"),
         (["--target", "150"], r"--target 150 is outside \[0, 100\]"),
         (["--target", "-1"], r"outside \[0, 100\]"),
+        (["--target", "30"], "target=30 has no effect with objective=lower"),
+        (["--set", "jpeg_quality=75"], "jpeg_quality=75 has no effect without through_jpeg=true"),
         (["--shard", "2/2"], "need 0 <= i < n"),
         (["--biqa", "nope"], "unknown BIQA model 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),

@@ -74,7 +74,8 @@ def test_uap_trains_lowers_scores_saves_and_reloads(model, photos, tmp_path, met
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(im).save(paths[-1])
     file = tmp_path / "uap.pt"
-    attack = get_attack(method)(epochs=4, height=96, width=128, uap_file=file, amplitude=0.8, lr=0.02, step=0.01)
+    rate = {"step": 0.01} if method == "uap-cumulative" else {"lr": 0.02}
+    attack = get_attack(method)(epochs=4, height=96, width=128, uap_file=file, amplitude=0.8, **rate)
     attack.prepare(paths, model)
     assert file.is_file()
     x = batch(photos)
@@ -100,3 +101,54 @@ def test_uap_bad_inputs(model, tmp_path):
         get_attack("uap-optimized")().prepare([], model)
     with pytest.raises(AttackError, match="prepare"):
         get_attack("uap-optimized")().run(torch.rand(1, 3, 32, 32), model)
+
+
+def test_uap_settings_are_those_each_method_uses():
+    """step drives only uap-cumulative, lr only the Adam-trained ones: each offers only its own."""
+    assert "step" in {s.name for s in get_attack("uap-cumulative").param_specs()}
+    for method in ("uap-optimized", "uap-generative"):
+        names = {s.name for s in get_attack(method).param_specs()}
+        assert "lr" in names and "step" not in names
+    assert "lr" not in {s.name for s in get_attack("uap-cumulative").param_specs()}
+
+
+def test_uap_cumulative_averages_the_per_image_signed_steps(model, photos):
+    """One step from delta = 0 on a batch of two: delta = -step * mean_i sign(g_i), so it is 0 wherever the two
+    images' gradients disagree in sign (the sign of the batch-mean gradient is never 0 there)."""
+    x = batch(photos)
+    attack = get_attack("uap-cumulative")(epochs=1, step=0.01)
+    delta = attack.train([x], model)
+    grads = []
+    for i in range(2):
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(model.raw_score(xi.clamp(0, 1)).sum(), xi)
+        grads.append(g[0].sign())
+    expected = -0.01 * (grads[0] + grads[1]) / 2
+    assert torch.allclose(delta, expected, atol=1e-7)
+    disagree = grads[0] * grads[1] < 0
+    assert bool(disagree.any()) and bool((delta[disagree] == 0).all())
+
+
+def test_uap_generative_saves_the_perturbation_the_training_optimized(model, photos, monkeypatch):
+    """The saved delta is the generator's output in the mode it was trained in: equal to the delta that the next
+    training step evaluates (before: a net switched to eval() gave another perturbation)."""
+    from submission.attacks.uap import GenerativeUAP
+
+    seen: list[torch.Tensor] = []
+    original = GenerativeUAP._loss
+
+    def record(self, m, xb, delta):
+        seen.append(delta.detach().clone())
+        return original(self, m, xb, delta)
+
+    monkeypatch.setattr(GenerativeUAP, "_loss", record)
+    x = [batch(photos[:1]), batch(photos[1:])]
+    saved = get_attack("uap-generative")(epochs=2, lr=0.05).train(x, model)
+    steps = len(seen)
+    seen.clear()
+    get_attack("uap-generative")(epochs=3, lr=0.05).train(x, model)
+    assert steps == 4 and torch.equal(saved, seen[steps])
+    with torch.no_grad():
+        trained = float(model.raw_score((torch.cat(x) + saved).clamp(0, 1)).mean())
+        plain = float(model.raw_score(torch.cat(x)).mean())
+    assert trained < plain

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from submission.diff_jpeg import DiffJPEG, dct_matrix, ijg_tables, round_cubic
+from evaluator.codec import OrganizerCodec
+from submission.diff_jpeg import DiffJPEG, codec_tables, dct_matrix, round_cubic
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,13 +47,35 @@ def test_forward_is_close_to_the_real_codec(photo, mode, pil_subsampling, qualit
     assert psnr(approx, real) > psnr(real, photo) + 6.0
 
 
-def test_tables_are_the_ijg_scaled_annex_k_tables():
-    t = ijg_tables(90)
+def test_tables_are_the_organizer_codecs_at_every_quality():
+    """One source: DiffJPEG quantizes with exactly the tables the organizer codec writes, also below quality 50
+    where libjpeg's integer scale 5000 // q differs from 5000 / q (e.g. q = 33: 151, not 151.5)."""
+    for quality in range(1, 101):
+        np.testing.assert_array_equal(DiffJPEG(quality).tables.numpy(), OrganizerCodec(quality=quality).quant_tables())
+    t = codec_tables(90)
     assert t.shape == (2, 8, 8)
     assert t[0, 0, 0] == 3 and t[0, 7, 7] == 20 and t[1, 0, 0] == 3 and t[1, 7, 7] == 20
-    assert (ijg_tables(100) == 1).all()
+    assert (codec_tables(100) == 1).all()
     with pytest.raises(ValueError, match="1..100"):
-        ijg_tables(0)
+        codec_tables(0)
+    with pytest.raises(ValueError, match="quality"):
+        DiffJPEG(101)
+
+
+@pytest.mark.parametrize("quality", [10, 33])
+def test_forward_matches_libjpegs_coefficients_below_quality_50(photo, tmp_path, quality):
+    """At q < 50 the rounded coefficients land on what libjpeg writes (+-1 of its integer DCT), as at q = 90."""
+    from submission.diff_jpeg import jpeg_forward
+
+    codec = OrganizerCodec(quality=quality)
+    path = tmp_path / "a.jpg"
+    codec.write_jpeg(path, photo)
+    real = codec.read_dct(path)
+    ours = jpeg_forward(to_tensor(photo), DiffJPEG(quality).tables)
+    for plane, coef in zip((real.Y, real.Cb, real.Cr), ours):
+        rounded = torch.round(coef[0]).numpy()
+        assert np.abs(rounded - plane).max() <= 1
+        assert (rounded == plane).mean() > 0.97
 
 
 def test_dct_matrix_is_orthonormal():
@@ -92,7 +115,7 @@ def test_forward_transform_lands_on_libjpegs_coefficients(photo, tmp_path):
     path = str(tmp_path / "a.jpg")
     jpeglib.from_spatial(photo).write_spatial(path, qt=90)
     real = jpeglib.read_dct(path)
-    ours = jpeg_forward(to_tensor(photo), torch.from_numpy(ijg_tables(90)))
+    ours = jpeg_forward(to_tensor(photo), torch.from_numpy(codec_tables(90)))
     for plane, coef in zip((real.Y, real.Cb, real.Cr), ours):
         rounded = torch.round(coef[0]).numpy()
         assert rounded.shape == plane.shape
@@ -110,5 +133,5 @@ def test_inverse_transform_decodes_like_libjpeg(photo, tmp_path):
     jpeglib.from_spatial(photo).write_spatial(path, qt=90)
     real = jpeglib.read_dct(path)
     coefs = [torch.from_numpy(p.astype(np.float32))[None] for p in (real.Y, real.Cb, real.Cr)]
-    ours = to_rgb(jpeg_inverse(coefs, torch.from_numpy(ijg_tables(90)), photo.shape[:2]))
+    ours = to_rgb(jpeg_inverse(coefs, torch.from_numpy(codec_tables(90)), photo.shape[:2]))
     assert psnr(ours, jpeglib.read_spatial(path).spatial) > 48.0

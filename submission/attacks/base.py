@@ -32,7 +32,13 @@ Adding an attack::
         def perturb(self, x, model, ctx):
             ...  # return x_adv (N,3,H,W) in [0,1]; use self.loss_and_grad(model, x_adv, ctx)
 
-and register the class in `submission/attacks/__init__.py`.
+        def budget(self, x, info):  # optional: the bound the output keeps (Linf, L2 or MSE)
+            return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
+
+in any module of `submission/attacks/` (discovered automatically). `run` resolves the target (None = the task's
+threshold), rounds the output to 8 bits inside the budget and scores it; tests/test_attack_contract.py checks
+every registered attack against this contract (8-bit output, budget, every setting effective, seeded, objective
+'below' stops at the goal, logged scores = scores of the written files).
 """
 
 from __future__ import annotations
@@ -215,7 +221,7 @@ class GradientParams(Params):
         choices=("lower", "below", "toward"),
     )
     target: float | None = param(
-        None, "target score s_a in [0, 100] (none = the BIQA threshold; --target sets it)",
+        None, "target score s_a in [0, 100] (none = the task's threshold; --target sets it)",
         min=0.0, max=100.0, type=float,
     )
     margin: float = param(10.0, "objective 'below': aim this many points under the target", min=0.0, max=100.0)
@@ -348,6 +354,49 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A distortion bound an attack guarantees: norm.measure(x_adv - center) <= eps * (1 + rel_tol) per image.
+
+    eps: (N,) in the norm's [0, 1] units (Linf, L2, or MSE = mean squared); center: the image the ball is centred
+    on (None = the original x); rel_tol: the relative slack the method states (e.g. MADC's search precision)."""
+
+    norm: Distortion
+    eps: torch.Tensor
+    center: torch.Tensor | None = None
+    rel_tol: float = 0.0
+
+    def cpu(self) -> Budget:
+        center = None if self.center is None else self.center.detach().cpu()
+        return Budget(self.norm, self.eps.detach().cpu(), center, self.rel_tol)
+
+    def excess(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """(N,) measured / allowed - 1 (<= 0 when the bound holds)."""
+        c = x if self.center is None else self.center.to(x_adv)
+        allowed = self.eps.to(x_adv) * (1.0 + self.rel_tol)
+        return self.norm.measure(x_adv - c) / allowed.clamp_min(1e-30) - 1.0
+
+
+def to_8bit(x_adv: torch.Tensor, budget: Budget | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
+    """round(255 x_adv) / 255; under a Linf budget each value is then clamped to the 8-bit levels within eps of
+    the centre (ceil(255 (c - eps)) .. floor(255 (c + eps))), so rounding never leaves the ball."""
+    q = torch.round(x_adv * 255.0)
+    if budget is not None and isinstance(budget.norm, Linf):
+        c = budget.center if budget.center is not None else x
+        if c is not None:
+            e = _view(budget.eps.to(q), q) * 255.0
+            c255 = c.to(q) * 255.0
+            q = torch.minimum(torch.maximum(q, torch.ceil(c255 - e - 1e-4)), torch.floor(c255 + e + 1e-4))
+    return q.clamp(0.0, 255.0) / 255.0
+
+
+def default_threshold() -> float:
+    """The BIQA threshold of the default task (`evaluator.config`; task.toml's [biqa] threshold)."""
+    from evaluator.config import load_task
+
+    return float(load_task(None).biqa.threshold)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Context and result
 # --------------------------------------------------------------------------------------------------------------
@@ -388,9 +437,10 @@ def image_seed(run_seed: int, image_id: str) -> int:
 class AttackResult:
     """The output of `Attack.run` for a batch of N images (tensors on the CPU).
 
-    x_adv: (N, 3, H, W) float in [0, 1] (for JPEG-writing attacks: the decoded JPEG); raw_before/raw_after: (N,)
-    raw BIQA scores of x and x_adv (image domain); info: one dict per image (iterations, chosen eps, ...);
-    jpeg_bytes: None, or per image the encoded JPEG the attack wants written as `<id>.jpg`; seconds: wall time."""
+    x_adv: (N, 3, H, W) float in [0, 1] on the 8-bit grid (for JPEG-writing attacks: the decoded JPEG);
+    raw_before/raw_after: (N,) raw BIQA scores of x and x_adv (image domain); info: one dict per image
+    (iterations, chosen eps, ...); jpeg_bytes: None, or per image the encoded JPEG the attack wants written as
+    `<id>.jpg`; seconds: wall time; budget: the bound the attack declared (None: none)."""
 
     x_adv: torch.Tensor
     raw_before: torch.Tensor
@@ -398,6 +448,7 @@ class AttackResult:
     info: list[dict[str, Any]]
     jpeg_bytes: list[bytes] | None = None
     seconds: float = 0.0
+    budget: Budget | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -466,12 +517,30 @@ class Attack:
         """Called once by the CLI before any `run`, with the sorted original paths of the whole run (not only the
         shard). Universal attacks train or load their perturbation here; the default does nothing."""
 
-    def objective(self, model: BIQAModel) -> Objective:
-        """The objective resolved against the model (target None = the model's threshold)."""
+    def objective(self, threshold: float) -> Objective:
+        """The objective resolved against the task's BIQA threshold (target None = the threshold)."""
         p = self.params
         target = getattr(p, "target", None)
-        target = float(model.info.threshold if target is None else target)
+        target = float(threshold if target is None else target)
         return Objective(getattr(p, "objective", "lower"), target, float(getattr(p, "margin", 0.0)))
+
+    def uses_target(self) -> bool:
+        """Whether the target score steers this attack with its current settings (False: objective 'lower' of an
+        attack that has no other use for it, or no target setting at all)."""
+        names = {s.name for s in self.param_specs()}
+        return "target" in names and getattr(self.params, "objective", "below") != "lower"
+
+    def recorded_params(self, threshold: float) -> dict[str, Any]:
+        """`params_dict()` with a target of None replaced by the score actually aimed at (for run.json)."""
+        params = self.params_dict()
+        if params.get("target", "absent") is None and self.uses_target():
+            params["target"] = self.objective(threshold).target
+        return params
+
+    def budget(self, x: torch.Tensor, info: Sequence[dict[str, Any]]) -> Budget | None:
+        """The distortion bound this attack guarantees on its output for the batch `x` (after `perturb`, whose
+        per-image `info` it may read), or None when it declares none. `run` rounds to 8 bits inside it."""
+        return None
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> Any:  # pragma: no cover
         """Return x_adv (N,3,H,W) in [0, 1] on x's device, or (x_adv, info list), or for `writes_jpeg` attacks
@@ -486,9 +555,15 @@ class Attack:
         *,
         ids: Sequence[str] | None = None,
         seed: int = 0,
+        threshold: float | None = None,
     ) -> AttackResult:
         """Attack a batch. `x`: (N, 3, H, W) float in [0, 1] (any device; moved to the model's). `ids` name the
-        images (default '0', '1', ...) and with `seed` give each image its own reproducible random stream."""
+        images (default '0', '1', ...) and with `seed` give each image its own reproducible random stream.
+        `threshold` is the task's BIQA threshold (`task.biqa.threshold`; None = the default task's), the target
+        of every attack whose target is None.
+
+        The returned `x_adv` is 8-bit: round(255 x_adv) / 255, kept inside the attack's declared `budget` (a
+        Linf bound is applied on the 8-bit grid), so `raw_after` is the score of the file the run will hold."""
         BIQAModel.check_input(x)
         t0 = time.perf_counter()
         device = _model_device(model)
@@ -497,9 +572,10 @@ class Attack:
         ids = tuple(str(i) for i in (ids if ids is not None else range(n)))
         if len(ids) != n:
             raise AttackError(f"{self.name}: {len(ids)} ids for a batch of {n} images")
+        threshold = default_threshold() if threshold is None else float(threshold)
         ctx = AttackContext(
-            objective=self.objective(model),
-            threshold=float(model.info.threshold),
+            objective=self.objective(threshold),
+            threshold=threshold,
             seeds=tuple(image_seed(seed, i) for i in ids),
             ids=ids,
         )
@@ -522,6 +598,8 @@ class Attack:
         x_adv = x_adv.detach().clamp(0.0, 1.0)
         if x_adv.shape != x.shape:
             raise AttackError(f"{self.name}: returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+        budget = self.budget(x, info)
+        x_adv = to_8bit(x_adv, budget, x)
         with torch.no_grad():
             raw_after = model.raw_score(x_adv).detach()
         return AttackResult(
@@ -531,6 +609,7 @@ class Attack:
             info=info,
             jpeg_bytes=jpeg_bytes,
             seconds=time.perf_counter() - t0,
+            budget=budget.cpu() if budget is not None else None,
         )
 
 
@@ -545,6 +624,8 @@ class GradientAttack(Attack):
     the differentiable JPEG). `loss_and_grad` is the one place the model is called during an attack."""
 
     Params: ClassVar[type] = GradientParams
+    #: True when target and margin steer the attack even under objective 'lower' (e.g. its own success test).
+    target_without_objective: ClassVar[bool] = False
 
     def __init__(self, params: Any | None = None, /, **overrides: Any) -> None:
         super().__init__(params, **overrides)
@@ -559,6 +640,28 @@ class GradientAttack(Attack):
                 "gradients (identity, jpeg, blur, noise, enhance)"
             )
         return super().run(x, model, **kwargs)
+
+    def validate(self) -> None:
+        """Refuse settings that would be silently ignored: target / margin under objective 'lower' (unless the
+        attack uses them anyway) and jpeg_quality without through_jpeg. Subclasses call super().validate()."""
+        p, default = self.params, self.Params()
+        if getattr(p, "objective", None) == "lower" and not self.target_without_objective:
+            for key in ("target", "margin"):
+                if hasattr(p, key) and getattr(p, key) != getattr(default, key):
+                    raise ParamError(
+                        f"{self.name}: {key}={_show(getattr(p, key))} has no effect with objective=lower; "
+                        f"add --set objective=below (or toward), or drop {key}"
+                    )
+        if hasattr(p, "jpeg_quality") and not p.through_jpeg and p.jpeg_quality != default.jpeg_quality:
+            raise ParamError(
+                f"{self.name}: jpeg_quality={p.jpeg_quality} has no effect without through_jpeg=true; "
+                f"add --set through_jpeg=true, or drop jpeg_quality"
+            )
+
+    def uses_target(self) -> bool:
+        if self.target_without_objective and "target" in {s.name for s in self.param_specs()}:
+            return True
+        return super().uses_target()
 
     def scorer_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the model sees: x, or DiffJPEG(x) when `through_jpeg` is set (imported lazily)."""

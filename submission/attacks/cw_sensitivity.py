@@ -3,8 +3,9 @@
     minimize_w   alpha * D(delta) + L_C(x + delta),     x + delta = (tanh(w) + 1) / 2   (CW change of variable)
     D(delta)   = mean over pixels and channels of (beta * 255 delta)^2     (their eq. 3, ||beta . I_s||_2^2,
                  here as a mean in 8-bit units so alpha does not depend on the image size)
-    L_C        = relu(raw - (target - margin))   (CW's hinge: zero once the score is `margin` under the target;
-                 the regressor analogue of their logit loss)
+    L_C        = the objective's loss on the raw score; the default 'below' is CW's hinge
+                 relu(raw - (target - margin)), zero once the score is `margin` under the target (the regressor
+                 analogue of their logit loss); 'toward' |raw - target|, 'lower' the raw score itself
 
 beta in [0, 1] is large where a change is easily seen. Their map is a VGG-16 FCN trained on EMOd, not available;
 the default here is a documented perceptual masking map (texture masking, as in JND models, e.g. Yang et al. 2005):
@@ -13,8 +14,8 @@ the default here is a documented perceptual masking map (texture masking, as in 
 
 so flat regions get beta ~ 1 and textured regions beta -> 0 (c = `mask_c`, [0, 1] units). `map=PATH` replaces it:
 a grayscale PNG (values / 255) or a .npy float array in [0, 1] of the image's height and width; a folder holds
-one `<id>.png` or `<id>.npy` per image. Adam (lr `lr`) for `iters` steps; the result is the successful iterate
-with the smallest D (the last iterate if none succeeded).
+one `<id>.png` or `<id>.npy` per image. Adam (lr `lr`) for `iters` steps; the result is the iterate with the
+smallest D among those that meet the objective's goal (`Objective.reached`; 'lower' has none), else the last one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from submission.attacks.base import AttackContext, AttackError, GradientAttack, 
 
 @dataclass(frozen=True)
 class CWSensitivityParams(GradientParams):
-    margin: float = param(5.0, "hinge margin: success once raw < target - margin", min=0.0, max=100.0)
+    margin: float = param(5.0, "hinge margin: success once raw <= target - margin ('toward': within margin)",
+                          min=0.0, max=100.0)
     alpha: float = param(10.0, "weight of the sensitivity-weighted distortion (NUS's qualifying run: 10)",
                          min=0.0, max=1e6)
     lr: float = param(0.01, "Adam learning rate on w", min=0.0, max=10.0)
@@ -99,17 +101,15 @@ class CWSensitivity(GradientAttack):
         opt = torch.optim.Adam([w], lr=p.lr)
         best = x.clone()
         best_d = torch.full((x.shape[0],), float("inf"), device=x.device)
-        goal = ctx.objective.target - ctx.objective.margin
         for _ in range(p.iters):
             x_adv = (torch.tanh(w) + 1) / 2
             raw = self.raw(model, x_adv)
             d = ((beta * (x_adv - x) * 255).pow(2)).flatten(1).mean(1)
-            hinge = torch.relu(raw - goal)
-            loss = (p.alpha * d + hinge).sum()
+            loss = (p.alpha * d + ctx.objective.loss(raw)).sum()
             opt.zero_grad()
             loss.backward()
             with torch.no_grad():
-                better = (raw < goal) & (d < best_d)
+                better = ctx.objective.reached(raw.detach()) & (d < best_d)
                 best = torch.where(better.view(-1, 1, 1, 1), x_adv.detach(), best)
                 best_d = torch.where(better, d.detach(), best_d)
             opt.step()

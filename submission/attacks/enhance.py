@@ -5,10 +5,11 @@ colour k = 1.51, sharpness s = 3.01, brightness b = 1.01, contrast c = 1.51 (app
 them), on the 8-bit image.
 
 enhance-ifgsm: then HCMUS's modified I-FGSM (their eq. 1-2) from X_0 = x_e with an L2 loss toward the attacking
-score y' (default 30): X_{t+1} = Clip_{X_0,eps}{X_t - alpha * sign(grad |raw(X_t) - y'|)}, stopping per image as
-soon as raw(X_t) < y' (or after `iters` steps). The sign of the gradient of |raw - y'| equals that of (raw - y')^2,
-so the steps are those of their L2 loss. Their eps = alpha = 0.05 are in the network's [-1, 1] input range, i.e.
-0.025 in the kit's [0, 1] units (the defaults below).
+score y' (default 30): X_{t+1} = Clip_{X_0,eps}{X_t - alpha * sign(grad (raw(X_t) - y')^2)}, stopping per image as
+soon as raw(X_t) < y' (or after `iters` steps). Above y' the sign of that gradient is the sign of grad raw, which
+is also the step of the kit's objective 'below' with margin 0 (L = relu(raw - y'), frozen once raw <= y'), so
+that objective is the default: one rule, the kit's `Objective`, for the loss and the stop. Their eps = alpha =
+0.05 are in the network's [-1, 1] input range, i.e. 0.025 in the kit's [0, 1] units (the defaults below).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from PIL import Image, ImageEnhance
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import Attack, AttackContext, GradientAttack, GradientParams, Params, param
+from submission.attacks.base import Attack, AttackContext, Budget, GradientAttack, GradientParams, Linf, Params, param
 from submission.attacks.fgsm_family import iterative_linf
 from submission.attacks.naive import from_uint8_batch, to_uint8_batch
 
@@ -63,10 +64,11 @@ class Enhance(Attack):
 
 @dataclass(frozen=True)
 class EnhanceIFGSMParams(GradientParams):
-    objective: str = param("toward", "toward: L = |raw - target| (HCMUS's L2 loss toward y'); lower; below",
-                           choices=("lower", "below", "toward"))
-    target: float | None = param(30.0, "attacking score y' (HCMUS: 30); none = the BIQA threshold",
+    objective: str = param("below", "below with margin 0: HCMUS's L2 loss toward y', stopped once raw <= y'; "
+                           "toward: |raw - target|; lower: the raw score", choices=("lower", "below", "toward"))
+    target: float | None = param(30.0, "attacking score y' (HCMUS: 30); none = the task's threshold",
                                  min=0.0, max=100.0, type=float)
+    margin: float = param(0.0, "objective 'below': stop this many points under y' (HCMUS: 0)", min=0.0, max=100.0)
     color: float = param(1.51, "ImageEnhance.Color factor (1 = unchanged)", min=0.0, max=10.0)
     sharpness: float = param(3.01, "ImageEnhance.Sharpness factor", min=0.0, max=10.0)
     brightness: float = param(1.01, "ImageEnhance.Brightness factor", min=0.0, max=10.0)
@@ -80,13 +82,14 @@ class EnhanceIFGSMParams(GradientParams):
 class EnhanceIFGSM(GradientAttack):
     name = "enhance-ifgsm"
     paper = HCMUS_PAPER
-    summary = "Pillow enhancement, then I-FGSM toward target 30 until the score is below it"
+    summary = "Pillow enhancement, then I-FGSM toward target 30 until the score is at or below it"
     Params = EnhanceIFGSMParams
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext):
         p = self.params
         x_e = enhance_batch(x, p)
-        target = ctx.objective.target
-        return iterative_linf(
-            self, x_e, model, ctx, eps=p.eps, step=p.step, iters=p.iters, stop_when=lambda raw: raw < target
-        )
+        return iterative_linf(self, x_e, model, ctx, eps=p.eps, step=p.step, iters=p.iters)
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        """Linf eps around the enhanced image x_e (not around the original)."""
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps), center=enhance_batch(x, self.params))

@@ -9,12 +9,21 @@ down the gradient of the objective L (default 'lower': L = raw score):
                                     x_{t+1} = Clip_{x,eps}{x_t - alpha * sign(g_t)}
                                     (the L1 normalization is Dong et al.'s eq. 6; `normalize=false` gives the
                                     un-normalized sum the MSU text writes)
-- AMI-FGSM (MSU text):              MI-FGSM with the bound eps(I) = eps_scale / NIQE(I), NIQE(I) the raw NIQE
-                                    distance of the original (lower = more natural), from the kit's `niqe` model.
+- AMI-FGSM (MSU text, Sang et al.): x_{t+1} = Clip_{x,eps(I)}{x_t - alpha(I) * sign(g_t)}, g_t as MI-FGSM, with
+                                    the per-image bound eps(I) = eps_scale / NIQE(I) in [0, 1] pixel units (MSU
+                                    works on [0, 1] images: its I-FGSM bound is 10/255), NIQE(I) the raw NIQE
+                                    distance of the original (lower = more natural) from the kit's `niqe` model,
+                                    and the step alpha(I) = eps(I) / T, as MSU's amifgsm code derives its step
+                                    from the bound (lr = eps / iters). The T steps then span exactly the bound,
+                                    so the bound is what sets the distortion: with a fixed alpha = 1/255 and
+                                    T = 10 no pixel could move more than 10/255, a bound of 1/NIQE (0.06..0.13
+                                    for NIQE 8..17) would never bind and AMI-FGSM would be MI-FGSM. `step` set to
+                                    a number restores a fixed alpha (the bound then clips at eps(I)).
 
 Clip_{x,eps} keeps ||x_adv - x||_inf <= eps and x_adv in [0, 1]. MSU defaults: eps 10/255, alpha 1/255, T = 10,
-nu = 1.0. With objective 'below' an image stops moving once its score is `margin` under the target (its gradient
-is zero), which keeps the distortion to what the target needs.
+nu = 1.0. With objective 'below' (or 'toward') an image is frozen from the first iterate that meets the goal
+(`Objective.reached`: score `margin` under the target, or within `margin` of it), so neither the remaining steps
+nor MI-FGSM's momentum move it further: the distortion is what the target needs.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from evaluator.biqa.base import BIQAModel
 from submission.attacks.base import (
     AttackContext,
     AttackError,
+    Budget,
     GradientAttack,
     GradientParams,
     Linf,
@@ -62,7 +72,8 @@ class AMIFGSMParams(GradientParams):
                            choices=("lower", "below", "toward"))
     eps_scale: float = param(1.0, "bound numerator: eps(I) = eps_scale / NIQE(I) in [0, 1] units (MSU: 1)",
                              min=0.0, max=100.0)
-    step: float = param(1 / 255, "step alpha in [0, 1] units (MSU: 1/255)", min=0.0, max=1.0)
+    step: float | None = param(None, "step alpha in [0, 1] units; none = eps(I) / iters (MSU's amifgsm code)",
+                               min=0.0, max=1.0, type=float)
     iters: int = param(10, "iterations T (MSU: 10)", min=1, max=100000)
     momentum: float = param(1.0, "momentum decay nu (MSU: 1.0)", min=0.0, max=100.0)
     normalize: bool = param(True, "divide each gradient by its L1 norm before accumulating (Dong et al. eq. 6)")
@@ -75,7 +86,7 @@ def iterative_linf(
     ctx: AttackContext,
     *,
     eps: float | torch.Tensor,
-    step: float,
+    step: float | torch.Tensor,
     iters: int,
     momentum: float = 0.0,
     normalize: bool = False,
@@ -83,26 +94,29 @@ def iterative_linf(
     stop_when: Any = None,
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """The shared Linf loop: x_{t+1} = Clip_{x,eps}{x_t - step * sign(g_t)}, g_t = momentum * g_{t-1} + grad_t
-    (grad_t L1-normalized per image when `normalize`). `start` is the first iterate (default x), `stop_when(raw)`
-    an optional per-image stopping rule (a (N,) bool tensor) evaluated before each step; stopped images keep their
-    last iterate. Returns x_adv and per-image info (iterations used)."""
+    (grad_t L1-normalized per image when `normalize`); `step` a float or a per-image (N,) tensor. `start` is the
+    first iterate (default x), the ball is centred on x. `stop_when(raw)` is the per-image stopping rule (a (N,)
+    bool tensor, default the objective's `reached`), evaluated before each step: an image that meets it is frozen
+    for good (momentum included). Returns x_adv and per-image info (iterations used)."""
     linf = Linf()
+    if stop_when is None:
+        stop_when = ctx.objective.reached
+    step_t = step.to(x).view(-1, 1, 1, 1) if isinstance(step, torch.Tensor) else step
     x_adv = (x if start is None else start).clone()
     g = torch.zeros_like(x)
     active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     used = torch.zeros(x.shape[0], dtype=torch.long)
     for _ in range(iters):
         raw, _, grad = attack.loss_and_grad(model, x_adv, ctx)
-        if stop_when is not None:
-            active &= ~stop_when(raw)
-            if not bool(active.any()):
-                break
+        active &= ~stop_when(raw)
+        if not bool(active.any()):
+            break
         if normalize:
             grad = grad / grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1, 1)
         g = momentum * g + grad
         step_dir = torch.where(active.view(-1, 1, 1, 1), g.sign(), torch.zeros_like(g))
         used += active.cpu().long()
-        x_adv = x + linf.project(x_adv - step * step_dir - x, eps)
+        x_adv = x + linf.project(x_adv - step_t * step_dir - x, eps)
         x_adv = x_adv.clamp(0.0, 1.0)
     return x_adv, [{"iterations": int(u)} for u in used]
 
@@ -114,8 +128,13 @@ class FGSM(GradientAttack):
     Params = FGSMParams
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> torch.Tensor:
-        _, _, grad = self.loss_and_grad(model, x, ctx)
-        return (x - self.params.eps * grad.sign()).clamp(0.0, 1.0)
+        """One step; an image that already meets the objective's goal is not moved."""
+        raw, _, grad = self.loss_and_grad(model, x, ctx)
+        move = (~ctx.objective.reached(raw)).view(-1, 1, 1, 1)
+        return torch.where(move, (x - self.params.eps * grad.sign()).clamp(0.0, 1.0), x)
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
 class IFGSM(GradientAttack):
@@ -127,6 +146,9 @@ class IFGSM(GradientAttack):
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext):
         p = self.params
         return iterative_linf(self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters)
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
 class MIFGSM(GradientAttack):
@@ -141,11 +163,14 @@ class MIFGSM(GradientAttack):
             self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum, normalize=p.normalize
         )
 
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
+
 
 class AMIFGSM(GradientAttack):
     name = "amifgsm"
-    paper = MSU_PAPER + " (AMI-FGSM: bound 1/NIQE(I))"
-    summary = "MI-FGSM with a per-image Linf bound eps_scale / NIQE(I) of the original (kit's niqe model)"
+    paper = MSU_PAPER + " (AMI-FGSM: bound 1/NIQE(I)); Sang et al. 2022"
+    summary = "MI-FGSM with a per-image Linf bound eps_scale / NIQE(I) of the original, steps of eps(I) / iters"
     Params = AMIFGSMParams
 
     def __init__(self, params: Any | None = None, /, **overrides: Any) -> None:
@@ -173,10 +198,15 @@ class AMIFGSM(GradientAttack):
         p = self.params
         d = self.niqe_distance(x).float().clamp_min(1e-6)
         eps = (p.eps_scale / d).clamp(max=1.0)
+        step = eps / p.iters if p.step is None else p.step
         x_adv, info = iterative_linf(
-            self, x, model, ctx, eps=eps, step=p.step, iters=p.iters, momentum=p.momentum, normalize=p.normalize
+            self, x, model, ctx, eps=eps, step=step, iters=p.iters, momentum=p.momentum, normalize=p.normalize
         )
         for i, row in enumerate(info):
             row["niqe"] = float(d[i])
             row["eps"] = float(eps[i])
         return x_adv, info
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        """eps(I) per image, as `perturb` recorded it."""
+        return Budget(Linf(), torch.tensor([float(row["eps"]) for row in info]))

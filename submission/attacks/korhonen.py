@@ -8,7 +8,8 @@ maximum so A is in [0, 1] and shared by the three channels.
 Optimizer: Adam (lr 0.005) on the perturbation delta, with the masked gradient A * grad L. Adam's update
 m / sqrt(v) is invariant to a per-coordinate scale, so the mask alone would barely act; with `mask_step` (default)
 the update is multiplied by A as well, which keeps the intent (no change where there is no texture).
-x_adv = clip_[0,1](x + delta); optional Linf bound `eps` (0 = none).
+x_adv = clip_[0,1](x + delta); optional Linf bound `eps` (0 = none). With objective 'below' / 'toward' an image is
+frozen from the first iterate that meets the goal (Adam's moment estimates would otherwise keep moving it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import AttackContext, GradientAttack, GradientParams, param
+from submission.attacks.base import AttackContext, Budget, GradientAttack, GradientParams, Linf, param
 
 SOBEL = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 
@@ -56,9 +57,14 @@ class Korhonen(GradientAttack):
         act = spatial_activity(x)
         delta = torch.zeros_like(x, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=p.lr)
+        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        used = [0] * x.shape[0]
         for _ in range(p.iters):
             x_adv = (x + delta.detach()).clamp(0.0, 1.0)
-            _, _, grad = self.loss_and_grad(model, x_adv, ctx)
+            raw, _, grad = self.loss_and_grad(model, x_adv, ctx)
+            active &= ~ctx.objective.reached(raw)
+            if not bool(active.any()):
+                break
             opt.zero_grad(set_to_none=False)
             delta.grad = act * grad
             before = delta.detach().clone()
@@ -69,4 +75,11 @@ class Korhonen(GradientAttack):
                 if p.eps > 0:
                     delta.clamp_(-p.eps, p.eps)
                 delta.copy_((x + delta).clamp(0.0, 1.0) - x)
-        return (x + delta.detach()).clamp(0.0, 1.0)
+                delta.copy_(torch.where(active.view(-1, 1, 1, 1), delta, before))
+            used = [u + int(a) for u, a in zip(used, active.tolist())]
+        return (x + delta.detach()).clamp(0.0, 1.0), [{"iterations": u} for u in used]
+
+    def budget(self, x: torch.Tensor, info) -> Budget | None:
+        if self.params.eps <= 0:
+            return None
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))

@@ -8,7 +8,9 @@ Start: x_0 = clip(x + n), n white noise scaled to the MSE budget (seeded per ima
   x' = x_t - step * sqrt(D) * pg / ||pg||     (a step of RMS size `step` per value)
 then the search back to the budget: along the MSE gradient, i.e. scaling the perturbation by s, a bisection on s
 finds clip(x + s (x' - x)) with |MSE / budget - 1| <= `mse_tol` (MSU: precision 0.04).
-The budget is `mse` in [0, 1] units (default 3e-4, PSNR 35.2 dB).
+The budget is `mse` in [0, 1] units (default 3e-4, PSNR 35.2 dB). The last search measures the 8-bit image the
+run writes, so the written file holds the budget to `mse_tol`. With objective 'below' / 'toward' an image is frozen
+from the first iterate that meets the goal.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import AttackContext, GradientAttack, GradientParams, param
+from submission.attacks.base import MSE, AttackContext, Budget, GradientAttack, GradientParams, param
 
 
 @dataclass(frozen=True)
@@ -37,16 +39,23 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).flatten(1).mean(1)
 
 
-def back_to_budget(x: torch.Tensor, x_new: torch.Tensor, budget: float, tol: float, steps: int) -> torch.Tensor:
+def back_to_budget(x: torch.Tensor, x_new: torch.Tensor, budget: float, tol: float, steps: int,
+                   eight_bit: bool = False) -> torch.Tensor:
     """clip(x + s (x_new - x)) with s >= 0 chosen per image by bisection so that MSE is within tol of budget
-    (as close as possible when clipping makes the budget unreachable)."""
+    (as close as possible when clipping makes the budget unreachable); with `eight_bit` the candidates are
+    rounded to 8 bits before measuring, and the result is the largest s found whose MSE is <= budget (1 + tol)."""
     d = x_new - x
     n = x.shape[0]
+    view = (-1, 1, 1, 1)
+
+    def at(s: torch.Tensor) -> torch.Tensor:
+        c = (x + s.view(view) * d).clamp(0, 1)
+        return torch.round(c * 255.0) / 255.0 if eight_bit else c
+
     lo = torch.zeros(n, device=x.device, dtype=x.dtype)
     hi = torch.ones(n, device=x.device, dtype=x.dtype)
-    view = (-1, 1, 1, 1)
     for _ in range(60):  # grow hi until it overshoots the budget (or stops growing)
-        under = _mse(x, (x + hi.view(view) * d).clamp(0, 1)) < budget
+        under = _mse(x, at(hi)) < budget
         if not bool(under.any()):
             break
         hi = torch.where(under, hi * 2, hi)
@@ -54,14 +63,17 @@ def back_to_budget(x: torch.Tensor, x_new: torch.Tensor, budget: float, tol: flo
             break
     for _ in range(steps):
         mid = (lo + hi) / 2
-        rel = _mse(x, (x + mid.view(view) * d).clamp(0, 1)) / budget - 1
+        rel = _mse(x, at(mid)) / budget - 1
         ok = rel.abs() <= tol  # converged images: lo = hi = mid from here on
         lo = torch.where(ok | (rel < 0), mid, lo)
         hi = torch.where(ok | (rel >= 0), mid, hi)
         if bool((hi - lo <= 0).all()):
             break
     best = (lo + hi) / 2
-    return (x + best.view(view) * d).clamp(0, 1)
+    if eight_bit:  # the midpoint may round above the budget: fall back to lo, which never overshoots
+        over = _mse(x, at(best)) > budget * (1 + tol)
+        best = torch.where(over, lo, best)
+    return at(best)
 
 
 class MADC(GradientAttack):
@@ -75,14 +87,24 @@ class MADC(GradientAttack):
         dim = x[0].numel()
         noise = ctx.rand_like(x, "normal")
         x_t = back_to_budget(x, x + noise * (p.mse**0.5), p.mse, p.mse_tol, p.search_steps)
+        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(p.iters):
-            _, _, g1 = self.loss_and_grad(model, x_t, ctx)
+            raw, _, g1 = self.loss_and_grad(model, x_t, ctx)
+            active &= ~ctx.objective.reached(raw)
+            if not bool(active.any()):
+                break
             g2 = 2 * (x_t - x) / dim
             g1f, g2f = g1.flatten(1), g2.flatten(1)
             coef = (g1f * g2f).sum(1) / (g2f * g2f).sum(1).clamp_min(1e-30)
             pg = g1 - coef.view(-1, 1, 1, 1) * g2
             norm = pg.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             x_new = x_t - p.step * dim**0.5 * pg / norm
-            x_t = back_to_budget(x, x_new, p.mse, p.mse_tol, p.search_steps)
+            x_new = back_to_budget(x, x_new, p.mse, p.mse_tol, p.search_steps)
+            x_t = torch.where(active.view(-1, 1, 1, 1), x_new, x_t)
+        x_t = back_to_budget(x, x_t, p.mse, p.mse_tol, p.search_steps, eight_bit=True)
         info = [{"mse": float(m)} for m in _mse(x, x_t)]
         return x_t, info
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        """MSE = `mse` to the search's relative precision `mse_tol` (an upper bound here)."""
+        return Budget(MSE(), torch.full((x.shape[0],), self.params.mse), rel_tol=self.params.mse_tol)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import Attack, AttackContext, Params, param
+from submission.attacks.base import Attack, AttackContext, Budget, Linf, Params, param
 
 NAIVE_PAPER = "baseline (Liu et al. 2020 task overview: plain degradation)"
 
@@ -46,6 +46,9 @@ class Identity(Attack):
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> torch.Tensor:
         return x.clone()
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        return Budget(Linf(), torch.zeros(x.shape[0]))
 
 
 @dataclass(frozen=True)

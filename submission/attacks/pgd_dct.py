@@ -13,7 +13,9 @@ decode(z) = the differentiable JPEG decoder (`jpeg_inverse`); L(z) = BIQA_raw(de
    z*(lambda) = z_o - lambda G / (2 Delta); the coefficients written are k = round(z*), kept within `max_step`
    quantization steps of z_o (their bound on the quantized perturbation).
 3. lambda is searched (log scale, `lambda_steps` rounds) for the smallest value whose JPEG, decoded and recompressed
-   by the organizer codec, scores below s_a (success after JPEG-90, Bonnet's P_JPEG); if none does, the largest.
+   by the organizer codec, scores below s_a (success after JPEG-90, Bonnet's P_JPEG). lambda = 0 (the plain
+   quantization of z_o) is tried first, so an image the organizer's JPEG already puts below s_a is written
+   unperturbed; if neither lambda = 0 nor the largest lambda succeeds, the lower-scoring of the two is written.
 
 The run gets `<id>.jpg` files holding exactly the coefficients k (no re-encoding).
 """
@@ -38,7 +40,7 @@ BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator,
 
 @dataclass(frozen=True)
 class PGDDCTParams(Params):
-    target: float | None = param(None, "target score s_a (none = the BIQA threshold); Bonnet: 30 and 50",
+    target: float | None = param(None, "target score s_a (none = the task's threshold); Bonnet: 30 and 50",
                                  min=0.0, max=100.0, type=float)
     margin: float = param(2.0, "PGD aims this many points under s_a before quantization", min=0.0, max=100.0)
     eps_max: float = param(2000.0, "largest L2 budget in the DCT domain (0..255 units; Bonnet: 2000)", min=1.0)
@@ -66,14 +68,14 @@ class PGDDCT(Attack):
         super().__init__(params, **overrides)
         self.codec = OrganizerCodec(quality=self.params.quality)
 
-    def objective(self, model: BIQAModel) -> Objective:
-        """'below' the target s_a (None = the BIQA threshold), with the PGD margin."""
+    def objective(self, threshold: float) -> Objective:
+        """'below' the target s_a (None = the task's BIQA threshold), with the PGD margin: the one loss of stage 1."""
         target = self.params.target
-        return Objective("below", float(model.info.threshold if target is None else target), self.params.margin)
+        return Objective("below", float(threshold if target is None else target), self.params.margin)
 
     # ---- stage 1: PGD over the budget ----
     def _pgd(self, z_o: list[torch.Tensor], tables: torch.Tensor, size: tuple[int, int], model: BIQAModel,
-             target: float, eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+             objective: Objective, eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         p = self.params
         z = [c.clone() for c in z_o]
         step = 2.5 * eps / p.iters
@@ -81,8 +83,7 @@ class PGDDCT(Attack):
         for _ in range(p.iters):
             zg = [c.detach().requires_grad_(True) for c in z]
             raw = model.raw_score(jpeg_inverse(zg, tables, size))
-            loss = torch.relu(raw - (target - p.margin))
-            grads = torch.autograd.grad(loss.sum(), zg)
+            grads = torch.autograd.grad(objective.loss(raw).sum(), zg)
             # steepest descent for ||Delta z||_2: move along G / Delta^2, normalized in the Delta-weighted norm
             t = (tables[0], tables[1], tables[1])
             direction = [g / (q**2) for g, q in zip(grads, t)]
@@ -113,7 +114,7 @@ class PGDDCT(Attack):
 
         # stage 1: per-image binary search over eps in (0, eps_max]; images that fail at eps_max keep that result
         eps = torch.full((n,), p.eps_max, device=x.device)
-        best, raw = self._pgd(z_o, tables, size, model, target, eps)
+        best, raw = self._pgd(z_o, tables, size, model, ctx.objective, eps)
         best_eps, found = eps.clone(), raw < target
         lo, hi = torch.zeros_like(eps), eps.clone()
         view = (-1, 1, 1, 1, 1)
@@ -121,7 +122,7 @@ class PGDDCT(Attack):
             if not bool(found.any()):
                 break
             eps = (lo + hi) / 2
-            z, raw = self._pgd(z_o, tables, size, model, target, eps)
+            z, raw = self._pgd(z_o, tables, size, model, ctx.objective, eps)
             ok = raw < target
             take = ok & found
             best = [torch.where(take.view(view), c, b) for c, b in zip(z, best)]
@@ -162,10 +163,14 @@ class PGDDCT(Attack):
                     return score, blob, rgb
 
                 lo_l, hi_l = np.log(0.25 * lam_unit), np.log(1024.0 * lam_unit)
-                score, blob, rgb = attempt(float(np.exp(hi_l)))
-                chosen = float(np.exp(hi_l))
-                success = score < target
-                if success:
+                score, blob, rgb = attempt(0.0)  # lambda = 0: the plain quantization round(z_o)
+                chosen, success = 0.0, score < target
+                if not success:
+                    s_hi, b_hi, r_hi = attempt(float(np.exp(hi_l)))
+                    success = s_hi < target
+                    if success or s_hi < score:  # none succeeds: keep the lower-scoring of the two
+                        score, blob, rgb, chosen = s_hi, b_hi, r_hi, float(np.exp(hi_l))
+                if success and chosen > 0:
                     for _ in range(p.lambda_steps):
                         mid = (lo_l + hi_l) / 2
                         s_mid, b_mid, r_mid = attempt(float(np.exp(mid)))

@@ -14,6 +14,10 @@ Adversarial means L(x) = BIQA(x) - s_a < 0 (their eq. 5), s_a = target - margin.
    lambda = 0 pulls x_a to the nearest integers toward x; a bisection on lambda finds the smallest lambda whose
    x_q is still adversarial. If none is, x_q = round(x_a) when that is adversarial, else the largest lambda tried.
 Output: the integer image x_q / 255 (a PNG), adversarial in the image domain whenever step 2 succeeded.
+Declared bound: ||255 (x_q - x)||_2 <= eps + 1.5 sqrt(D) (D values), eps the budget found (eps_max if none):
+|round(P + Q)| <= |P| + 1.5 per value.
+With objective 'toward', "adversarial" means within `margin` of the target (`Objective.reached`); 'lower' only
+changes the PGD loss (the search still asks raw < target - margin).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import L2, AttackContext, GradientAttack, GradientParams, param
+from submission.attacks.base import L2, AttackContext, Budget, GradientAttack, GradientParams, param
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class PGDL2(GradientAttack):
     paper = "Bonnet, Furon & Bas at Pixel Privacy 2020 (PGD-L2, binary search, spatial quantization)"
     summary = "L2 PGD with a binary search over the budget, then adversarial-preserving integer quantization"
     Params = PGDL2Params
+    target_without_objective = True  # the budget search tests raw < target - margin under any objective
 
     def pgd(self, model: BIQAModel, x: torch.Tensor, eps: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         """PGD-L2 at per-image budgets eps ((N,), 8-bit units)."""
@@ -54,9 +59,10 @@ class PGDL2(GradientAttack):
             x_adv = (x + l2.project(x_adv - x, e)).clamp(0.0, 1.0)
         return x_adv
 
-    def adversarial(self, model: BIQAModel, x: torch.Tensor, goal: float) -> torch.Tensor:
+    def adversarial(self, model: BIQAModel, x: torch.Tensor, goal: float, ctx: AttackContext) -> torch.Tensor:
         with torch.no_grad():
-            return self.raw(model, x) < goal
+            raw = self.raw(model, x)
+        return ctx.objective.reached(raw) if ctx.objective.kind == "toward" else raw < goal
 
     def quantize(self, model: BIQAModel, x: torch.Tensor, x_a: torch.Tensor, goal: float,
                  ctx: AttackContext) -> tuple[torch.Tensor, list[float | None]]:
@@ -74,23 +80,23 @@ class PGDL2(GradientAttack):
         rounded = torch.round(x_a * 255.0) / 255.0
         # find an upper lambda that works, doubling
         hi = torch.ones(n, device=x.device)
-        ok_hi = self.adversarial(model, candidate(hi), goal)
+        ok_hi = self.adversarial(model, candidate(hi), goal, ctx)
         for _ in range(40):
             if bool(ok_hi.all()):
                 break
             hi = torch.where(ok_hi, hi, hi * 4)
-            ok_hi = self.adversarial(model, candidate(hi), goal)
+            ok_hi = self.adversarial(model, candidate(hi), goal, ctx)
         lo = torch.zeros(n, device=x.device)
-        ok0 = self.adversarial(model, candidate(lo), goal)
+        ok0 = self.adversarial(model, candidate(lo), goal, ctx)
         hi = torch.where(ok0, lo, hi)
         for _ in range(self.params.lambda_steps):
             mid = (lo + hi) / 2
-            ok = self.adversarial(model, candidate(mid), goal) & ok_hi
+            ok = self.adversarial(model, candidate(mid), goal, ctx) & ok_hi
             hi = torch.where(ok, mid, hi)
             lo = torch.where(ok, lo, mid)
         x_q = candidate(hi)
-        good = self.adversarial(model, x_q, goal)
-        round_ok = self.adversarial(model, rounded, goal)
+        good = self.adversarial(model, x_q, goal, ctx)
+        round_ok = self.adversarial(model, rounded, goal, ctx)
         x_q = torch.where((~good & round_ok).view(view), rounded, x_q)
         lams = [float(h) if bool(gd) else None for h, gd in zip(hi, good)]
         return x_q, lams
@@ -102,12 +108,12 @@ class PGDL2(GradientAttack):
         lo = torch.zeros(n, device=x.device)
         hi = torch.full((n,), p.eps_max, device=x.device)
         best = self.pgd(model, x, hi, ctx)
-        found = self.adversarial(model, best, goal)
+        found = self.adversarial(model, best, goal, ctx)
         best_eps = torch.where(found, hi, torch.full_like(hi, float("nan")))
         for _ in range(p.search_steps - 1):
             mid = (lo + hi) / 2
             x_mid = self.pgd(model, x, mid, ctx)
-            ok = self.adversarial(model, x_mid, goal)
+            ok = self.adversarial(model, x_mid, goal, ctx)
             best = torch.where(ok.view(-1, 1, 1, 1), x_mid, best)
             best_eps = torch.where(ok, mid, best_eps)
             hi = torch.where(ok, mid, hi)
@@ -123,3 +129,9 @@ class PGDL2(GradientAttack):
             for e, f, lam, d in zip(best_eps, found, lams, l2)
         ]
         return x_q, info
+
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        """L2 <= (eps + 1.5 sqrt(D)) / 255 in [0, 1] units, eps the budget found (eps_max if none was)."""
+        d = x[0].numel()
+        eps = [(row["eps"] if row["eps"] is not None else self.params.eps_max) for row in info]
+        return Budget(L2(), (torch.tensor(eps, dtype=torch.float64) + 1.5 * d**0.5).float() / 255.0)

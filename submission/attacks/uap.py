@@ -5,11 +5,14 @@ BIQA score, saved to a file and reused; an image is attacked by x_adv = clip_[0,
 the amplitude a in {0.2, 0.4, 0.8} in the MSU runs (their results average the three). Training (loss = mean raw
 score of clip(x + delta), i.e. the target metric with the sign that lowers quality):
 
-- uap-cumulative (Moosavi-Dezfooli et al. 2017, as MSU runs it): delta accumulates the batch average of
-  one-step perturbations, delta <- Clip_eps(delta - step * mean_i sign(grad L(x_i + delta))).
+- uap-cumulative (Moosavi-Dezfooli et al. 2017, as the MSU text describes it): delta accumulates the batch average
+  of per-image one-step perturbations, delta <- Clip_eps(delta - step * mean_i sign(grad_x raw(x_i + delta))),
+  each image's own signed step (not the sign of the batch-mean gradient).
 - uap-optimized (Zhang et al. 2021): delta is a trainable tensor, Adam on L, projected to the eps ball.
 - uap-generative (Poursaeed et al. 2018): a small U-Net G maps fixed uniform noise z ~ U(-1, 1) to
-  delta = eps * tanh(G(z)); Adam on G's weights; the generated delta is saved.
+  delta = eps * tanh(G(z)); Adam on G's weights; the saved delta is G(z) with the final weights in the mode every
+  training step used (BatchNorm with the statistics of its input, always the same z): exactly the perturbation
+  the optimization evaluated, not the output of a network switched to running averages (`eval()`).
 
 The training images default to the run's originals (`prepare`); `train_dir` trains on another folder (MSU used
 COCO / VOC). With `uap_file` set, an existing file is loaded (and checked against the method and model), a
@@ -30,7 +33,7 @@ from torch import nn
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.imageio import load_rgb, to_tensor
-from submission.attacks.base import Attack, AttackContext, AttackError, Params, param
+from submission.attacks.base import Attack, AttackContext, AttackError, Budget, Linf, Params, param
 from evaluator.atomic import atomic_open
 
 log = logging.getLogger(__name__)
@@ -46,10 +49,18 @@ class UAPParams(Params):
     batch: int = param(4, "training batch size", min=1, max=1024)
     height: int = param(384, "training resolution (rows); delta is tiled/cropped to each image", min=16, max=4096)
     width: int = param(512, "training resolution (columns)", min=16, max=4096)
-    step: float = param(0.005, "uap-cumulative: step of each accumulated signed update", min=0.0, max=1.0)
-    lr: float = param(0.01, "uap-optimized / uap-generative: Adam learning rate", min=0.0, max=10.0)
     uap_file: Path | None = param(None, "load delta from this file, or train and save it there", type=Path)
     train_dir: Path | None = param(None, "train on the images of this folder instead of the originals", type=Path)
+
+
+@dataclass(frozen=True)
+class CumulativeUAPParams(UAPParams):
+    step: float = param(0.005, "step of each accumulated signed update, [0, 1] units", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class AdamUAPParams(UAPParams):
+    lr: float = param(0.01, "Adam learning rate", min=0.0, max=10.0)
 
 
 def _training_batches(paths: Sequence[Path], size: tuple[int, int], batch: int, device: torch.device):
@@ -135,20 +146,26 @@ class UniversalAttack(Attack):
             raise AttackError(f"{self.name}: no perturbation: call prepare(originals, model) first (the CLI does)")
         return (x + self.params.amplitude * fit_to(self.delta.to(x), x.shape[-2:])).clamp(0.0, 1.0)
 
+    def budget(self, x: torch.Tensor, info) -> Budget:
+        """||a * delta||_inf <= a * eps."""
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.amplitude * self.params.eps))
+
 
 class CumulativeUAP(UniversalAttack):
     name = "uap-cumulative"
     paper = MSU_UAP + "; Moosavi-Dezfooli et al. 2017"
-    summary = "universal perturbation: accumulated averages of one-step signed gradients"
+    summary = "universal perturbation: accumulated averages of per-image one-step signed gradients"
+    Params = CumulativeUAPParams
 
     def train(self, batches: list[torch.Tensor], model: BIQAModel) -> torch.Tensor:
+        """delta <- Clip_eps(delta - step * mean_i sign(g_i)), g_i = grad raw(clip(x_i + delta)) of image i alone."""
         p = self.params
         delta = torch.zeros_like(batches[0][0])
         for _ in range(p.epochs):
             for xb in batches:
-                d = delta.detach().requires_grad_(True)
-                (grad,) = torch.autograd.grad(self._loss(model, xb, d), d)
-                delta = (delta - p.step * grad.sign()).clamp(-p.eps, p.eps)
+                d = delta.detach().expand_as(xb).clone().requires_grad_(True)  # one copy per image: own gradient
+                (grad,) = torch.autograd.grad(model.raw_score((xb + d).clamp(0.0, 1.0)).sum(), d)
+                delta = (delta - p.step * grad.sign().mean(dim=0)).clamp(-p.eps, p.eps)
         return delta
 
 
@@ -156,6 +173,7 @@ class OptimizedUAP(UniversalAttack):
     name = "uap-optimized"
     paper = MSU_UAP + "; Zhang et al. 2021"
     summary = "universal perturbation trained directly with Adam, projected to the eps ball"
+    Params = AdamUAPParams
 
     def train(self, batches: list[torch.Tensor], model: BIQAModel) -> torch.Tensor:
         p = self.params
@@ -197,22 +215,31 @@ class GenerativeUAP(UniversalAttack):
     name = "uap-generative"
     paper = MSU_UAP + "; Poursaeed et al. 2018"
     summary = "universal perturbation generated by a U-Net from fixed uniform noise, trained with Adam"
+    Params = AdamUAPParams
 
     def train(self, batches: list[torch.Tensor], model: BIQAModel) -> torch.Tensor:
+        """Adam on G's weights; returns eps * tanh(G(z)) with the final weights, BatchNorm in the training mode
+        (statistics of its input z) every step used, so the saved delta is the one the loss was computed on."""
         p = self.params
         gen = torch.Generator().manual_seed(0)
         shape = batches[0][0].shape
         z = (torch.rand((1, *shape), generator=gen) * 2 - 1).to(batches[0])
-        torch.manual_seed(0)
-        net = _UNet().to(batches[0].device)
+        with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global stream
+            torch.manual_seed(0)
+            net = _UNet().to(batches[0].device)
         opt = torch.optim.Adam(net.parameters(), lr=p.lr)
         net.train()
         for _ in range(p.epochs):
             for xb in batches:
                 opt.zero_grad()
-                delta = p.eps * torch.tanh(net(z))[0]
+                delta = self.generate(net, z)
                 self._loss(model, xb, delta).backward()
                 opt.step()
-        net.eval()
         with torch.no_grad():
-            return p.eps * torch.tanh(net(z))[0]
+            return self.generate(net, z)
+
+    def generate(self, net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        """delta = eps * tanh(G(z)), G in training mode (the only mode it is optimized in)."""
+        if not net.training:
+            raise AttackError(f"{self.name}: the generator must stay in training mode (BatchNorm batch statistics)")
+        return self.params.eps * torch.tanh(net(z))[0]
