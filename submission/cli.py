@@ -164,8 +164,8 @@ def _run(args: argparse.Namespace) -> int:
         biqa=biqa_name,
         seed=args.seed,
         biqa_weights_sha256=model.info.weights_sha256,
-        extra={"paper": cls.paper, "threshold": threshold, "task": task.to_dict(),
-               "biqa_random_weights_seed": model.info.random_weights_seed},
+        biqa_random_weights_seed=model.info.random_weights_seed,
+        extra={"paper": cls.paper, "threshold": threshold, "task": task.to_dict()},
     )
     out = open_run(args.out, spec, n_images=len(originals), shard=shard, originals=args.originals.resolve())
     attack.prepare(originals, model)

@@ -50,7 +50,7 @@ RUN_JSON = "run.json"
 LOG_CSV = "log.csv"
 LOG_FIELDS = ("image", "score_before", "score_after", "score_jpeg", "raw_before", "raw_after", "psnr", "seconds")
 ORIGINAL_SUFFIXES = (".png",)
-IDENTITY_KEYS = ("method", "params", "seed", "biqa", "biqa_weights_sha256")
+IDENTITY_KEYS = ("method", "params", "seed", "biqa", "biqa_weights_sha256", "biqa_random_weights_seed")
 
 
 class RunFolderError(AttackError):
@@ -95,6 +95,7 @@ class RunSpec:
     biqa: str
     seed: int
     biqa_weights_sha256: str | None = None
+    biqa_random_weights_seed: int | None = None  # the --random-weights opt-in (tests only): scores meaningless
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class RunSpec:
             "seed": self.seed,
             "biqa": self.biqa,
             "biqa_weights_sha256": self.biqa_weights_sha256,
+            "biqa_random_weights_seed": self.biqa_random_weights_seed,
         }
 
 
@@ -211,6 +213,7 @@ def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, ori
         "kit_version": kit_version(),
         "seed": spec.seed,
         "biqa_weights_sha256": spec.biqa_weights_sha256,
+        "biqa_random_weights_seed": spec.biqa_random_weights_seed,
         "status": "in progress",
         "shards": shard.count,
         "n_images": n_images,

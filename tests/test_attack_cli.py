@@ -273,6 +273,9 @@ def test_random_weights_reach_the_model_and_run_json(tmp_path, originals, monkey
                  "--random-weights", "9", *FAST]) == 0
     assert asked == {"name": "koncept512", "weights": None, "seed": 9}
     assert json.loads((run / "run.json").read_text())["biqa_random_weights_seed"] == 9
+    # resuming with another random network would mix two networks' results in one run: refused
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--biqa", "koncept512",
+                 "--random-weights", "10", *FAST]) == 2
     other = tmp_path / "runs" / "default"
     assert main(["blur", "--originals", str(originals), "--out", str(other), "--quiet"]) == 0  # real brisque
     assert json.loads((other / "run.json").read_text())["biqa_random_weights_seed"] is None

@@ -152,3 +152,26 @@ def test_uap_generative_saves_the_perturbation_the_training_optimized(model, pho
         trained = float(model.raw_score((torch.cat(x) + saved).clamp(0, 1)).mean())
         plain = float(model.raw_score(torch.cat(x)).mean())
     assert trained < plain
+
+
+def test_a_uap_file_is_refused_for_other_weights(tmp_path):
+    """A UAP trained on one network must not be reused on another network of the same model name (other weights
+    file, or another --random-weights seed)."""
+    import dataclasses
+
+    import pytest
+    import torch
+    from evaluator_fixtures import BrightnessBIQA
+
+    from submission.attacks import get_attack
+    from submission.attacks.base import AttackError
+
+    attack = get_attack("uap-cumulative")()
+    attack.delta = torch.zeros(3, 8, 8)
+    a, b = BrightnessBIQA(), BrightnessBIQA()
+    a.info = dataclasses.replace(a.info, random_weights_seed=1)
+    b.info = dataclasses.replace(b.info, random_weights_seed=2)
+    attack.save(tmp_path / "u.pt", a)
+    assert attack.load(tmp_path / "u.pt", a).shape == (3, 8, 8)
+    with pytest.raises(AttackError, match="weights"):
+        attack.load(tmp_path / "u.pt", b)

@@ -28,6 +28,15 @@ class BIQAInfo:
     needs_weights: bool = False  # scores mean nothing without a weights file (KonCept512)
     random_weights_seed: int | None = None  # set: RANDOM weights from this seed (explicit opt-in), scores meaningless
 
+    def weights_identity(self) -> str:
+        """What the model scores with, as one string: the weights file's sha256, `random-seed:N` for the random
+        opt-in, or '' for a model without weights. Two models with equal identities give equal scores."""
+        if self.weights_sha256:
+            return self.weights_sha256
+        if self.random_weights_seed is not None:
+            return f"random-seed:{self.random_weights_seed}"
+        return ""
+
     def random_weights_note(self) -> str | None:
         """The warning every output carries when the model scores with random weights; None otherwise."""
         if self.random_weights_seed is None:

@@ -120,7 +120,7 @@ class UniversalAttack(Attack):
     def save(self, path: Path, model: BIQAModel) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"uap": self.delta.cpu(), "method": self.name, "eps": self.params.eps,
-                   "model": model.info.name, "weights_sha256": model.info.weights_sha256 or ""}
+                   "model": model.info.name, "weights": model.info.weights_identity()}
         with atomic_open(path, "wb") as f:
             torch.save(payload, f)
 
@@ -138,6 +138,11 @@ class UniversalAttack(Attack):
             raise AttackError(
                 f"{path}: UAP was trained by {payload.get('method')} on {payload.get('model')}, not by {self.name} "
                 f"on {model.info.name}; use another uap_file"
+            )
+        if payload.get("weights", "") != model.info.weights_identity():
+            raise AttackError(
+                f"{path}: UAP was trained on {model.info.name} weights {payload.get('weights', '')!r}, not on the "
+                f"weights given now ({model.info.weights_identity()!r}); use another uap_file, or delete it to retrain"
             )
         return delta.float()
 
