@@ -101,7 +101,7 @@ def render(args: argparse.Namespace, raw: list[str], specs: list[cp.AttackSpec],
             rows.append([f"`{spec.method}`", settings_shown(spec, out)] + ["failed"] * 8)
             notes.append(f"- `{spec.run}` failed: {failures[spec.run].splitlines()[-1]}")
             continue
-        stats = cp.attack_stats(cp.done_log_rows(out / "runs", spec.run), 50.0)
+        stats = cp.attack_stats(cp.done_log_rows(out / "runs", spec.run), cp.task_threshold())
         r = runs.get(spec.run, {})
         if r.get("status") != "scored":
             notes.append(f"- `{spec.run}`: pp-evaluate status {r.get('status')!r}: {r.get('error', '')}")

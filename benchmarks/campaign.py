@@ -73,6 +73,13 @@ class AttackSpec:
         return self.target
 
 
+def task_threshold() -> float:
+    """The threshold the CLIs use when called without --task (the task rules' default, the one source)."""
+    from evaluator.config import load_task
+
+    return float(load_task(None).biqa.threshold)
+
+
 HEAVY = ("pgd-dct", "pgd-l2", "cw-sensitivity", "madc", "uap-generative", "uap-optimized", "uap-cumulative")
 
 

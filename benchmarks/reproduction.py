@@ -48,7 +48,7 @@ def bonnet_specs(out: Path) -> list[tuple[cp.AttackSpec, float]]:
     specs = []
     for method in ("pgd-l2", "pgd-dct"):
         specs.append((table_spec(method, out, target=30.0, run=f"{method}-t30"), 30.0))
-        specs.append((table_spec(method, out), 50.0))
+        specs.append((table_spec(method, out), cp.task_threshold()))
     return specs
 
 
@@ -148,7 +148,7 @@ def section_hcmus(out: Path, methods: list[str], failures: dict[str, str], runs:
     for m in ("ifgsm", "enhance-ifgsm", "enhance"):
         if m not in methods or _failed(m, failures, notes):
             continue
-        st = cp.attack_stats(cp.done_log_rows(out / "runs", m), 50.0)
+        st = cp.attack_stats(cp.done_log_rows(out / "runs", m), cp.task_threshold())
         r = runs.get(m, {})
         rows.append([f"`{m}`", settings_shown(table_spec(m, out), out), cp.pct(st.p_png), cp.pct(r.get("accuracy")),
                      "yes" if r.get("qualified") == "true" else "no", cp.num(r.get("psnr")),
@@ -164,7 +164,7 @@ def section_nus(out: Path, methods: list[str], failures: dict[str, str], runs: d
     for spec, alpha in nus_specs(out):
         if spec.method not in methods or _failed(spec.run, failures, notes):
             continue
-        st = cp.attack_stats(cp.done_log_rows(out / "runs", spec.run), 50.0)
+        st = cp.attack_stats(cp.done_log_rows(out / "runs", spec.run), cp.task_threshold())
         r = runs.get(spec.run, {})
         rows.append([str(alpha), f"`{spec.run}`", cp.pct(st.p_png), cp.pct(r.get("accuracy")), NUS_PAPER[alpha],
                      "yes" if r.get("qualified") == "true" else "no", cp.num(r.get("psnr")),
@@ -200,11 +200,12 @@ def accuracy_on(rows: list[dict[str, str]], images: set[str], threshold: float) 
 
 def section_msu(specs: dict[str, cp.AttackSpec], failures: dict[str, str], brisque: dict, niqe: dict,
                 notes: list[str], scores_b: dict, scores_n: dict, clean_means: dict[str, float | None],
-                threshold: float = 50.0) -> tuple[str, str, str]:
+                threshold: float | None = None) -> tuple[str, str, str]:
     """MSU table (brisque runs.csv) and the transfer table. Transfer compares the two models on the images both
     call high quality, against the `identity` run (the originals through the organizer's JPEG-90): reduction
     = accuracy(identity) - accuracy(run) on each model, kept = niqe's reduction / brisque's."""
     msu_rows, transfer_rows = [], []
+    threshold = cp.task_threshold() if threshold is None else threshold
     common = common_images(scores_b, scores_n, threshold)
     base_b = accuracy_on(scores_b.get("identity", []), common, threshold)
     base_n = accuracy_on(scores_n.get("identity", []), common, threshold)
