@@ -25,12 +25,12 @@ test: install
 
 data: data/demo/manifest.csv
 
-data/demo/manifest.csv: $(VENV)/.installed evaluator/demo_data.py
-	$(PY) -m evaluator.demo_data --out data/demo
+data/demo/manifest.csv: $(VENV)/.installed evaluator/demo/demo_data.py
+	$(PY) -m evaluator.demo.demo_data --out data/demo
 
 # attacks every demo image by default (about 5 minutes on 2 CPU cores); DEMO_IMAGES=N attacks the first N
 demo: data
-	$(PY) -m evaluator.demo --data data/demo --work demo_out $(if $(filter all,$(DEMO_IMAGES)),,--images $(DEMO_IMAGES))
+	$(PY) -m evaluator.demo.demo --data data/demo --work demo_out $(if $(filter all,$(DEMO_IMAGES)),,--images $(DEMO_IMAGES))
 
 jury: install
 	$(VENV)/bin/pp-jury serve demo_out/results/jury

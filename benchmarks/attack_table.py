@@ -131,7 +131,7 @@ Produced by
 
     {cp.command_line('benchmarks/attack_table.py', raw)}
 
-on {stamp}, {subset} (512x384 crops; `python -m evaluator.demo_data --out data/demo`), {cp.machine_line(env)}.
+on {stamp}, {subset} (512x384 crops; `python -m evaluator.demo.demo_data --out data/demo`), {cp.machine_line(env)}.
 Each method ran as `pp-attack METHOD --originals OUT/originals --out OUT/runs/METHOD --quiet [--set k=v ...]`, then
 `pp-evaluate --originals OUT/originals --runs OUT/runs --out OUT/results-brisque --biqa brisque` scored every run
 (OUT = `{args.out}`). Threshold 50, organizer JPEG quality 90 (4:2:0, libjpeg-turbo 2.1.0 via jpeglib).

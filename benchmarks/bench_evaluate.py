@@ -1,7 +1,7 @@
 """Benchmark: `pp-evaluate`'s pipeline vs a plain per-image loop (Pillow JPEG + the `brisque` package).
 
 Scores N images x R runs (default 550 x 13 at 512x384, the 2020 field) with the default BIQA (brisque):
-1. builds N originals from the demo photos (the 512x384 crops of `evaluator.demo_data`, mirrored/flipped and
+1. builds N originals from the demo photos (the 512x384 crops of `evaluator.demo.demo_data`, mirrored/flipped and
    given +-1 level noise so every image is distinct) and R synthetic runs (noise, blur, contrast, gamma,
    sharpening, ... at run-specific strengths), all PNG;
 2. in a fresh process: `evaluator.pipeline.evaluate` on an empty results folder (validation with full decode,
@@ -93,8 +93,8 @@ def _transform(rgb: np.ndarray, run: int, rng: np.random.Generator) -> np.ndarra
 
 def build_data(work: Path, n_images: int, n_runs: int) -> tuple[Path, Path]:
     """originals/ and runs/ under `work` (reused when a previous call built the same sizes)."""
-    from evaluator.demo_data import candidate_crops
-    from evaluator.imageio import save_png
+    from evaluator.demo.demo_data import candidate_crops
+    from evaluator.common.imageio import save_png
 
     stamp = work / "stamp.json"
     want = {"images": n_images, "runs": n_runs}
@@ -194,7 +194,7 @@ def _child(phase: str, work: Path, args: argparse.Namespace) -> dict:
 
 
 def _score_agreement(work: Path) -> float:
-    from evaluator.results_io import read_csv  # text cells are spreadsheet-safe: read_csv undoes it
+    from evaluator.outputs.results_io import read_csv  # text cells are spreadsheet-safe: read_csv undoes it
 
     baseline = json.loads((work / "baseline_scores.json").read_text())
     worst = 0.0

@@ -135,7 +135,7 @@ def prepare_originals(data: Path, dest: Path, images: int | None, spread: bool =
     """Copy the chosen `<id>.png` of `data` (see `pick`, sorted by name) into `dest`; `dest` then holds exactly those."""
     pngs = sorted(p for p in data.glob("*.png") if p.is_file() and not p.is_symlink())
     if not pngs:
-        raise CampaignError(f"{data}: no .png originals; build the demo set: python -m evaluator.demo_data "
+        raise CampaignError(f"{data}: no .png originals; build the demo set: python -m evaluator.demo.demo_data "
                             f"--out {data}")
     chosen = pick(pngs, images, spread)
     dest.mkdir(parents=True, exist_ok=True)
@@ -245,8 +245,8 @@ def done_log_rows(runs_dir: Path, run: str) -> list[dict[str, str]]:
 
 
 def _read_results_csv(path: Path) -> list[dict[str, str]]:
-    """A CSV pp-evaluate wrote: its text cells are spreadsheet-safe (`evaluator.csv_safe`); undo that."""
-    from evaluator.csv_safe import unsafe_text
+    """A CSV pp-evaluate wrote: its text cells are spreadsheet-safe (`evaluator.common.csv_safe`); undo that."""
+    from evaluator.common.csv_safe import unsafe_text
 
     return [{k: unsafe_text(v) for k, v in row.items()} for row in _read_csv(path)]
 

@@ -284,7 +284,7 @@ Every table below was produced by
 
     {cp.command_line('benchmarks/reproduction.py', raw)}
 
-on {stamp}, {subset} (512x384 crops; `python -m evaluator.demo_data --out data/demo`), {cp.machine_line(env)}.
+on {stamp}, {subset} (512x384 crops; `python -m evaluator.demo.demo_data --out data/demo`), {cp.machine_line(env)}.
 Each run: `pp-attack METHOD --originals OUT/originals --out OUT/runs/RUN --quiet [--target S] [--set k=v ...]`
 (settings below), then `pp-evaluate --originals OUT/originals --runs OUT/runs --out OUT/results-MODEL --biqa MODEL`
 for MODEL = brisque (the attacked model) and niqe (unseen), OUT = `{args.out}`. Threshold 50, organizer JPEG-90.
@@ -325,7 +325,7 @@ alpha values are not on their scale; the expected shape is the monotone rise.
 MSU scores (`runs.csv` of `pp-evaluate --biqa brisque`) on s = clean score / 100 and p = post-JPEG score / 100,
 abs_gain, rel_gain, wasserstein_score and energy_score grow as the camouflage pushes scores down;
 robustness_score = mean(log10(max(1 - s, s) / |s - p|)) falls (a small value means the score moved a lot:
-weak robustness of the BIQA, strong camouflage). Formulas: `evaluator/metrics.py`.
+weak robustness of the BIQA, strong camouflage). Formulas: `evaluator/scoring/metrics.py`.
 
 {msu}
 

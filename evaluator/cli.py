@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from evaluator.config import TaskConfigError, load_task
-from evaluator.device import DEVICE_CHOICES
+from evaluator.common.device import DEVICE_CHOICES
 
 EXIT_OK, EXIT_USAGE, EXIT_ORIGINALS, EXIT_MODEL, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -37,12 +37,12 @@ random weights:
 
 
 class EscapingFormatter(logging.Formatter):
-    """Log lines with every non-printable character escaped (`evaluator.run_records.escape_text`): a submitted name
+    """Log lines with every non-printable character escaped (`evaluator.common.text.escape_text`): a submitted name
     with a newline or an escape sequence cannot forge a log line or drive the organizer's terminal. Tracebacks
     keep their line breaks and are indented, so none of their lines can pass for a log line."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        from evaluator.run_records import escape_text
+        from evaluator.common.text import escape_text
 
         return escape_text(super().formatMessage(record))
 
@@ -54,7 +54,7 @@ class EscapingFormatter(logging.Formatter):
 
     @staticmethod
     def _indented(text: str) -> str:
-        from evaluator.run_records import escape_text
+        from evaluator.common.text import escape_text
 
         return "\n".join("    " + escape_text(line) for line in text.split("\n"))
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(EXIT_USAGE, f"{args.runs}: runs folder not found; pass --runs a folder holding one folder "
                                  "or .zip per run")
 
-    from evaluator.runs import OriginalsError, index_originals
+    from evaluator.intake.runs import OriginalsError, index_originals
 
     try:
         index_originals(args.originals)
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BIQAError, ValueError, OSError, RuntimeError, KeyError) as exc:
         return _fail(EXIT_MODEL, f"BIQA {name!r} does not load: {exc}")
 
-    from evaluator.jury_export import JuryExportError
+    from evaluator.outputs.jury_export import JuryExportError
     from evaluator.pipeline import PipelineError, evaluate
-    from evaluator.score_cache import ScoreCacheError
+    from evaluator.scoring.score_cache import ScoreCacheError
 
     try:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -157,7 +157,7 @@ def _check_rgb(rgb: object, what: str) -> np.ndarray:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         desc = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}".strip()
         raise ValueError(f"{what}: expected a numpy (H, W, 3) uint8 RGB array, got {desc}; "
-                         "convert with evaluator.imageio.to_uint8 or load with evaluator.imageio.load_rgb")
+                         "convert with evaluator.common.imageio.to_uint8 or load with evaluator.common.imageio.load_rgb")
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ValueError(f"{what}: image has zero size {rgb.shape}")
     return np.ascontiguousarray(rgb)

@@ -90,7 +90,7 @@ def check_rgb(rgb: object, what: str) -> np.ndarray:
         desc = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}".strip()
         raise DefenseError(
             f"defense {what}: expected a numpy (H, W, 3) uint8 RGB array, got {desc}; load images with "
-            "evaluator.imageio.load_rgb or convert tensors with evaluator.imageio.to_uint8"
+            "evaluator.common.imageio.load_rgb or convert tensors with evaluator.common.imageio.to_uint8"
         )
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise DefenseError(f"defense {what}: the image has zero size {rgb.shape}; pass a non-empty image")

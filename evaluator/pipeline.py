@@ -3,22 +3,22 @@
 `evaluate(originals_dir, runs_dir, out_dir, task, model)`:
 1. Score the originals clean (no JPEG). An original scored below the threshold is reported (task.json, report,
    log) and left out of every per-run number: the test set is defined as high quality.
-2. Validate every run (`evaluator.runs`, headers only: each image is decoded once, when it is scored); an
+2. Validate every run (`evaluator.intake.runs`, headers only: each image is decoded once, when it is scored); an
    invalid run, or one with an image whose pixels do not decode, becomes one `invalid` row with its errors
    joined by " | ", and every other run is still scored.
 3. For every valid run and image: compress the submitted image with the organizer codec, decode, score it in
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
    (one image id at a time, all runs' versions of it batched together), never all held in memory.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
-5. Select the jury images (`evaluator.selection`) and write the blinded jury package for the qualified runs.
+5. Select the jury images (`evaluator.scoring.selection`) and write the blinded jury package for the qualified runs.
 6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
-   `out_dir/.generations/<id>/`, then switch the one link `out_dir/current` to it (`evaluator.results_io`):
+   `out_dir/.generations/<id>/`, then switch the one link `out_dir/current` to it (`evaluator.outputs.results_io`):
    an interrupted run leaves the old results intact, and no reader ever sees old and new files mixed.
    A model that scores with random weights (`info.random_weights_seed`, the `--random-weights` opt-in) is stamped
    into task.json, runs.csv (column `random_weights_seed`) and the report's banner; a model that needs weights
    and has neither a weights hash nor that seed is refused.
 
-Every computed value is cached in `out_dir/.cache/scores.sqlite` (`evaluator.score_cache`), so a rerun with one
+Every computed value is cached in `out_dir/.cache/scores.sqlite` (`evaluator.scoring.score_cache`), so a rerun with one
 more run scores only that run.
 """
 
@@ -44,21 +44,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from evaluator import metrics
+from evaluator.scoring import metrics
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig
-from evaluator.imageio import load_rgb
-from evaluator.jury_export import JuryItem, Picks, shrink_picks, write_jury_package
-from evaluator.results_io import (ResultsFolderError, commit_generation, committed_generation, new_generation, tidy,
-                                  write_csv)
-from evaluator.fidelity import FidelityWorker
-from evaluator.imageio import ImageError
-from evaluator.lookalike import lookalike_warnings
-from evaluator.run_records import show_name
-from evaluator.runs import Limits, RunIssue, RunReadError, ValidatedRun, find_runs, index_originals, validate_run
-from evaluator.score_cache import CacheKeyContext, ScoreCache, kit_version, model_hash, rules_hash
-from evaluator.selection import SelectedImage, score_variances, select_images
+from evaluator.common.imageio import load_rgb
+from evaluator.outputs.jury_export import JuryItem, Picks, shrink_picks, write_jury_package
+from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
+                                          new_generation, tidy, write_csv)
+from evaluator.scoring.fidelity import FidelityWorker
+from evaluator.common.imageio import ImageError
+from evaluator.intake.lookalike import lookalike_warnings
+from evaluator.common.text import show_name
+from evaluator.intake.runs import Limits, RunIssue, RunReadError, ValidatedRun, find_runs, index_originals, validate_run
+from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, kit_version, model_hash, rules_hash
+from evaluator.scoring.selection import SelectedImage, score_variances, select_images
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class _BatchScorer:
         if not self.images:
             return
         batch = torch.from_numpy(np.stack(self.images))  # (N, H, W, 3) uint8
-        # the same values as `evaluator.imageio.to_tensor`, for the whole batch at once
+        # the same values as `evaluator.common.imageio.to_tensor`, for the whole batch at once
         x = batch.to(self.device).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
         with torch.inference_mode():
             y = self.model(x)
@@ -423,7 +423,7 @@ def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
 def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Path, task: TaskConfig,
              model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
              fidelity_threads: int = 1) -> EvaluationResult:
-    """Score every run found in `runs_dir` (see `evaluator.runs.find_runs`) and write the results into `out_dir`."""
+    """Score every run found in `runs_dir` (see `evaluator.intake.runs.find_runs`) and write the results into `out_dir`."""
     runs_path, out_path = Path(runs_dir), Path(out_dir)
     if not runs_path.is_dir():
         raise PipelineError(f"{runs_path}: runs folder not found; pass the folder that holds the run folders/zips")
@@ -557,7 +557,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
 def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
                    codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path],
                    all_names: Sequence[str]) -> None:
-    from evaluator.report import write_report
+    from evaluator.outputs.report import write_report
 
     staging = new_generation(out_dir)
     try:

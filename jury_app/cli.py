@@ -10,8 +10,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from jury_app.ballot import BallotError
-from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
-from evaluator.atomic import write_text_atomic
+from evaluator.contracts.jury_package import (KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key,
+                                              load_package)
+from evaluator.common.atomic import write_text_atomic
 from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from jury_app.package import JuryImage, JuryPackage, PackageError, load_package
+from evaluator.contracts.jury_package import JuryImage, JuryPackage, PackageError, load_package
 from jury_app.served_image import blind_screen, served_bytes
 from jury_app.store import VoteStore
 from jury_app.tokens import LoginGuard, log_safe, token_owner

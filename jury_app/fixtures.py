@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jury_app.package import KEY_NAME, MANIFEST_NAME
+from evaluator.contracts.jury_package import KEY_NAME, MANIFEST_NAME
 
 
 def _write_json_atomic(path: Path, data: object) -> None:
@@ -53,7 +53,7 @@ def make_demo_package(
     seed: int = 0,
     leak_run_in_metadata: bool = False,
 ) -> Path:
-    """Write a jury package (format in `jury_app.package`) with one candidate per (run, image).
+    """Write a jury package (format in `evaluator.contracts.jury_package`) with one candidate per (run, image).
 
     `images` is a count (ids img00, img01, ...) or explicit ids. Candidate ids are random hex drawn from
     `seed`, never derived from run names. `leak_run_in_metadata=True` writes the run name into each JPEG's

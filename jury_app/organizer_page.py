@@ -12,7 +12,7 @@ import streamlit as st
 
 from jury_app.context import JuryContext, guarded_login, jury_context
 from jury_app.intervals import INTERVALS, QUESTION
-from jury_app.package import PackageError, load_key
+from evaluator.contracts.jury_package import PackageError, load_key
 from jury_app.position_bias import position_bias
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.votes_csv import votes_to_csv

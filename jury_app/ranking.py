@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jury_app.ballot import Ballot
-from jury_app.package import JuryKey, PackageError
+from evaluator.contracts.jury_package import JuryKey, PackageError
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from evaluator.csv_safe import safe_text
+from evaluator.common.csv_safe import safe_text
 from jury_app.agreement import Agreement, agreement
 from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry
 from jury_app.intervals import DEFAULT_INTERVAL, bws_intervals
-from jury_app.package import JuryKey
+from evaluator.contracts.jury_package import JuryKey
 from jury_app.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
 
 RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank")

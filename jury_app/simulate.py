@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from evaluator.imageio import load_rgb
+from evaluator.common.imageio import load_rgb
 from jury_app.ballot import pick_rule
-from jury_app.package import JuryPackage, load_package
+from evaluator.contracts.jury_package import JuryPackage, load_package
 from jury_app.store import VoteStore
 
 def _noise(seed: int, juror: str, candidate: str) -> float:

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from jury_app import tokens
 from jury_app.ballot import Ballot, BallotError, BallotLockedError, pick_rule, validate_picks
 from jury_app.layout import Slot, draw_layout
-from jury_app.package import JuryPackage
+from evaluator.contracts.jury_package import JuryPackage
 
 try:
     import fcntl

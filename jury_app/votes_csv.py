@@ -1,6 +1,6 @@
 """The votes CSV: `juror, image, candidate, choice, timestamp`, one row per pick (choice is most or least).
 
-Written by `pp-jury export` (and the organizer page) with every text cell through `evaluator.csv_safe.safe_text`
+Written by `pp-jury export` (and the organizer page) with every text cell through `evaluator.common.csv_safe.safe_text`
 (a cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`, so a spreadsheet shows it as text);
 `iter_ballots` applies the inverse, `unsafe_text`, so export -> import round-trips.
 
@@ -19,9 +19,9 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from evaluator.csv_safe import safe_text, unsafe_text
+from evaluator.common.csv_safe import safe_text, unsafe_text
 from jury_app.ballot import Ballot, BallotError, pick_rule, validate_picks
-from jury_app.package import JuryPackage
+from evaluator.contracts.jury_package import JuryPackage
 from jury_app.store import VoteRow
 
 VOTE_COLUMNS = ("juror", "image", "candidate", "choice", "timestamp")

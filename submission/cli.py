@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from evaluator.biqa import create
     from evaluator.codec import OrganizerCodec
     from evaluator.config import load_task
-    from evaluator.device import resolve_device
+    from evaluator.common.device import resolve_device
     from submission.attacks import ParamError, get_attack
     from submission.run_folder import (
         RunSpec,
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluator.biqa import BIQAError
     from evaluator.codec import CodecError
     from evaluator.config import TaskConfigError
-    from evaluator.imageio import ImageError
+    from evaluator.common.imageio import ImageError
     from submission.attacks import AttackError
 
     if args.list:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from evaluator.biqa.base import BIQAInfo, BIQAModel
-from evaluator.imageio import save_png
+from evaluator.common.imageio import save_png
 
 H, W = 24, 32
 

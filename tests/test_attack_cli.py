@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluator.imageio import load_rgb
-from evaluator.runs import index_originals, validate_run
+from evaluator.common.imageio import load_rgb
+from evaluator.intake.runs import index_originals, validate_run
 from submission.cli import main
 from submission.run_folder import log_path, work_dir
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from attack_fixtures import TinyBIQA, crops
 from evaluator.codec import OrganizerCodec
-from evaluator.imageio import load_rgb
+from evaluator.common.imageio import load_rgb
 from submission.attacks import ATTACKS, ParamError, get_attack
 from submission.attacks.base import ParamSpec
 

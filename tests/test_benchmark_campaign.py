@@ -62,7 +62,7 @@ def test_prepare_originals_refuses_to_change_the_images_under_existing_runs(tmp_
 
 
 def test_prepare_originals_without_pngs_names_the_fix(tmp_path: Path):
-    with pytest.raises(cp.CampaignError, match="evaluator.demo_data"):
+    with pytest.raises(cp.CampaignError, match="evaluator.demo.demo_data"):
         cp.prepare_originals(tmp_path, tmp_path / "o", None)
 
 

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from evaluator import biqa
-from evaluator.demo_data import photo_path
-from evaluator.imageio import save_png
+from evaluator.demo.demo_data import photo_path
+from evaluator.common.imageio import save_png
 
 REPO = Path(__file__).resolve().parents[1]
 SEED, OTHER_SEED = 0, 1
@@ -41,7 +41,7 @@ import torch
 threads, images, seed, other_seed = int(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 from evaluator import biqa
-from evaluator.imageio import load_rgb, to_tensor
+from evaluator.common.imageio import load_rgb, to_tensor
 
 x = torch.cat([to_tensor(load_rgb(image)) for image in images])
 out = {}

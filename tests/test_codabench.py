@@ -1,4 +1,4 @@
-"""python -m evaluator.codabench INPUT OUTPUT: Codabench/CodaLab layout, scores.json / scores.txt, exit codes."""
+"""python -m evaluator.outputs.codabench INPUT OUTPUT: Codabench/CodaLab layout, scores.json / scores.txt, exit codes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
 
 import evaluator.biqa
-from evaluator.codabench import SCORE_KEYS, main
+from evaluator.outputs.codabench import SCORE_KEYS, main
 
 
 @pytest.fixture()

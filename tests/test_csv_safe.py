@@ -2,7 +2,7 @@
 
 import pytest
 
-from evaluator.csv_safe import safe_text, unsafe_text
+from evaluator.common.csv_safe import safe_text, unsafe_text
 
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd",

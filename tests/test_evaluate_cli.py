@@ -105,8 +105,8 @@ def test_console_script_with_the_default_brisque(tmp_path):
     """The real default model through the installed entry point, on 128x96 crops of a real photo."""
     from PIL import Image, ImageFilter
 
-    from evaluator.demo_data import photo_path
-    from evaluator.imageio import save_png
+    from evaluator.demo.demo_data import photo_path
+    from evaluator.common.imageio import save_png
 
     photo = np.asarray(Image.open(photo_path("skimage", "data/astronaut.png")).convert("RGB"))
     crops = {f"c{i}": np.ascontiguousarray(photo[y:y + 96, x:x + 128])
@@ -164,7 +164,7 @@ def test_a_jury_package_that_cannot_be_written_exits_2_with_its_message(dirs, mo
     """A JuryExportError (e.g. a package that would not be servable) is bad input for the organizer, not a crash:
     exit 2, one line naming the problem, previous results untouched."""
     import evaluator.pipeline
-    from evaluator.jury_export import JuryExportError
+    from evaluator.outputs.jury_export import JuryExportError
 
     def refuse(*args, **kwargs):
         raise JuryExportError("images/x.jpg: the JPEG has a comment (COM) segment; jurors could read it")

@@ -1,4 +1,4 @@
-"""The pipeline's PSNR/SSIM (`evaluator.fidelity`) against the metric definitions in `evaluator.metrics`.
+"""The pipeline's PSNR/SSIM (`evaluator.scoring.fidelity`) against the metric definitions in `evaluator.scoring.metrics`.
 
 SSIM is computed in float32 for speed; these tests bound its difference to `metrics.ssim` (float64) on real
 photographs under the distortions attacks make, and check that PSNR and the edge cases are unchanged.
@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageFilter
 from skimage import data
 
-from evaluator import metrics
+from evaluator.scoring import metrics
 from evaluator.codec import OrganizerCodec
-from evaluator.fidelity import SSIM_FLOAT32_TOLERANCE, FidelityWorker, fidelity, ssim_float32
+from evaluator.scoring.fidelity import SSIM_FLOAT32_TOLERANCE, FidelityWorker, fidelity, ssim_float32
 
 
 def _photo_pairs() -> list[tuple[np.ndarray, np.ndarray]]:

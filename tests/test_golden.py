@@ -1,7 +1,7 @@
 """Golden outputs: the whole flow on a tiny fixed case, compared with `tests/golden/pipeline.json` byte for byte.
 
-originals (5 real photos at 128x96, one blurred below the threshold) -> pp-attack (noise, jpeg, fgsm, identity; one run shipped as a zip) plus a
-hand-made invalid run -> pp-evaluate (default BRISQUE, task rules in TASK_TOML) -> the Codabench scoring program on
+originals (5 real photos at 128x96, and one blurred below the threshold) -> pp-attack (noise, jpeg, fgsm,
+identity; one run shipped as a zip again) plus a hand-made invalid run -> pp-evaluate (default BRISQUE, task rules in TASK_TOML) -> the Codabench scoring program on
 one run -> pp-jury rank on scripted votes. Every deterministic output is normalised (time stamps, library versions,
 temporary paths and the jury's random candidate ids taken out) and hashed; the test fails naming each output whose
 hash changed. A refactoring must leave every hash as it is.
@@ -167,7 +167,7 @@ def scripted_votes(jury: Path) -> str:
 
 def golden_outputs(tmp: Path) -> dict[str, str]:
     from evaluator.cli import main as evaluate_main
-    from evaluator.codabench import main as codabench_main
+    from evaluator.outputs.codabench import main as codabench_main
     from jury_app.cli import main as jury_main
 
     originals, runs, results = tmp / "originals", tmp / "runs", tmp / "results"

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
 
-import evaluator.results_io
-from evaluator.atomic import write_text_atomic
+import evaluator.outputs.results_io
+from evaluator.common.atomic import write_text_atomic
 from evaluator.cli import EscapingFormatter
 from evaluator.config import TaskConfig
-from evaluator.csv_safe import FORMULA_STARTS
+from evaluator.common.csv_safe import FORMULA_STARTS
 from evaluator.pipeline import evaluate
-from evaluator.results_io import committed_generation, read_csv
+from evaluator.outputs.results_io import committed_generation, read_csv
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80}
 FORMULAS = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd"]
@@ -139,7 +139,7 @@ def test_an_interrupt_after_the_switch_keeps_the_new_results(folders, monkeypatc
             raise KeyboardInterrupt
         return real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(evaluator.results_io.shutil, "rmtree", interrupted)
+    monkeypatch.setattr(evaluator.outputs.results_io.shutil, "rmtree", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _evaluate(tmp_path)
     monkeypatch.undo()

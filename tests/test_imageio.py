@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile, features
 
-from evaluator import imageio
-from evaluator.imageio import (
+from evaluator.common import imageio
+from evaluator.common.imageio import (
     AlphaChannelError,
     CMYKImageError,
     CorruptImageError,

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from jury_app.context import ENV_DIR, HINT
 from jury_app.fixtures import make_demo_package
-from jury_app.package import load_package
+from evaluator.contracts.jury_package import load_package
 from jury_app.store import VoteStore
 
 APP = str(Path(__file__).resolve().parents[1] / "jury_app" / "app.py")

@@ -14,7 +14,7 @@ import pytest
 
 from jury_app.devserver import free_port, start_server
 from jury_app.fixtures import make_demo_package
-from jury_app.package import load_package
+from evaluator.contracts.jury_package import load_package
 from jury_app.store import VoteStore
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from evaluator.csv_safe import unsafe_text
+from evaluator.common.csv_safe import unsafe_text
 from jury_app.cli import main
 from jury_app.fixtures import make_demo_package
-from jury_app.package import load_package
+from evaluator.contracts.jury_package import load_package
 from jury_app.store import VoteStore
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3", "TEAMSECRET_run4"]

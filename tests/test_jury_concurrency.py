@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from jury_app.fixtures import make_demo_package
-from jury_app.package import load_package
+from evaluator.contracts.jury_package import load_package
 from jury_app.store import VoteStore
 
 N_JURORS = 20

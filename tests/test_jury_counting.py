@@ -17,7 +17,7 @@ from scipy.stats import rankdata
 from jury_app.agreement import agreement, juror_scores, kendall_w, split_half
 from jury_app.ballot import Ballot, pick_rule
 from jury_app.bradley_terry import bradley_terry, rank_break
-from jury_app.package import CandidateKey, JuryKey, PackageError
+from evaluator.contracts.jury_package import CandidateKey, JuryKey, PackageError
 from jury_app.ranking import (JuryCounts, Tally, count_runs, per_image_counts, score_runs, to_run_ballots)
 from jury_app.report import rank_jury
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from jury_app.fixtures import make_demo_package
-from jury_app.package import (PackageError, blinding_problems, check_blinding, check_servable, juror_facing_values,
-                              load_key, load_package)
+from evaluator.contracts.jury_package import (PackageError, blinding_problems, check_blinding, check_servable,
+                                              juror_facing_values, load_key, load_package)
 from jury_app.served_image import (GRID_MAX_SIDE, PAD_MIN, ServedImageError, blind_screen, served_bytes,
                                   strip_jpeg_metadata)
 
@@ -158,10 +158,10 @@ def test_served_bytes_presizes_large_and_strips_png_text(tmp_path):
 
 
 def test_package_written_by_the_evaluator_loads(tmp_path):
-    """The evaluator's writer (evaluator/jury_export.py) and this loader agree on the format."""
+    """The evaluator's writer (evaluator/outputs/jury_export.py) and this loader agree on the format."""
     import hashlib
 
-    export = pytest.importorskip("evaluator.jury_export", reason="the evaluator's jury export is not there yet")
+    export = pytest.importorskip("evaluator.outputs.jury_export", reason="the evaluator's jury export is not there yet")
     runs = ["TEAMSECRET_r1", "TEAMSECRET_r2", "TEAMSECRET_r3"]
     items, data = [], {}
     for i, image in enumerate(["a", "b"]):
@@ -194,7 +194,7 @@ def test_run_names_from_the_manifest_text_cannot_block_the_jury(tmp_path, monkey
     `pp-jury serve` accepts the package pp-evaluate wrote for them."""
     from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
 
-    from evaluator import jury_export as export
+    from evaluator.outputs import jury_export as export
     from evaluator.config import TaskConfig
     from evaluator.pipeline import evaluate
     from jury_app import cli

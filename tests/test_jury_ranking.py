@@ -11,7 +11,7 @@ from jury_app.agreement import MIN_JURORS, agreement, kendall_w, split_half
 from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry, rank_break
 from jury_app.intervals import bws_intervals
-from jury_app.package import CandidateKey, JuryKey
+from evaluator.contracts.jury_package import CandidateKey, JuryKey
 from jury_app.position_bias import position_bias
 from jury_app.ranking import (JuryCounts, RunBallot, count_runs, per_image_counts, score_runs, task_rank,
                               to_run_ballots)

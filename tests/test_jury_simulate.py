@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jury_app.package import load_package
+from evaluator.contracts.jury_package import load_package
 from jury_app.simulate import simulate
 from jury_app.store import VoteStore
 

@@ -8,7 +8,7 @@ import pytest
 
 from jury_app.ballot import BallotError, BallotLockedError, pick_rule, validate_picks
 from jury_app.fixtures import make_demo_package
-from jury_app.package import load_package
+from evaluator.contracts.jury_package import load_package
 from jury_app.store import SCHEMA_VERSION, StoreError, VoteStore
 
 RUNS = [f"TEAMSECRET_run{i}" for i in range(1, 6)]

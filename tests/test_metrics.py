@@ -1,4 +1,4 @@
-"""evaluator.metrics: the task's accuracy and gate, the five MSU-style scores, PSNR and SSIM."""
+"""evaluator.scoring.metrics: the task's accuracy and gate, the five MSU-style scores, PSNR and SSIM."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluator import metrics
+from evaluator.scoring import metrics
 
 
 # -- accuracy and the gate -------------------------------------------------------------------------------------

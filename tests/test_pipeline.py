@@ -22,14 +22,14 @@ from evaluator_fixtures import BrightnessBIQA, darken, run_json, write_originals
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import evaluator.report
+import evaluator.outputs.report
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig, task_from_dict
-from evaluator.fidelity import SSIM_FLOAT32_TOLERANCE
-from evaluator.jury_export import jpeg_markers
+from evaluator.scoring.fidelity import SSIM_FLOAT32_TOLERANCE
+from evaluator.outputs.jury_export import jpeg_markers
 from evaluator.pipeline import RUNS_COLUMNS, SCORES_COLUMNS, PipelineError, evaluate
-from evaluator.runs import OriginalsError
-from jury_app.package import check_blinding, load_key, load_package
+from evaluator.intake.runs import OriginalsError
+from evaluator.contracts.jury_package import check_blinding, load_key, load_package
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80, "img-d": 0.30, "img-e": 0.58}  # img-d: below threshold
 DARK, MILD, BROKEN = "team1-darkened", "team2-mildly", "team3-broken<img src=x onerror=alert(1)>"
@@ -96,7 +96,7 @@ def test_every_file_of_the_results_contract(setup):
         assert float(r["score"]) == pytest.approx(expected, abs=1e-4)
         assert r["low_quality"] == ("true" if expected < 50 else "false")
         assert float(r["psnr"]) == pytest.approx(peak_signal_noise_ratio(orig, sub, data_range=255), rel=1e-9)
-        # SSIM is computed in float32 (evaluator.fidelity): documented difference <= SSIM_FLOAT32_TOLERANCE
+        # SSIM is computed in float32 (evaluator.scoring.fidelity): documented difference <= SSIM_FLOAT32_TOLERANCE
         assert float(r["ssim"]) == pytest.approx(
             structural_similarity(orig, sub, channel_axis=-1, data_range=255), rel=0, abs=SSIM_FLOAT32_TOLERANCE)
 
@@ -222,7 +222,7 @@ def test_an_interrupted_evaluation_leaves_the_previous_results_intact(setup, mon
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluator.report, "write_report", crash)
+    monkeypatch.setattr(evaluator.outputs.report, "write_report", crash)
     write_run(tmp_path / "runs", "team4-new", {k: darken(v, 0.4) for k, v in originals.items()})
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path)
@@ -392,7 +392,7 @@ def test_fidelity_threads_do_not_change_any_number(setup, threads):
 
 
 def test_fidelity_worker_keeps_order_bounds_memory_and_reports_errors():
-    from evaluator.fidelity import FidelityWorker
+    from evaluator.scoring.fidelity import FidelityWorker
 
     got: list[str] = []
     worker = FidelityWorker(lambda done: got.extend(done), threads=2, max_pending=2)

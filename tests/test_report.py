@@ -1,11 +1,11 @@
-"""evaluator.report: the hand-drawn SVG plots are well-formed, escape names, and draw what they are given."""
+"""evaluator.outputs.report: the hand-drawn SVG plots are well-formed, escape names, and draw what they are given."""
 
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
 
-from evaluator.report import accuracy_bars, score_strips
+from evaluator.outputs.report import accuracy_bars, score_strips
 
 SVG = "{http://www.w3.org/2000/svg}"
 NASTY = 'run "<&>" \'x\''
@@ -41,7 +41,7 @@ def test_accuracy_bars_mark_unscored_runs_and_the_gate():
 
 
 def test_tradeoff_scatter_places_runs_by_psnr_and_accuracy():
-    from evaluator.report import tradeoff_scatter
+    from evaluator.outputs.report import tradeoff_scatter
 
     svg = tradeoff_scatter([("near", 50.0, 0.9, False), ("far", 30.0, 0.1, True), ("same", math.inf, 1.0, False),
                             ("unscored", math.nan, math.nan, False)], 0.5, "t")

@@ -1,4 +1,4 @@
-"""evaluator.results_io: spreadsheet-safe cells, and a results generation committed in one step.
+"""evaluator.outputs.results_io: spreadsheet-safe cells, and a results generation committed in one step.
 
 The kill tests run the commit in a forked child process that dies (`os._exit`, like kill -9: no cleanup runs)
 just before its k-th file-system operation, for every k until the commit completes; after each death a reader must see
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.csv_safe import FORMULA_STARTS
-from evaluator.results_io import (cell, commit_generation, committed_generation, new_generation, read_csv, tidy,
+from evaluator.common.csv_safe import FORMULA_STARTS
+from evaluator.outputs.results_io import (cell, commit_generation, committed_generation, new_generation, read_csv, tidy,
                                   write_csv)
 
 NAMES = ("runs.csv", "scores.csv", "task.json", "report.html", "jury")

@@ -1,4 +1,4 @@
-"""Run validation (`evaluator.runs`): valid runs as folders and zips, and many broken submissions, each with
+"""Run validation (`evaluator.intake.runs`): valid runs as folders and zips, and many broken submissions, each with
 its own specific message. Everything is made for real in tmp_path: PNG/JPEG files, zips, symlinks, odd names."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluator.imageio import load_rgb
-from evaluator.runs import (
+from evaluator.common.imageio import load_rgb
+from evaluator.intake.runs import (
     ImageRef, Limits, OriginalsError, RunReadError, RunsDirError, ValidatedRun, find_runs, index_originals,
     validate_run,
 )
@@ -643,8 +643,8 @@ def test_zip64_records_that_zipfile_would_trust_are_capped_before_parsing(locato
     import io
     import struct
 
-    from evaluator.run_records import Limits
-    from evaluator.safe_zip import open_checked
+    from evaluator.common.text import Limits
+    from evaluator.intake.safe_zip import open_checked
 
     n = 5000
     buf = io.BytesIO()

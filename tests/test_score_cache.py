@@ -1,4 +1,4 @@
-"""evaluator.score_cache: keys (content, rules, model, kit), persistence, bad files."""
+"""evaluator.scoring.score_cache: keys (content, rules, model, kit), persistence, bad files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from evaluator_fixtures import BrightnessBIQA
 
 from evaluator.config import task_from_dict
-from evaluator.score_cache import CacheKeyContext, ScoreCache, ScoreCacheError, model_hash, rules_hash
+from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, ScoreCacheError, model_hash, rules_hash
 
 CTX = CacheKeyContext(rules="r1", model="m1", kit="0.1.0")
 

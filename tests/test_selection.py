@@ -1,10 +1,10 @@
-"""evaluator.selection: population variance of post-JPEG scores across runs, top-k, ties by image id."""
+"""evaluator.scoring.selection: population variance of post-JPEG scores across runs, top-k, ties by image id."""
 
 from __future__ import annotations
 
 import pytest
 
-from evaluator.selection import SelectedImage, score_variances, select_images
+from evaluator.scoring.selection import SelectedImage, score_variances, select_images
 
 SCORES = {
     "run-a": {"img3": 10.0, "img1": 20.0, "img2": 30.0, "img4": 50.0},

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from evaluator.biqa.base import BIQAInfo, BIQAModel
-from evaluator.device import resolve_device
+from evaluator.common.device import resolve_device
 
 #: `--random-weights` seeds must fit torch's generator (`torch.manual_seed`): 0 <= seed < 2**64.
 MAX_SEED = 2**64 - 1

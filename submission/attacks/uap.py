@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluator.biqa.base import BIQAModel
-from evaluator.imageio import load_rgb, to_tensor
+from evaluator.common.imageio import load_rgb, to_tensor
 from submission.attacks.base import Attack, AttackContext, AttackError, Budget, Linf, Params, param
-from evaluator.atomic import atomic_open
+from evaluator.common.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 

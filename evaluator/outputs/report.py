@@ -3,7 +3,7 @@
 Sections: the gate (accuracy per run against the `gate.max_accuracy` line), score distributions per run (post-JPEG
 BIQA scores as dots with a quartile box, against the threshold line, the clean originals on top), the runs table,
 the jury selection with thumbnails, and the rules used. Every text that comes from a submission (run names,
-error messages) is HTML-escaped; a run whose name looks like another's (`evaluator.lookalike`) carries a warning in
+error messages) is HTML-escaped; a run whose name looks like another's (`evaluator.intake.lookalike`) carries a warning in
 the runs table that spells both names out. A red banner tops the report when the BIQA scored
 with random weights (`--random-weights`: the scores are meaningless).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from evaluator.atomic import write_text_atomic
+from evaluator.common.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from evaluator.pipeline import EvaluationResult

@@ -1,8 +1,8 @@
 """Finding and validating submitted runs (design.md, "Run folder contract"); nothing is ever written.
 
 A run is `runs/<run_id>/` or `runs/<run_id>.zip` holding, for every original `<id>.png`, exactly one
-`<id>.png` or `<id>.jpg` of the original's width and height (8-bit RGB, the `evaluator.imageio` policy), and
-`run.json` (see `evaluator.run_meta`). `validate_run` names every problem as a `RunIssue` (file, what is wrong,
+`<id>.png` or `<id>.jpg` of the original's width and height (8-bit RGB, the `evaluator.common.imageio` policy), and
+`run.json` (see `evaluator.contracts.run_folder`). `validate_run` names every problem as a `RunIssue` (file, what is wrong,
 what to do) and never raises for a bad submission; a valid run's `images` map every image id to an `ImageRef`.
 
 Decisions:
@@ -19,10 +19,10 @@ Decisions:
   checked, so all problems come out at once). Zips are read in memory under `Limits`; never extracted.
 - The run id is the folder name or the zip's stem. When both `X/` and `X.zip` exist, both are invalid.
 - Decoding: with `decode=True` (default) every image is fully decoded once, so a valid run is known to load.
-  `evaluator.imageio` reads from paths only, so zip members are decoded through a temporary copy in a private
+  `evaluator.common.imageio` reads from paths only, so zip members are decoded through a temporary copy in a private
   temporary directory (deleted at once), never next to the run.
 - `ImageRef.load()` re-reads the file, checks its sha256 against the validated content (`RunReadError` when it
-  changed) and decodes it; image errors raise `evaluator.imageio.ImageError`. The refs of one zip share one
+  changed) and decodes it; image errors raise `evaluator.common.imageio.ImageError`. The refs of one zip share one
   lazily opened handle; refs pickle (a copy reopens the file).
 - Issue names: files relative to the run; for zips, problems of the archive itself (unsafe names, links,
   duplicates, sizes) name the member as stored in the archive. A file refused for its own reason (a link, a
@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.imageio import ImageError, ImageHeader, load_rgb, probe_image
-from evaluator.run_meta import RUN_JSON, REQUIRED_KEYS, check_run_json
-from evaluator.run_records import Limits, RunIssue, show_name
-from evaluator.safe_zip import ZipReadError, open_checked, read_member
+from evaluator.common.imageio import ImageError, ImageHeader, load_rgb, probe_image
+from evaluator.contracts.run_folder import RUN_JSON, REQUIRED_KEYS, check_run_json
+from evaluator.common.text import Limits, RunIssue, show_name
+from evaluator.intake.safe_zip import ZipReadError, open_checked, read_member
 
 __all__ = [
     "Limits", "RunIssue", "ValidatedRun", "ImageRef", "OriginalsError", "RunsDirError", "RunReadError",
@@ -541,7 +541,7 @@ class _Checker:
             return
         if not self.decode and (header.mode != "RGB" or header.bit_depth != 8):
             self.issue(shown, f"is {header.mode} with {header.bit_depth} bits per sample, not 8-bit RGB",
-                       "save it as 8-bit RGB PNG (e.g. `evaluator.imageio.save_png`)")
+                       "save it as 8-bit RGB PNG (e.g. `evaluator.common.imageio.save_png`)")
             return
         if self.zf is None:
             ref = ImageRef(e.name, _sha256(data), header, self.run.source / e.name, None, self.limits)

@@ -1,7 +1,7 @@
 """PSNR and SSIM of submitted images against their originals, computed beside the scoring.
 
-PSNR is `evaluator.metrics.psnr` (exact). SSIM is skimage's `structural_similarity` with the settings of
-`evaluator.metrics.ssim` (7x7 uniform window, per channel, data_range=255, sample covariance), but on float32
+PSNR is `evaluator.scoring.metrics.psnr` (exact). SSIM is skimage's `structural_similarity` with the settings of
+`evaluator.scoring.metrics.ssim` (7x7 uniform window, per channel, data_range=255, sample covariance), but on float32
 copies of the uint8 pixels (values 0..255, exact in float32) instead of the float64 copies skimage makes itself:
 about 40 % less time. The arithmetic is the same in single precision; against `metrics.ssim` the mean SSIM
 differs by at most 1.2e-7 over 120 photo pairs of the 40x3 benchmark (mean 4e-8), bounded by
@@ -25,7 +25,7 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from evaluator import metrics
+from evaluator.scoring import metrics
 
 #: Largest |ssim_float32 - metrics.ssim| accepted by the tests (measured: 1.2e-7 on photos).
 SSIM_FLOAT32_TOLERANCE = 1e-6

@@ -13,7 +13,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from evaluator.run_records import RunIssue
+from evaluator.common.text import RunIssue
 
 RUN_JSON = "run.json"
 REQUIRED_KEYS = ("team", "run", "method", "params", "biqa", "created", "kit_version", "seed")

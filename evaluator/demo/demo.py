@@ -5,7 +5,7 @@ juror links for a real jury (`pp-jury jurors`) -> a SIMULATED jury on a copy of 
 (`python -m jury_app.simulate`, scripted jurors, see its docstring) -> its ranking (`pp-jury rank`).
 Every command is printed before it runs, so each stage can be repeated by hand.
 
-    python -m evaluator.demo --data data/demo --work demo_out [--images N] [--fast]
+    python -m evaluator.demo.demo --data data/demo --work demo_out [--images N] [--fast]
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def subset(data: Path, work: Path, n: int | None) -> Path:
 
 
 def print_runs_table(results: Path) -> None:
-    from evaluator.results_io import read_csv
-    from evaluator.run_records import show_name
+    from evaluator.outputs.results_io import read_csv
+    from evaluator.common.text import show_name
 
     rows = read_csv(results / "runs.csv")
     print(f"\n{'run':<16} {'status':<8} {'accuracy':>8} {'qualified':>9} {'mean':>6} {'psnr':>6} {'ssim':>6}")
@@ -89,7 +89,7 @@ def print_runs_table(results: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluator.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluator.demo.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/demo"), help="originals (make data builds it)")
     parser.add_argument("--work", type=Path, default=Path("demo_out"), help="where runs and results go")
     parser.add_argument("--images", type=int, default=None, help="attack only the first N images")

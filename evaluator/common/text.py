@@ -1,6 +1,6 @@
 """Records shared by run validation: the limits a submission must respect and one named problem.
 
-Re-exported by `evaluator.runs`, which is the public entry point.
+Re-exported by `evaluator.intake.runs`, which is the public entry point.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Codabench / CodaLab scoring program: `python -m evaluator.codabench INPUT OUTPUT`.
+"""Codabench / CodaLab scoring program: `python -m evaluator.outputs.codabench INPUT OUTPUT`.
 
 Convention: `INPUT/ref/` holds the reference data (the original `<id>.png` images, and optionally the
 `task.toml` of the competition), `INPUT/res/` holds one participant submission: the run's files
@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 from evaluator.config import TaskConfigError, load_task
-from evaluator.atomic import write_text_atomic
+from evaluator.common.atomic import write_text_atomic
 from evaluator.cli import setup_logging
-from evaluator.run_records import show_name
+from evaluator.common.text import show_name
 
 SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr", "ssim", "abs_gain",
               "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
@@ -68,7 +68,7 @@ def score_values(row: object) -> dict[str, float | int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluator.codabench",
+        prog="python -m evaluator.outputs.codabench",
         description="Codabench/CodaLab scoring program: INPUT/ref = originals (+ optional task.toml), "
         "INPUT/res = one run; writes OUTPUT/scores.json and OUTPUT/scores.txt. Exit 1: the submission is "
         "invalid (problems on stderr); 2: the scoring setup is broken (originals, task file, model).",
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP
     from evaluator.biqa import BIQAError, MissingWeightsError, create
     from evaluator.pipeline import evaluate_runs
-    from evaluator.runs import OriginalsError
+    from evaluator.intake.runs import OriginalsError
 
     try:  # the scorer's own setup first: a broken setup must not be reported as the participant's fault
         model = create(task.biqa.model, weights=args.biqa_weights, device=args.device,

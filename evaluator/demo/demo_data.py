@@ -7,7 +7,7 @@ At most `per_photo` crops are kept per photo so no single scene dominates.
 
 Writes `<out>/<image>.png` and `<out>/manifest.csv` (`image, width, height, sha256, score`), atomically.
 
-    python -m evaluator.demo_data --out data/demo
+    python -m evaluator.demo.demo_data --out data/demo
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from PIL import Image
 
 from evaluator.biqa import create
 from evaluator.config import load_task
-from evaluator.imageio import save_png, to_tensor
-from evaluator.atomic import write_text_atomic
+from evaluator.common.imageio import save_png, to_tensor
+from evaluator.common.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def build(out: Path, minimum: int = 20, per_photo: int = 4, task_path: str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluator.demo_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluator.demo.demo_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default data/demo)")
     parser.add_argument("--minimum", type=int, default=20, help="fail unless at least this many crops pass")
     parser.add_argument("--per-photo", type=int, default=4, help="at most this many crops per photo")

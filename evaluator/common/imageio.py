@@ -37,14 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
-from evaluator.atomic import atomic_open
+from evaluator.common.atomic import atomic_open
 
 DEFAULT_MAX_PIXELS = 40_000_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 EXTENSIONS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg")}
 EXIF_ORIENTATION = 0x0112
-_FIX = "save it as 8-bit RGB PNG (e.g. `evaluator.imageio.save_png`)"
+_FIX = "save it as 8-bit RGB PNG (e.g. `evaluator.common.imageio.save_png`)"
 
 # Signatures of image formats we recognise but do not accept (for a precise message).
 _OTHER_FORMATS = (
@@ -302,7 +302,7 @@ def _check_orientation(path: Path, im: Image.Image) -> None:
         raise OrientationError(
             path,
             f"has EXIF orientation {orientation} (not 1): viewers would show the pixels rotated or mirrored",
-            "apply the rotation to the pixels and save without EXIF (e.g. `evaluator.imageio.save_png`)",
+            "apply the rotation to the pixels and save without EXIF (e.g. `evaluator.common.imageio.save_png`)",
         )
 
 

@@ -1,14 +1,14 @@
-"""The blinded jury package (`jury/`, format of `jury_app/package.py`): selected images x qualified runs.
+"""The blinded jury package (`jury/`, format of `evaluator/contracts/jury_package.py`): selected images x qualified runs.
 
 - Candidate ids come from `secrets.token_urlsafe` (16 characters, 96 random bits): never derived from a run
-  name; an id that happens to contain a run name (`jury_app.package.run_name_in`) is drawn again.
+  name; an id that happens to contain a run name (`evaluator.contracts.jury_package.run_name_in`) is drawn again.
 - `images/<id>.jpg` are the exact JPEG bytes that were scored (same sha256 as at scoring time), which libjpeg
   writes with a JFIF APP0 header only; `check_jpeg_metadata_free` refuses EXIF/XMP/ICC (APP1..APP15) and COM.
 - Candidates are listed, and their files written, in the order of their random ids, and every file gets the
   same modification time, so neither the list nor the files' order or times follow the runs.
 - With fewer candidates than `most + least`, the picks shrink (`shrink_picks`) and the manifest says so.
-- Before the manifest is written, `jury_app.package.blinding_problems` (the check `pp-jury serve` makes) runs
-  on it with every run name; after, `jury_app.package.check_servable` (all of `pp-jury serve`'s checks) runs
+- Before the manifest is written, `evaluator.contracts.jury_package.blinding_problems` (the check `pp-jury serve` makes) runs
+  on it with every run name; after, `evaluator.contracts.jury_package.check_servable` (all of `pp-jury serve`'s checks) runs
   on the written folder. Either failing raises JuryExportError: `pp-evaluate` never leaves a package that
   `pp-jury serve` refuses (an empty one, written when no run qualified, is the exception: nothing to judge).
 """
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluator.imageio import save_png
-from jury_app.package import PackageError, blinding_problems, check_servable, run_name_in
+from evaluator.common.imageio import save_png
+from evaluator.contracts.jury_package import PackageError, blinding_problems, check_servable, run_name_in
 
 MANIFEST = "manifest.json"
 KEY = "key.json"

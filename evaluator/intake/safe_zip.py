@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from evaluator.run_records import Limits, RunIssue, show_name
+from evaluator.common.text import Limits, RunIssue, show_name
 
 _EOCD = b"PK\x05\x06"
 _EOCD64_LOCATOR = b"PK\x06\x07"

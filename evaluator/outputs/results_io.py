@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evaluator.csv_safe import safe_text, unsafe_text
+from evaluator.common.csv_safe import safe_text, unsafe_text
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ResultsFolderError(OSError):
 # -- CSV --------------------------------------------------------------------------------------------------------
 def cell(value: Any) -> str:
     """One CSV cell: '' for None/NaN, 'true'/'false', 'inf', shortest round-trip repr for floats; text through
-    `evaluator.csv_safe.safe_text` (a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`: never a formula)."""
+    `evaluator.common.csv_safe.safe_text` (a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`: never a formula)."""
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -40,7 +40,7 @@ the entry, what is wrong and what to do.
 
 Blinding: `juror_facing_values(manifest)` lists the manifest values that tell the candidates of one image
 apart (candidate ids and file names); `blinding_problems(manifest, runs)` finds a run name in one of them.
-The writer (`evaluator/jury_export.py`) and the server (`check_blinding`, `check_servable`, run by
+The writer (`evaluator/outputs/jury_export.py`) and the server (`check_blinding`, `check_servable`, run by
 `pp-jury serve`) call these same functions, so `pp-evaluate` cannot write a package that `pp-jury serve`
 refuses. A run name that merely occurs in the manifest's keys, fixed path parts (`images/`, `.jpg`) or image
 ids (shared by every candidate of an image) tells runs apart in no way, and is allowed.
