@@ -4,9 +4,9 @@ Arrival: `?token=...` is moved into the session state (server side) and removed 
 cookie and no page script holds it: a reload or a server restart starts a new Streamlit session, which asks
 for the private link again (the ballots are in the store, so the juror resumes where they were). The token
 is checked against the store on every run, so a revoked link stops at once; a new session's first token goes
-through `guarded_login` (per-client backoff after wrong tokens, each one logged). Progress is read from the
-store on every run, so a reload, a new tab (or the private link again) and a server restart resume at the
-first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
+through `guarded_login` (a right token always gets in; wrong ones are counted per client and logged). Progress
+is read from the store on every run, so a reload, a new tab (or the private link again) and a server restart
+resume at the first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
 (widget keys use the image's position, since Streamlit sends them to the browser); the candidates' bytes come
 from `screen_images` (one length per image, URLs keyed per juror).
 """
@@ -51,15 +51,16 @@ def _login(ctx: JuryContext) -> str:
                         log_safe(st.session_state[JUROR_KEY]))
             wait = 0.0
         else:
-            juror, wait = guarded_login(ctx, token, ctx.store.authenticate, "juror")
+            juror, wait = guarded_login(ctx.juror_guard, token, ctx.store.authenticate, "juror")
             if juror is not None:
                 st.session_state[JUROR_KEY] = juror
                 return juror
         st.session_state.pop(TOKEN_KEY, None)
         st.session_state.pop(JUROR_KEY, None)
         st.error(NOT_VALID if wait <= 0 else
-                 f"Too many wrong links or codes came from your connection. Wait {math.ceil(wait)} seconds, "
-                 "then open your private link again.")
+                 f"This link is not valid, and too many wrong links or codes came from your connection: "
+                 f"wait {math.ceil(wait)} seconds before trying another code. Your own private link, exactly as "
+                 "received, works at any time.")
     st.title("Pixel Privacy jury")
     st.write("Open the private link you received, or paste your access code here. After a reload or a "
              "break, open your link again: your saved ballots are kept.")

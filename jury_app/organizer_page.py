@@ -29,14 +29,15 @@ def _login(ctx: JuryContext) -> None:
     if token and st.session_state.get(ADMIN_OK_KEY) == token and ctx.store.verify_admin(token):
         return  # accepted before in this session; re-checked every run (a new admin link ends it)
     if token:
-        admin, wait = guarded_login(ctx, token, lambda t: "admin" if ctx.store.verify_admin(t) else None,
-                                    "organizer")
+        admin, wait = guarded_login(ctx.organizer_guard, token,
+                                    lambda t: "admin" if ctx.store.verify_admin(t) else None, "organizer")
         if admin is not None:
             st.session_state[ADMIN_OK_KEY] = token
             return
         st.session_state.pop(ADMIN_KEY, None)
         st.error("This organizer link is not valid; create a new one with `pp-jury admin DIR`." if wait <= 0
-                 else f"Too many wrong tokens came from your connection; wait {math.ceil(wait)} seconds.")
+                 else f"This organizer token is not valid, and too many wrong tokens came from your connection: "
+                 f"wait {math.ceil(wait)} seconds before trying another one (a right token works at any time).")
     st.title("Organizer")
     with st.form("admin_login"):
         code = st.text_input("Organizer token", type="password")
