@@ -1,8 +1,8 @@
 """What both pages share: the jury package folder, the loaded package, the vote store, served image bytes.
 
-`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: the
-metadata-free bytes (`served_bytes`), padded to one length with filler keyed per juror (`blind_screen`).
-`guarded_login` checks every token it is given; a right one is accepted whatever
+`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: their
+decoded pixels as uncompressed PNGs of one length, with a private chunk keyed per juror (`blind_screen` in
+`jury_app/served_image.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
 came before it, and every wrong one is logged, escaped, on the logger `pp-jury.login` (the server's stderr). Each
 page has its own `LoginGuard`, so wrong tokens on one page never change what the other answers.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from jury_app.package import JuryImage, JuryPackage, PackageError, load_package
-from jury_app.served_image import blind_screen, served_bytes
+from jury_app.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
 from jury_app.store import VoteStore
 from jury_app.tokens import LoginGuard, log_safe, token_owner
 
@@ -79,13 +79,19 @@ def jury_context() -> JuryContext:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def image_bytes(path: str) -> bytes:
-    """Metadata-free, grid-sized bytes for an image of the package (cached by path; the package is read-only)."""
+    """Metadata-free, grid-sized bytes of the reference original (cached by path; the package is read-only)."""
     return served_bytes(Path(path))[0]
 
 
+@st.cache_data(show_spinner=False, max_entries=128)
+def _pixels(path: str) -> Pixels:
+    """The decoded pixels of a candidate file (cached by path: 3 bytes per pixel, so fewer entries)."""
+    return candidate_pixels(Path(path))
+
+
 def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
-    """candidate id -> the bytes this juror receives for it: all of one length, keyed per juror (see above)."""
-    return blind_screen({c.id: image_bytes(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
+    """candidate id -> the PNG bytes this juror receives for it: one length per image, keyed per juror."""
+    return blind_screen({c.id: _pixels(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
 
 
 def client_address() -> str:

@@ -8,7 +8,8 @@ through `guarded_login` (a right token always gets in; wrong ones are counted pe
 is read from the store on every run, so a reload, a new tab (or the private link again) and a server restart
 resume at the first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
 (widget keys use the image's position, since Streamlit sends them to the browser); the candidates' bytes come
-from `screen_images` (one length per image, URLs keyed per juror).
+from `screen_images` (decoded pixels as PNGs of one length per image, URLs keyed per juror), sent by
+`st.image` unchanged.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) 
     for row_start in range(0, len(slots), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, slot in zip(cols, slots[row_start:row_start + GRID_COLUMNS]):
-            col.image(screen[slot.candidate], caption=slot.letter, width="stretch")
+            # output_format="PNG": st.image would otherwise re-encode an RGB PNG as JPEG (and so change the bytes)
+            col.image(screen[slot.candidate], caption=slot.letter, width="stretch", output_format="PNG")
     letters = [s.letter for s in slots]
     to_candidate = {s.letter: s.candidate for s in slots}
     previous = store.ballot(juror, image_id)

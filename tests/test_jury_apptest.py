@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -179,28 +180,37 @@ def test_organizer_page_needs_admin_token_and_shows_live_ranking(tmp_path, monke
     assert {"Download votes.csv", "Download ranking.csv"} <= {b.label for b in at.get("download_button")}
 
 
-def test_page_sends_padded_images_keyed_per_juror_and_no_image_id(tmp_path, monkeypatch):
-    """Item 3 of issue 10 on the page: the grid shows `blind_screen`'s bytes (one length, per-juror URLs, not
-    the content hash a participant can compute), and no widget key carries an image id."""
+def test_page_sends_blind_pngs_keyed_per_juror_and_no_image_id(tmp_path, monkeypatch):
+    """Item 3 of issue 10 on the page: the grid sends `blind_screen`'s bytes exactly (st.image re-encodes nothing:
+    the media ids are the hashes of these PNGs), one length per screen, per-juror URLs that are not a content
+    hash a participant can compute, and no widget key carries an image id."""
+    from PIL import Image
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
-    from jury_app.served_image import blind_screen, served_bytes
+    from jury_app.served_image import blind_screen, candidate_pixels, served_bytes, stored_png
 
     store = make_store(tmp_path, monkeypatch, images=["flower-01", "flower-02"], leak_run_in_metadata=True)
     a, b = store.add_jurors(2)
     ids = {}
     for link in (a, b):
         at = juror_app(link.token)
-        ids[link.juror] = {u.rsplit("/", 1)[-1].split(".")[0] for im in at.image for u in im.value}
+        urls = [u for im in at.image for u in im.value]
+        assert len(urls) == 5 and all(u.endswith(".png") for u in urls)
+        ids[link.juror] = {u.rsplit("/", 1)[-1].split(".")[0] for u in urls}
         keys = [w.key or "" for w in list(at.pills) + list(at.button)]
         assert "most_0" in keys and not any("flower" in k for k in keys)
     assert len(ids[a.juror]) == 5 and not ids[a.juror] & ids[b.juror]
     image = store.package.images[0]
-    served = {c.id: served_bytes(c.file)[0] for c in image.candidates}
-    sent = blind_screen(served, store.image_secret(), a.juror)
+    pixels = {c.id: candidate_pixels(c.file) for c in image.candidates}
+    sent = blind_screen(pixels, store.image_secret(), a.juror)
     assert len({len(x) for x in sent.values()}) == 1
-    assert ids[a.juror] == {_calculate_file_id(x, "image/jpeg") for x in sent.values()}
-    assert not ids[a.juror] & {_calculate_file_id(x, "image/jpeg") for x in served.values()}
+    assert ids[a.juror] == {_calculate_file_id(x, "image/png") for x in sent.values()}
+    for c in image.candidates:  # what the organizer's decoder reads, exactly
+        with Image.open(c.file) as im:
+            assert Image.open(io.BytesIO(sent[c.id])).convert("RGB").tobytes() == im.convert("RGB").tobytes()
+    computable = {_calculate_file_id(served_bytes(c.file)[0], "image/jpeg") for c in image.candidates}
+    computable |= {_calculate_file_id(stored_png(p, bytes(32)), "image/png") for p in pixels.values()}
+    assert not ids[a.juror] & computable
 
 
 def test_no_cookie_and_no_script_hold_the_token(tmp_path, monkeypatch):
