@@ -295,6 +295,33 @@ def test_right_token_gets_in_while_an_attacker_keeps_sending_wrong_ones(tmp_path
     assert [int(m.split("; ")[1].split()[0]) for m in counted] == list(range(1, FREE_FAILURES + 4))
 
 
+FORMULA_RUNS = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd", "\tTAB", "'quoted"]
+
+
+def test_organizer_tables_carry_no_formula_cell(tmp_path, monkeypatch):
+    """Review of issue 10, item 3: st.dataframe's "Download as CSV" writes cells raw, so no text cell, column
+    header or index label of any table on the organizer page may start like a formula; each is safe_text."""
+    from evaluator.csv_safe import FORMULA_STARTS, safe_text
+
+    store = make_store(tmp_path, monkeypatch, runs=FORMULA_RUNS, images=["=1+1", "img01"])
+    admin = store.new_admin_token()
+    juror = store.add_jurors(1)[0].juror
+    for image in store.package.image_ids:
+        c = store.package.candidate_ids(image)
+        store.save_ballot(juror, image, c[:3], c[3:5])
+    at = organizer_app(admin)
+    assert not at.exception and len(at.dataframe) >= 5
+    texts_seen = []
+    for frame in (d.value for d in at.dataframe):
+        texts_seen += [str(x) for x in frame.columns] + [str(x) for x in frame.index]
+        texts_seen += [x for column in frame.columns for x in frame[column] if isinstance(x, str)]
+    assert [t for t in texts_seen if t.startswith(FORMULA_STARTS)] == []
+    ranking = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    assert sorted(ranking["run"]) == sorted(safe_text(r) for r in FORMULA_RUNS)
+    per_image = [d.value for d in at.dataframe if "'=1+1" in list(d.value.index)]
+    assert len(per_image) == 2 and all(sorted(f.columns) == sorted(ranking["run"]) for f in per_image)
+
+
 def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
     store = make_store(tmp_path, monkeypatch, images=2)
     admin = store.new_admin_token()
