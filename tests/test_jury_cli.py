@@ -204,3 +204,31 @@ def test_formula_names_are_text_in_ranking_csv_and_votes_round_trip(capsys, tmp_
     votes_file.write_text(votes)
     code, ranked_again, _ = run(capsys, "rank", pkg, "--votes", votes_file)  # import undoes safe_text
     assert code == 0 and ranked_again == ranked
+
+
+def test_rank_votes_leaves_out_revoked_jurors_with_a_warning(capsys, pkg, tmp_path):
+    """Review of issue 10, item 9: `rank --votes` on a folder whose store revoked a juror drops that juror's
+    rows (as `rank` from the store does) and names them; a folder without a store gets none created."""
+    store = VoteStore(load_package(pkg))
+    c = _cand(pkg)
+    jurors = [l.juror for l in store.add_jurors(3)]
+    for k, juror in enumerate(jurors):
+        for image in ("img00", "img01"):
+            most = [c[(RUNS[k], image)], c[(RUNS[3], image)]]
+            store.save_ballot(juror, image, most, [c[(RUNS[(k + 1) % 3], image)]])
+    code, votes, _ = run(capsys, "export", pkg)
+    votes_file = tmp_path / "votes.csv"
+    votes_file.write_text(votes)  # exported before the revocation: juror002's rows are in the file
+    assert code == 0 and votes.count("juror002,") == 6
+    store.revoke("juror002")
+    code, from_store, err = run(capsys, "rank", pkg)
+    assert code == 0 and "4 ballots from 2 jurors" in err and "warning: left out" not in err
+    code, from_file, err = run(capsys, "rank", pkg, "--votes", votes_file)
+    assert code == 0 and from_file == from_store and "4 ballots from 2 jurors" in err
+    assert "warning: left out 2 ballot(s) of 1 juror(s) revoked in" in err and "'juror002'" in err
+    assert "juror001" not in err and "juror003" not in err
+    bare = make_demo_package(tmp_path / "bare", RUNS, 2, most=2, least=1, size=16)  # the same package, no store
+    assert (bare / "key.json").read_text() == (pkg / "key.json").read_text()
+    code, from_bare, err = run(capsys, "rank", bare, "--votes", votes_file)
+    assert code == 0 and "6 ballots from 3 jurors" in err and "left out" not in err
+    assert not (bare / "votes.sqlite").exists()
