@@ -6,15 +6,17 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from jury_app.ballot import BallotError
+from jury_app.ballot import Ballot, BallotError
 from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
 from evaluator.atomic import write_text_atomic
 from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore
+from jury_app.tokens import log_safe
 from jury_app.votes_csv import VotesFileError, iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
@@ -31,7 +33,8 @@ commands:
   admin DIR                 create a new organizer link (the previous one stops working)
   export DIR                print all votes as CSV: juror,image,candidate,choice,timestamp
   rank DIR [--votes CSV] [--interval jurors|jurors+images]
-                            write DIR/ranking.csv and print it:
+                            write DIR/ranking.csv and print it (with --votes, the ballots of jurors revoked
+                            in DIR/votes.sqlite are left out, with a warning naming them):
                             run,most,least,appearances,bws,ci_low,ci_high,rank
                             ci = 95% interval of bws; jurors (default): another jury on these images;
                             jurors+images: another jury on other images (docs/jury.md)
@@ -116,11 +119,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoked_jurors(package) -> frozenset[str]:
+    """The jurors revoked in the package's vote store; none when the folder has no store (none is created)."""
+    if not package.store_path.exists():
+        return frozenset()
+    return frozenset(j.juror for j in VoteStore(package).jurors() if j.revoked)
+
+
+def _without(ballots: Iterable[Ballot], revoked: frozenset[str], dropped: dict[str, int]) -> Iterator[Ballot]:
+    """`ballots` minus those of `revoked` jurors, counted per juror into `dropped`."""
+    for ballot in ballots:
+        if ballot.juror in revoked:
+            dropped[ballot.juror] = dropped.get(ballot.juror, 0) + 1
+        else:
+            yield ballot
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     package = load_package(args.dir)
     key = load_key(package.root, package)
-    ballots = iter_ballots(args.votes, package) if args.votes else VoteStore(package).ballots()
+    dropped: dict[str, int] = {}
+    if args.votes:
+        ballots = iter_ballots(args.votes, package)
+        revoked = _revoked_jurors(package)
+        if revoked:
+            ballots = _without(ballots, revoked, dropped)
+    else:
+        ballots = VoteStore(package).ballots()
     result = rank_jury(ballots, key, interval=args.interval, seed=args.seed)
+    if dropped:
+        print(f"warning: left out {sum(dropped.values())} ballot(s) of {len(dropped)} juror(s) revoked in "
+              f"{package.store_path} (`pp-jury jurors DIR --revoke`): "
+              f"{', '.join(log_safe(j) for j in sorted(dropped))}", file=sys.stderr)
     text = ranking_csv(result.scores)
     write_text_atomic(package.root / RANKING_NAME, text)
     sys.stdout.write(text)
@@ -162,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("rank", help="write DIR/ranking.csv and print it")
     p.add_argument("dir")
-    p.add_argument("--votes", help="rank this votes CSV instead of DIR/votes.sqlite")
+    p.add_argument("--votes", help="rank this votes CSV instead of DIR/votes.sqlite (the ballots of jurors revoked "
+                   "in DIR/votes.sqlite, when there is one, are left out with a warning)")
     p.add_argument("--interval", choices=INTERVALS, default=DEFAULT_INTERVAL,
                    help="what the 95%% interval of bws answers: 'jurors' (default) = another jury from the same "
                    "juror population on these images; 'jurors+images' = another jury on other images too")

@@ -213,7 +213,7 @@ class VoteStore:
                 conn.execute("ALTER TABLE jurors ADD COLUMN revoked TEXT")  # a store from before revocation
 
     def image_secret(self) -> bytes:
-        """The random secret that keys the served images' filler (`served_image.blind_screen`): stored, so a
+        """The random secret that keys the served images' private chunk (`served_image.blind_screen`): stored, so a
         restarted server or another replica on the same store sends each juror the same bytes and URLs."""
         with self._read() as conn:
             return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'image_secret'").fetchone()[0])
