@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evaluator.csv_safe import safe_text, unsafe_text
+from evaluator.csv_safe import CsvWriter, safe_text, unsafe_text
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,14 @@ def cell(value: Any) -> str:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk).
-
-    A row with a carriage return in a cell is written with every cell quoted: with "\\n" line ends the csv module
-    would leave that cell unquoted, and a reader would split the row there."""
+    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk), through the
+    kit's one writer `evaluator.csv_safe.CsvWriter` (text cells spreadsheet-safe, a cell with CR kept in its row);
+    values that are not text are formatted by `cell`."""
     with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        writer.writerow([safe_text(c) for c in columns])
+        writer = CsvWriter(f, number=cell)
+        writer.writerow(columns)
         for row in rows:
-            cells = [cell(row[c]) for c in columns]
-            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
+            writer.writerow([row[c] for c in columns])
         f.flush()
         os.fsync(f.fileno())
 
