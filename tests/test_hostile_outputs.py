@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+from evaluator_fixtures import INVISIBLE_CHARS, BrightnessBIQA, darken, write_originals, write_run
 
 import evaluator.results_io
 from evaluator.atomic import write_text_atomic
@@ -22,7 +22,9 @@ from evaluator.cli import EscapingFormatter
 from evaluator.config import TaskConfig
 from evaluator.csv_safe import FORMULA_STARTS
 from evaluator.pipeline import evaluate
+from evaluator.lookalike import lookalikes, skeleton
 from evaluator.results_io import committed_generation, read_csv
+from evaluator.run_records import escape_text, show_name
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80}
 FORMULAS = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd"]
@@ -76,6 +78,18 @@ def test_look_alike_names_are_flagged_in_runs_csv_and_the_report(folders):
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert page.count('class="warn">warning: the name looks like') == 2
     assert "\\u0456fgsm" in page
+
+
+@pytest.mark.parametrize("char", INVISIBLE_CHARS, ids=lambda c: f"U+{ord(c):04X}")
+def test_invisible_characters_neither_make_a_new_look_nor_print_unseen(char):
+    """`ifgsm` + U+034F (Hangul filler, variation selector, ...) has the skeleton of `ifgsm`, and is printed with
+    the character escaped (the run itself is refused: tests/test_runs_validation.py)."""
+    inside = () if char.isspace() else ("if" + char + "gsm",)  # a no-break space inside shows as a space
+    for name in ("ifgsm" + char, char + "ifgsm", *inside):
+        assert skeleton(name) == skeleton("ifgsm")
+        assert lookalikes(["ifgsm", name, "blur"]) == {"ifgsm": [name], name: ["ifgsm"]}
+        for shown in (show_name(name), escape_text(name)):
+            assert char not in shown and char.encode("unicode_escape").decode("ascii") in shown
 
 
 def test_names_from_submissions_are_escaped_in_log_lines(folders, caplog):
