@@ -6,6 +6,7 @@ jury votes across evaluations, and a results folder of the older layout.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -197,3 +198,65 @@ def test_a_results_folder_of_the_older_layout_is_adopted(folders):
     (kept,) = out.glob("jury-previous-*")
     assert (kept / "votes.sqlite").read_bytes() == b"votes"
     assert [p.name for p in (out / ".generations").iterdir()] == [committed_generation(out).name]
+
+
+def _fake_ids(monkeypatch, *patterns: str) -> list[str]:
+    """Make the jury export's random ids come from `patterns` in turn (`{n}` = a counter); return those drawn."""
+    import itertools
+
+    import evaluator.jury_export
+
+    drawn: list[str] = []
+    counter = itertools.count()
+
+    def token_urlsafe(nbytes=None):
+        n = next(counter)
+        if n > 20_000:
+            raise AssertionError("the candidate-id loop does not stop")
+        drawn.append(patterns[n % len(patterns)].format(n=n))
+        return drawn[-1]
+
+    monkeypatch.setattr(evaluator.jury_export.secrets, "token_urlsafe", token_urlsafe)
+    return drawn
+
+
+def test_candidate_ids_are_checked_against_the_qualified_runs_only(folders, monkeypatch):
+    """What `pp-jury serve` checks (the runs of key.json): an invalid or unqualified run's name in an id is fine."""
+    tmp_path, originals = folders
+    for name, factor in (("dark", 0.4), ("darker", 0.3), ("faint", 0.99)):
+        write_run(tmp_path / "runs", name, {k: darken(v, factor) for k, v in originals.items()})
+    (tmp_path / "runs" / "badrun").mkdir()  # invalid: no images
+    drawn = _fake_ids(monkeypatch, "badrun{n:010d}", "faint{n:011d}", "clean{n:011d}", "xdarkx{n:010d}")
+    result = _evaluate(tmp_path)
+    status = {r.run: (r.status, r.qualified) for r in result.runs}
+    assert status == {"dark": ("scored", True), "darker": ("scored", True), "faint": ("scored", False),
+                      "badrun": ("invalid", False)}
+    manifest = json.loads((tmp_path / "out" / "jury" / "manifest.json").read_text(encoding="utf-8"))
+    ids = [c["id"] for im in manifest["images"] for c in im["candidates"]]
+    assert len(ids) == 2 * len(manifest["images"]) > 0
+    assert sorted(ids) == sorted(d for d in drawn if "dark" not in d)  # only a qualified name makes a redraw
+    assert any(i.startswith("badrun") for i in ids) and any(i.startswith("faint") for i in ids)
+    assert any("dark" in d for d in drawn)
+
+
+def test_the_candidate_id_search_gives_up_with_an_error(monkeypatch):
+    from evaluator.jury_export import MAX_ID_DRAWS, JuryExportError, new_candidate_id
+
+    drawn = _fake_ids(monkeypatch, "abcabc{n:010d}")
+    with pytest.raises(JuryExportError, match=r"no random candidate id free of every run name in \d+ draws.*'abc'"
+                                              r".*Rename or remove the runs with the shortest names"):
+        new_candidate_id(set(), ["abc", "zzzz"])
+    assert len(drawn) == MAX_ID_DRAWS
+
+
+def test_thousands_of_short_qualified_names_end_in_an_error_not_a_hang():
+    """Every 3-character name over the ids' alphabet (case-folded): each random id contains several of them."""
+    import itertools
+
+    from evaluator.jury_export import JuryExportError, new_candidate_id
+
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_"
+    names = ["".join(t) for t in itertools.product(alphabet, repeat=3)]
+    with pytest.raises(JuryExportError, match=f"{len(names)} names of 3\\+ characters"):
+        new_candidate_id(set(), names)
+    assert new_candidate_id(set(), names[:100]) not in names  # a few short names: an id is found
