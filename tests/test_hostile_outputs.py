@@ -164,18 +164,24 @@ def test_an_interrupt_after_the_switch_keeps_the_new_results(folders, monkeypatc
     assert [p.name for p in (out / ".generations").iterdir()] == [committed_generation(out).name]
 
 
-def test_votes_survive_a_new_evaluation_and_the_cache_is_kept(folders):
+def test_votes_survive_a_new_evaluation_and_the_cache_is_kept(folders, caplog):
     tmp_path, originals = folders
     write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
     _evaluate(tmp_path)
     out = tmp_path / "out"
+    old = committed_generation(out)
     (out / "jury" / "votes.sqlite").write_bytes(b"the jurors' votes")  # pp-jury serve results/jury
     model = BrightnessBIQA()
-    _evaluate(tmp_path, model)
+    with caplog.at_level(logging.WARNING):
+        _evaluate(tmp_path, model)
     assert model.images_seen == 0  # out/.cache survived the switch
-    assert not (out / "jury" / "votes.sqlite").exists()
-    (kept,) = out.glob("jury-previous-*")
-    assert (kept / "votes.sqlite").read_bytes() == b"the jurors' votes" and (kept / "manifest.json").is_file()
+    assert not (out / "jury" / "votes.sqlite").exists() and committed_generation(out) != old
+    files = {p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()}  # the whole generation, as it was
+    assert {"runs.csv", "jury/manifest.json", "jury/key.json", "jury/votes.sqlite"} <= files
+    assert (old / "jury" / "votes.sqlite").read_bytes() == b"the jurors' votes"
+    assert not list(out.glob("jury-previous-*"))
+    (warning,) = [r.getMessage() for r in caplog.records if str(old) in r.getMessage()]
+    assert "holds votes (votes.sqlite)" in warning and f"pp-jury rank {old / 'jury'}" in warning
 
 
 def test_a_results_folder_of_the_older_layout_is_adopted(folders):
@@ -195,9 +201,9 @@ def test_a_results_folder_of_the_older_layout_is_adopted(folders):
     _evaluate(tmp_path)
     assert os.readlink(out / "runs.csv") == "current/runs.csv" and os.readlink(out / "jury") == "current/jury"
     assert not list(out.glob(".staging-*"))
-    (kept,) = out.glob("jury-previous-*")
-    assert (kept / "votes.sqlite").read_bytes() == b"votes"
-    assert [p.name for p in (out / ".generations").iterdir()] == [committed_generation(out).name]
+    (votes,) = (out / ".generations").glob("*/jury/votes.sqlite")  # the adopted generation, kept for its votes
+    assert votes.read_bytes() == b"votes" and votes.parents[1] != committed_generation(out)
+    assert len(list((out / ".generations").iterdir())) == 2
 
 
 def _fake_ids(monkeypatch, *patterns: str) -> list[str]:
@@ -260,3 +266,144 @@ def test_thousands_of_short_qualified_names_end_in_an_error_not_a_hang():
     with pytest.raises(JuryExportError, match=f"{len(names)} names of 3\\+ characters"):
         new_candidate_id(set(), names)
     assert new_candidate_id(set(), names[:100]) not in names  # a few short names: an id is found
+
+
+def test_a_new_evaluation_leaves_a_live_jury_working(folders, caplog):
+    """Review of issue 10: jurors were voting on results/jury when pp-evaluate ran again (a new run came in).
+    The live jury keeps its generation: the same store, in this thread and a new one, keeps saving ballots, the
+    images stay readable, and `pp-jury rank` on that folder ranks them; the new jury/ is a new package."""
+    import threading
+
+    from jury_app import cli
+    from jury_app.package import load_package
+    from jury_app.store import VoteStore
+
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "darker", {k: darken(v, 0.3) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    out = tmp_path / "out"
+    package = load_package(out / "jury")  # what `pp-jury serve results/jury` opens
+    store = VoteStore(package)
+    (juror,) = store.add_jurors(1)
+    first, second = package.images[0], package.images[1]
+    store.save_ballot(juror.juror, first.image, [first.candidates[0].id], [first.candidates[1].id])
+    write_run(tmp_path / "runs", "blurry", {k: darken(v, 0.35) for k, v in originals.items()})
+    with caplog.at_level(logging.WARNING):
+        _evaluate(tmp_path)
+    new = committed_generation(out)
+    assert package.root.parent != new and not (out / "jury" / "votes.sqlite").exists()
+    store.save_ballot(juror.juror, second.image, [second.candidates[1].id], [second.candidates[0].id])
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(store.save_ballot(  # a new connection
+        juror.juror, second.image, [second.candidates[0].id], [second.candidates[1].id])))
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and len(store.ballots()) == 2
+    assert all(c.file.read_bytes() for im in package.images for c in im.candidates)
+    assert any(str(package.root.parent) in r.getMessage() for r in caplog.records)
+    assert cli.main(["rank", str(package.root)]) == 0
+    assert len(json.loads((out / "jury" / "key.json").read_text())["candidates"]) == 3 * len(load_package(
+        out / "jury").images)  # the new package has the new run
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_pp_jury_serve_holds_the_serve_lock_for_the_server_life(folders, caplog):
+    """The lock `pp-jury serve` takes survives its exec into the server process (here a stand-in that sleeps)."""
+    import fcntl
+    import subprocess
+
+    from evaluator.results_io import SERVE_LOCK
+
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    out = tmp_path / "out"
+    served = committed_generation(out)
+    stand_in = ("import os, sys\nfrom jury_app import cli\nreal = os.execve\n"
+                "os.execve = lambda path, argv, env: real(sys.executable, [sys.executable, '-c', "
+                "'import time; print(\"serving\", flush=True); time.sleep(300)'], env)\n"
+                "sys.exit(cli.main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", stand_in, "serve", str(out / "jury"), "--port", "8598"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert proc.stdout.readline().strip() == "serving"
+        with open(served / "jury" / SERVE_LOCK, "rb") as lock:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (served / "jury" / "votes.sqlite").unlink()  # only the lock keeps it now
+        for suffix in ("-wal", "-shm"):
+            (served / "jury" / f"votes.sqlite{suffix}").unlink(missing_ok=True)
+        write_run(tmp_path / "runs", "darker", {k: darken(v, 0.3) for k, v in originals.items()})
+        with caplog.at_level(logging.WARNING):
+            _evaluate(tmp_path)
+        assert committed_generation(out) != served and (served / "jury" / "manifest.json").is_file()
+        assert any("is being served by `pp-jury serve`" in r.getMessage() for r in caplog.records)
+    finally:
+        proc.kill()
+        proc.wait()
+    _evaluate(tmp_path)  # the server is gone and left no votes: that generation is retired now
+    assert not served.exists() and (out / f"jury-previous-{served.name}" / "key.json").is_file()
+
+
+def test_a_vote_store_whose_folder_vanished_says_so(folders):
+    """Should the jury folder go anyway (deleted by hand), saving a ballot gives a message, not a traceback."""
+    import threading
+
+    from jury_app.package import load_package
+    from jury_app.store import StoreError, VoteStore
+
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "darker", {k: darken(v, 0.3) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    package = load_package(tmp_path / "out" / "jury")
+    store = VoteStore(package)
+    (juror,) = store.add_jurors(1)
+    shutil.rmtree(package.root)
+    image = package.images[0]
+    picks = ([image.candidates[0].id], [image.candidates[1].id])
+    with pytest.raises(StoreError, match="the jury folder was moved or deleted while the server ran"):
+        store.save_ballot(juror.juror, image.image, *picks)
+    errors = []
+
+    def other_thread():
+        try:
+            store.save_ballot(juror.juror, image.image, *picks)
+        except Exception as exc:  # noqa: BLE001 - the type is what is checked
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert [type(e) for e in errors] == [StoreError]
+
+
+def test_votes_on_a_copy_of_a_retired_package_can_still_be_ranked(folders, tmp_path_factory):
+    """The organizer served a copy of results/jury without key.json (docs/jury.md) and ranks its votes after a
+    new evaluation replaced the package: the key is in OUT/jury-previous-<generation id>/."""
+    from jury_app import cli
+    from jury_app.package import load_package
+    from jury_app.store import VoteStore
+
+    tmp_path, originals = folders
+    write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "darker", {k: darken(v, 0.3) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    out = tmp_path / "out"
+    old = committed_generation(out)
+    copy = tmp_path_factory.mktemp("server") / "jury"
+    shutil.copytree(out / "jury", copy, ignore=shutil.ignore_patterns("key.json"))
+    package = load_package(copy)
+    store = VoteStore(package)
+    (juror,) = store.add_jurors(1)
+    for image in package.images:
+        store.save_ballot(juror.juror, image.image, [image.candidates[0].id], [image.candidates[1].id])
+    write_run(tmp_path / "runs", "blurry", {k: darken(v, 0.35) for k, v in originals.items()})
+    _evaluate(tmp_path)
+    assert not old.exists()
+    shutil.copy(out / f"jury-previous-{old.name}" / "key.json", copy / "key.json")
+    assert cli.main(["rank", str(copy)]) == 0
+    ranking = read_csv(copy / "ranking.csv")
+    assert {r["run"] for r in ranking} == {"dark", "darker"} and sum(int(r["most"]) for r in ranking) == 3
