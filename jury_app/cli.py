@@ -10,9 +10,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp-evaluate from retiring it
+    fcntl = None
+
 from jury_app.ballot import Ballot, BallotError
 from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
 from evaluator.atomic import write_text_atomic
+from evaluator.results_io import MANIFEST_FILE, SERVE_LOCK
 from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore
@@ -63,7 +69,47 @@ def _default_base(args: argparse.Namespace) -> str:
     return getattr(args, "base_url", None) or f"http://{DEFAULT_ADDRESS}:{DEFAULT_PORT}"
 
 
+def _hold_serve_lock(directory: str) -> int | None:
+    """A shared flock on DIR/.serve.lock (`evaluator.results_io.SERVE_LOCK`), inherited by the Streamlit process
+    `serve` execs into, so it is held for the server's whole life: pp-evaluate never retires a jury folder
+    whose lock it cannot take. Shared: several servers may serve one folder. Taken before the package is
+    checked; if a pp-evaluate was deleting this very folder meanwhile, that is found here (PackageError).
+    Returns the descriptor, or None where there is no flock (the jury's votes.sqlite then marks it in use)."""
+    root = Path(directory).resolve()
+    if fcntl is None or not (root / MANIFEST_FILE).is_file():
+        return None  # not a package: check_servable says what is wrong
+    lock = root / SERVE_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError:
+        return None  # not writable: the vote store says so
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a pp-evaluate is retiring this very folder
+    except OSError:  # no flock on this file system: the jury's votes.sqlite alone marks it in use
+        os.close(fd)
+        return None
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(lock))
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        raise PackageError(f"{root}: was deleted by a pp-evaluate while pp-jury serve started (it was no longer "
+                           "the current results); serve the current package, for example results/jury")
+    os.set_inheritable(fd, True)
+    return fd
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    lock = _hold_serve_lock(args.dir)
+    try:
+        return _serve(args)
+    finally:  # only reached when the server did not start (exec replaces this process)
+        if lock is not None:
+            os.close(lock)
+
+
+def _serve(args: argparse.Namespace) -> int:
     package, key = check_servable(args.dir)
     if key is None:
         log.warning("%s is missing: jurors can vote, but the organizer page cannot rank runs until it is "
@@ -80,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "--server.fileWatcherType", "none", "--", str(package.root)]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
+    os.execve(sys.executable, argv, env)  # the Streamlit process inherits the serve lock
     return 1  # unreachable
 
 

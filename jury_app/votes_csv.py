@@ -20,7 +20,7 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from evaluator.csv_safe import safe_text, unsafe_text
+from evaluator.csv_safe import CsvWriter, unsafe_text
 from jury_app.ballot import Ballot, BallotError, pick_rule, validate_picks
 from jury_app.package import JuryPackage
 from jury_app.store import VoteRow
@@ -53,11 +53,12 @@ class VotesFileError(ValueError):
 
 
 def votes_to_csv(rows: Sequence[VoteRow]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    """The votes as CSV text, through the kit's one CSV writer (`evaluator.csv_safe.CsvWriter`)."""
+    buf = io.StringIO(newline="")
+    writer = CsvWriter(buf)
     writer.writerow(VOTE_COLUMNS)
     for r in rows:
-        writer.writerow([safe_text(str(v)) for v in (r.juror, r.image, r.candidate, r.choice, r.timestamp)])
+        writer.writerow([str(v) for v in (r.juror, r.image, r.candidate, r.choice, r.timestamp)])
     return buf.getvalue()
 
 
