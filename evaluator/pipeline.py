@@ -550,13 +550,12 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     if weights_seed is not None:
         meta["warning"] = info.random_weights_note()
     valid_by_name = {v.name: v for v in valid}
-    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, [v.name for v in validated])
+    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths)
     return result
 
 
 def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
-                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path],
-                   all_names: Sequence[str]) -> None:
+                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path]) -> None:
     from evaluator.outputs.report import write_report
 
     staging = new_generation(out_dir)
@@ -578,7 +577,7 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
             jpeg_of=lambda item: codec.compress(runs[item.run].images[item.image].load()),
             picks=result.picks, show_original=task.jury.show_original,
             original_of=lambda image: load_rgb(original_paths[image]),
-            all_run_names=all_names,
+            run_names=qualified,
         )
         thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
         write_report(staging / "report.html", result, meta, thumbs)

@@ -6,16 +6,24 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from jury_app.ballot import BallotError
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp-evaluate from retiring it
+    fcntl = None
+
+from jury_app.ballot import Ballot, BallotError
 from evaluator.contracts.jury_package import (KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key,
                                               load_package)
 from evaluator.common.atomic import write_text_atomic
+from evaluator.outputs.results_io import MANIFEST_FILE, SERVE_LOCK
 from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore
+from jury_app.tokens import log_safe
 from jury_app.votes_csv import VotesFileError, iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
@@ -32,7 +40,8 @@ commands:
   admin DIR                 create a new organizer link (the previous one stops working)
   export DIR                print all votes as CSV: juror,image,candidate,choice,timestamp
   rank DIR [--votes CSV] [--interval jurors|jurors+images]
-                            write DIR/ranking.csv and print it:
+                            write DIR/ranking.csv and print it (with --votes, the ballots of jurors revoked
+                            in DIR/votes.sqlite are left out, with a warning naming them):
                             run,most,least,appearances,bws,ci_low,ci_high,rank
                             ci = 95% interval of bws; jurors (default): another jury on these images;
                             jurors+images: another jury on other images (docs/jury.md)
@@ -61,7 +70,47 @@ def _default_base(args: argparse.Namespace) -> str:
     return getattr(args, "base_url", None) or f"http://{DEFAULT_ADDRESS}:{DEFAULT_PORT}"
 
 
+def _hold_serve_lock(directory: str) -> int | None:
+    """A shared flock on DIR/.serve.lock (`evaluator.outputs.results_io.SERVE_LOCK`), inherited by the Streamlit process
+    `serve` execs into, so it is held for the server's whole life: pp-evaluate never retires a jury folder
+    whose lock it cannot take. Shared: several servers may serve one folder. Taken before the package is
+    checked; if a pp-evaluate was deleting this very folder meanwhile, that is found here (PackageError).
+    Returns the descriptor, or None where there is no flock (the jury's votes.sqlite then marks it in use)."""
+    root = Path(directory).resolve()
+    if fcntl is None or not (root / MANIFEST_FILE).is_file():
+        return None  # not a package: check_servable says what is wrong
+    lock = root / SERVE_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError:
+        return None  # not writable: the vote store says so
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a pp-evaluate is retiring this very folder
+    except OSError:  # no flock on this file system: the jury's votes.sqlite alone marks it in use
+        os.close(fd)
+        return None
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(lock))
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        raise PackageError(f"{root}: was deleted by a pp-evaluate while pp-jury serve started (it was no longer "
+                           "the current results); serve the current package, for example results/jury")
+    os.set_inheritable(fd, True)
+    return fd
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    lock = _hold_serve_lock(args.dir)
+    try:
+        return _serve(args)
+    finally:  # only reached when the server did not start (exec replaces this process)
+        if lock is not None:
+            os.close(lock)
+
+
+def _serve(args: argparse.Namespace) -> int:
     package, key = check_servable(args.dir)
     if key is None:
         log.warning("%s is missing: jurors can vote, but the organizer page cannot rank runs until it is "
@@ -78,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "--server.fileWatcherType", "none", "--", str(package.root)]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
+    os.execve(sys.executable, argv, env)  # the Streamlit process inherits the serve lock
     return 1  # unreachable
 
 
@@ -117,11 +166,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoked_jurors(package) -> frozenset[str]:
+    """The jurors revoked in the package's vote store; none when the folder has no store (none is created)."""
+    if not package.store_path.exists():
+        return frozenset()
+    return frozenset(j.juror for j in VoteStore(package).jurors() if j.revoked)
+
+
+def _without(ballots: Iterable[Ballot], revoked: frozenset[str], dropped: dict[str, int]) -> Iterator[Ballot]:
+    """`ballots` minus those of `revoked` jurors, counted per juror into `dropped`."""
+    for ballot in ballots:
+        if ballot.juror in revoked:
+            dropped[ballot.juror] = dropped.get(ballot.juror, 0) + 1
+        else:
+            yield ballot
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     package = load_package(args.dir)
     key = load_key(package.root, package)
-    ballots = iter_ballots(args.votes, package) if args.votes else VoteStore(package).ballots()
+    dropped: dict[str, int] = {}
+    if args.votes:
+        ballots = iter_ballots(args.votes, package)
+        revoked = _revoked_jurors(package)
+        if revoked:
+            ballots = _without(ballots, revoked, dropped)
+    else:
+        ballots = VoteStore(package).ballots()
     result = rank_jury(ballots, key, interval=args.interval, seed=args.seed)
+    if dropped:
+        print(f"warning: left out {sum(dropped.values())} ballot(s) of {len(dropped)} juror(s) revoked in "
+              f"{package.store_path} (`pp-jury jurors DIR --revoke`): "
+              f"{', '.join(log_safe(j) for j in sorted(dropped))}", file=sys.stderr)
     text = ranking_csv(result.scores)
     write_text_atomic(package.root / RANKING_NAME, text)
     sys.stdout.write(text)
@@ -163,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("rank", help="write DIR/ranking.csv and print it")
     p.add_argument("dir")
-    p.add_argument("--votes", help="rank this votes CSV instead of DIR/votes.sqlite")
+    p.add_argument("--votes", help="rank this votes CSV instead of DIR/votes.sqlite (the ballots of jurors revoked "
+                   "in DIR/votes.sqlite, when there is one, are left out with a warning)")
     p.add_argument("--interval", choices=INTERVALS, default=DEFAULT_INTERVAL,
                    help="what the 95%% interval of bws answers: 'jurors' (default) = another jury from the same "
                    "juror population on these images; 'jurors+images' = another jury on other images too")

@@ -1,9 +1,10 @@
 """What both pages share: the jury package folder, the loaded package, the vote store, served image bytes.
 
-`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: the
-metadata-free bytes (`served_bytes`), padded to one length with filler keyed per juror (`blind_screen`).
-`guarded_login` checks a token behind the process's `LoginGuard` (per client address) and logs every wrong
-token, escaped, on the logger `pp-jury.login` (the server's stderr).
+`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: their
+decoded pixels as uncompressed PNGs of one length, with a private chunk keyed per juror (`blind_screen` in
+`jury_app/served_image.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
+came before it, and every wrong one is logged, escaped, on the logger `pp-jury.login` (the server's stderr). Each
+page has its own `LoginGuard`, so wrong tokens on one page never change what the other answers.
 
 The folder comes from the environment variable PP_JURY_DIR (set by `pp-jury serve`), else from the first
 argument after `--` of `streamlit run jury_app/app.py -- DIR`.
@@ -21,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from evaluator.contracts.jury_package import JuryImage, JuryPackage, PackageError, load_package
-from jury_app.served_image import blind_screen, served_bytes
+from jury_app.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
 from jury_app.store import VoteStore
 from jury_app.tokens import LoginGuard, log_safe, token_owner
 
@@ -42,7 +43,8 @@ class JuryContext:
     package: JuryPackage
     store: VoteStore
     image_secret: bytes
-    guard: LoginGuard
+    juror_guard: LoginGuard
+    organizer_guard: LoginGuard
 
 
 def package_dir() -> Path | None:
@@ -56,7 +58,8 @@ def package_dir() -> Path | None:
 def _open(directory: str, manifest_mtime_ns: int) -> JuryContext:
     package = load_package(directory)
     store = VoteStore(package)
-    return JuryContext(package=package, store=store, image_secret=store.image_secret(), guard=LoginGuard())
+    return JuryContext(package=package, store=store, image_secret=store.image_secret(),
+                      juror_guard=LoginGuard(), organizer_guard=LoginGuard())
 
 
 def jury_context() -> JuryContext:
@@ -76,13 +79,19 @@ def jury_context() -> JuryContext:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def image_bytes(path: str) -> bytes:
-    """Metadata-free, grid-sized bytes for an image of the package (cached by path; the package is read-only)."""
+    """Metadata-free, grid-sized bytes of the reference original (cached by path; the package is read-only)."""
     return served_bytes(Path(path))[0]
 
 
+@st.cache_data(show_spinner=False, max_entries=128)
+def _pixels(path: str) -> Pixels:
+    """The decoded pixels of a candidate file (cached by path: 3 bytes per pixel, so fewer entries)."""
+    return candidate_pixels(Path(path))
+
+
 def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
-    """candidate id -> the bytes this juror receives for it: all of one length, keyed per juror (see above)."""
-    return blind_screen({c.id: image_bytes(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
+    """candidate id -> the PNG bytes this juror receives for it: one length per image, keyed per juror."""
+    return blind_screen({c.id: _pixels(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
 
 
 def client_address() -> str:
@@ -91,26 +100,26 @@ def client_address() -> str:
     return ip if isinstance(ip, str) and ip else LOCAL_CLIENT
 
 
-def guarded_login(ctx: JuryContext, token: str, verify: Callable[[str], str | None], what: str
+def guarded_login(guard: LoginGuard, token: str, verify: Callable[[str], str | None], what: str
                   ) -> tuple[str | None, float]:
-    """(who, 0) when `verify(token)` accepts it; (None, 0) for a wrong token; (None, seconds to wait) when this
-    client has had too many wrong tokens in a row, in which case the token is not even checked. Every wrong or
-    refused token is logged: client address, failures in a row and the token's owner part, escaped (never
-    the secret part)."""
+    """(who, 0) when `verify(token)` accepts it, whatever wrong tokens came before from this client (a shared
+    address, e.g. a reverse proxy's, must not let one client lock the others out); (None, 0) for a wrong token;
+    (None, seconds) for a wrong token that came while this client has to wait after too many wrong ones in a row:
+    it is refused with that wait and not counted. Every wrong token is logged on one line: client address,
+    failures in a row and the token's owner part, escaped (never the secret part)."""
     client = client_address()
-    wait = ctx.guard.wait(client)
-    if wait > 0:
-        log.warning("%s login refused unchecked: client %s has to wait %.1f s more (too many wrong tokens)",
-                    what, log_safe(client), wait)
-        return None, wait
     who = verify(token)
     if who is not None:
-        ctx.guard.succeeded(client)
         return who, 0.0
-    failures = ctx.guard.failed(client)
-    delay = ctx.guard.delay_after(failures)
     owner = token_owner(token)
     shown = f"owner part {log_safe(owner)}" if owner is not None else f"malformed, {len(token)} characters"
+    wait = guard.wait(client)
+    if wait > 0:
+        log.warning("wrong %s token from client %s (%s) during its wait (%.1f s left): refused, not counted",
+                    what, log_safe(client), shown, wait)
+        return None, wait
+    failures = guard.failed(client)
+    delay = guard.delay_after(failures)
     log.warning("wrong %s token from client %s (%s); %d wrong in a row%s", what, log_safe(client), shown,
-                failures, f"; its next token is checked after {delay:.0f} s" if delay else "")
+                failures, f"; its wrong tokens are refused for {delay:.0f} s" if delay else "")
     return None, 0.0

@@ -4,11 +4,12 @@ Arrival: `?token=...` is moved into the session state (server side) and removed 
 cookie and no page script holds it: a reload or a server restart starts a new Streamlit session, which asks
 for the private link again (the ballots are in the store, so the juror resumes where they were). The token
 is checked against the store on every run, so a revoked link stops at once; a new session's first token goes
-through `guarded_login` (per-client backoff after wrong tokens, each one logged). Progress is read from the
-store on every run, so a reload, a new tab (or the private link again) and a server restart resume at the
-first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
+through `guarded_login` (a right token always gets in; wrong ones are counted per client and logged). Progress
+is read from the store on every run, so a reload, a new tab (or the private link again) and a server restart
+resume at the first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
 (widget keys use the image's position, since Streamlit sends them to the browser); the candidates' bytes come
-from `screen_images` (one length per image, URLs keyed per juror).
+from `screen_images` (decoded pixels as PNGs of one length per image, URLs keyed per juror), sent by
+`st.image` unchanged.
 """
 
 from __future__ import annotations
@@ -51,15 +52,16 @@ def _login(ctx: JuryContext) -> str:
                         log_safe(st.session_state[JUROR_KEY]))
             wait = 0.0
         else:
-            juror, wait = guarded_login(ctx, token, ctx.store.authenticate, "juror")
+            juror, wait = guarded_login(ctx.juror_guard, token, ctx.store.authenticate, "juror")
             if juror is not None:
                 st.session_state[JUROR_KEY] = juror
                 return juror
         st.session_state.pop(TOKEN_KEY, None)
         st.session_state.pop(JUROR_KEY, None)
         st.error(NOT_VALID if wait <= 0 else
-                 f"Too many wrong links or codes came from your connection. Wait {math.ceil(wait)} seconds, "
-                 "then open your private link again.")
+                 f"This link is not valid, and too many wrong links or codes came from your connection: "
+                 f"wait {math.ceil(wait)} seconds before trying another code. Your own private link, exactly as "
+                 "received, works at any time.")
     st.title("Pixel Privacy jury")
     st.write("Open the private link you received, or paste your access code here. After a reload or a "
              "break, open your link again: your saved ballots are kept.")
@@ -96,7 +98,8 @@ def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) 
     for row_start in range(0, len(slots), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, slot in zip(cols, slots[row_start:row_start + GRID_COLUMNS]):
-            col.image(screen[slot.candidate], caption=slot.letter, width="stretch")
+            # output_format="PNG": st.image would otherwise re-encode an RGB PNG as JPEG (and so change the bytes)
+            col.image(screen[slot.candidate], caption=slot.letter, width="stretch", output_format="PNG")
     letters = [s.letter for s in slots]
     to_candidate = {s.letter: s.candidate for s in slots}
     previous = store.ballot(juror, image_id)

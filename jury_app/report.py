@@ -6,13 +6,12 @@ them with `ranking.Tally` and derives every figure from the jurors x runs, image
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from evaluator.common.csv_safe import safe_text
+from evaluator.common.csv_safe import CsvWriter
 from jury_app.agreement import Agreement, agreement
 from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry
@@ -46,18 +45,18 @@ def rank_jury(ballots: Iterable[Ballot], key: JuryKey, *, interval: str = DEFAUL
     return rank_counts(Tally(key).add_all(ballots).counts(), interval=interval, seed=seed)
 
 
-def _fmt(value: object) -> str:
+def _number(value: object) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4f}"
-    if isinstance(value, str):
-        return safe_text(value)  # a run named "=HYPERLINK(...)" must stay text in a spreadsheet
     return str(value)
 
 
 def ranking_csv(scores: Sequence[RunScore]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    """ranking.csv through the kit's one CSV writer (`evaluator.common.csv_safe.CsvWriter`): a run named
+    "=HYPERLINK(...)" stays text in a spreadsheet, a run name with a CR stays in its row."""
+    buf = io.StringIO(newline="")
+    w = CsvWriter(buf, number=_number)
     w.writerow(RANKING_COLUMNS)
     for s in scores:
-        w.writerow([_fmt(getattr(s, c)) for c in RANKING_COLUMNS])
+        w.writerow([getattr(s, c) for c in RANKING_COLUMNS])
     return buf.getvalue()

@@ -1,17 +1,23 @@
-"""The bytes a juror's browser receives for an image: metadata stripped, pre-sized for the grid.
+"""The bytes a juror's browser receives for an image.
 
-JPEG files within `GRID_MAX_SIDE` are served losslessly: the marker segments are copied except APPn and COM
-(EXIF, XMP, ICC, comments, vendor data) and anything after EOI; only APP0 "JFIF" and APP14 "Adobe" are kept
-since they carry colour-transform flags, not metadata. Larger images and non-JPEG files are decoded and
-re-encoded without metadata: Lanczos down to `GRID_MAX_SIDE` when larger, then JPEG quality 95 4:4:4 for
-JPEG input and lossless PNG for anything else (the originals).
+Candidates (`blind_screen`): decoded to RGB pixels exactly as Pillow reads the organizer's file (`candidate_pixels`;
+Lanczos down to `GRID_MAX_SIDE` only when larger), then written as an uncompressed PNG (`stored_png`): stored
+deflate blocks, filter 0 on every row, a layout written here byte by byte. Its length is a function of the
+dimensions alone (`png_length`), and every byte but the pixels, their two checksums (Adler-32, IDAT CRC) and one
+private chunk is the same for all candidates of one size, so nothing but the pixels tells runs apart: not the
+size (a JPEG's size depends on the content, and padding after its end marker can be found again), not the
+encoder's choices, not the organizer's deterministic JPEG bytes (a participant who is also a juror could match
+those byte for byte). The private ancillary chunk `juRy` (decoders skip it) carries 32 bytes of
+HMAC-SHA256(secret, juror | candidate): since Streamlit names a media file by a hash of its bytes, the URL of a
+candidate differs between jurors and cannot be predicted without the store's secret. Cost: 3 bytes per pixel
+(about 590 KB for a 512x384 candidate).
 
-`blind_screen` then makes the candidates of one image indistinguishable except by their pixels: every
-candidate's bytes are padded after the end marker (EOI; decoders stop there, so the pixels are unchanged) to
-one common length, the longest + `PAD_MIN`, with filler keyed by HMAC-SHA256(secret, juror | candidate). The
-sizes (and Content-Length) are then equal, and since Streamlit names a media file by a hash of its bytes, the
-URL of a candidate differs between jurors and cannot be predicted without the store's secret (a participant
-who is also a juror cannot compute it from the public kit and their own submission).
+The reference original (`served_bytes`, the same for every candidate and juror): JPEG files within
+`GRID_MAX_SIDE` are served losslessly: the marker segments are copied except APPn and COM (EXIF, XMP, ICC,
+comments, vendor data) and anything after EOI; only APP0 "JFIF" and APP14 "Adobe" are kept since they carry
+colour-transform flags, not metadata. Larger images and non-JPEG files are decoded and re-encoded without
+metadata: Lanczos down to `GRID_MAX_SIDE` when larger, then JPEG quality 95 4:4:4 for JPEG input and lossless
+PNG for anything else.
 """
 
 from __future__ import annotations
@@ -19,14 +25,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import struct
+import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-GRID_MAX_SIDE = 1024
+GRID_MAX_SIDE = 1024  # at most Streamlit's widest image (1460 px), which st.image would otherwise re-encode
 MAX_INPUT_PIXELS = 40_000_000
-PAD_MIN = 32  # filler bytes every candidate gets at least (7 random bits each: 224 bits)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+KEY_CHUNK = b"juRy"  # ancillary (j), private (u), reserved bit clear (R), safe to copy (y)
+KEY_BYTES = 32  # HMAC-SHA256: 256 bits per candidate and juror
+STORED_BLOCK = 65535  # the largest stored deflate block
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """An 8-bit RGB image: `rgb` holds width * height * 3 bytes, row by row."""
+
+    width: int
+    height: int
+    rgb: bytes
 
 
 class ServedImageError(ValueError):
@@ -110,23 +132,79 @@ def served_bytes(path: Path, *, max_side: int = GRID_MAX_SIDE) -> tuple[bytes, s
     return buf.getvalue(), "image/png"
 
 
-def filler(key: bytes, n: int) -> bytes:
-    """n pseudo-random bytes from SHAKE-256(key), top bit cleared: never 0xFF, so no JPEG marker can appear."""
-    return bytes(b & 0x7F for b in hashlib.shake_256(key).digest(n))
+def candidate_pixels(path: Path, *, max_side: int = GRID_MAX_SIDE) -> Pixels:
+    """The RGB pixels of a candidate file as Pillow decodes it (Lanczos down to `max_side` when larger)."""
+    data = Path(path).read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if width * height > MAX_INPUT_PIXELS:
+                raise ServedImageError(f"{path}: {width}x{height} is larger than {MAX_INPUT_PIXELS} pixels.")
+            rgb = im.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ServedImageError(f"{path}: cannot decode ({exc}); regenerate the jury package.") from exc
+    if max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    return Pixels(rgb.width, rgb.height, rgb.tobytes())
 
 
-def blind_screen(served: Mapping[str, bytes], secret: bytes, juror: str) -> dict[str, bytes]:
-    """The bytes one juror receives for the candidates (id -> served bytes) of one image: all of one length.
+def png_length(width: int, height: int) -> int:
+    """Bytes of `stored_png` for a width x height image: a function of the dimensions only.
 
-    length = max(len(served)) + PAD_MIN; candidate c gets length - len(served[c]) bytes of
-    `filler(HMAC-SHA256(secret, juror | c))` after its end marker. Deterministic in (secret, juror, c), so a
-    reload or a restarted server sends the same bytes (the secret lives in the vote store).
+    raw = height * (1 + 3 width) (a filter byte per row), blocks = ceil(raw / 65535);
+    length = 8 (signature) + 25 (IHDR) + 12 + KEY_BYTES (key chunk) + 12 + 2 + 5 blocks + raw + 4 (IDAT) + 12 (IEND).
     """
-    if not served:
-        return {}
-    length = max(len(b) for b in served.values()) + PAD_MIN
-    out = {}
-    for cid, data in served.items():
-        key = hmac.new(secret, f"{juror}|{cid}".encode("utf-8"), hashlib.sha256).digest()
-        out[cid] = data + filler(key, length - len(data))
+    raw = height * (1 + 3 * width)
+    blocks = -(-raw // STORED_BLOCK)
+    return 8 + 25 + 12 + KEY_BYTES + 12 + 2 + 5 * blocks + raw + 4 + 12
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def stored_png(pixels: Pixels, key: bytes) -> bytes:
+    """A PNG of `pixels` (8-bit RGB, no interlace) whose only variable parts are the pixels and `key`.
+
+    Chunks: IHDR, a private ancillary `juRy` chunk holding `key` (KEY_BYTES bytes; decoders skip it), one IDAT,
+    IEND. The IDAT is a zlib stream of stored (uncompressed) deflate blocks of STORED_BLOCK bytes (the last one
+    shorter), every row with filter 0 (None), then the Adler-32 of the rows. Written here byte by byte rather than
+    by a zlib library, so the layout never depends on a library version: len = `png_length(width, height)`.
+    """
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"the key chunk holds exactly {KEY_BYTES} bytes, got {len(key)}")
+    width, height = pixels.width, pixels.height
+    row = 3 * width
+    if len(pixels.rgb) != row * height:
+        raise ValueError(f"{len(pixels.rgb)} bytes of pixels for {width}x{height} RGB")
+    rows = np.zeros((height, 1 + row), np.uint8)
+    rows[:, 1:] = np.frombuffer(pixels.rgb, np.uint8).reshape(height, row)
+    raw = rows.tobytes()
+    stream = [b"\x78\x01"]  # zlib header: deflate, 32 KiB window, no dictionary, "fastest" level
+    view = memoryview(raw)
+    for start in range(0, len(raw), STORED_BLOCK):
+        block = view[start:start + STORED_BLOCK]
+        final = start + STORED_BLOCK >= len(raw)
+        stream += [struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF), block]
+    stream.append(struct.pack(">I", zlib.adler32(raw)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    out = b"".join([PNG_SIGNATURE, _chunk(b"IHDR", ihdr), _chunk(KEY_CHUNK, key),
+                    _chunk(b"IDAT", b"".join(stream)), _chunk(b"IEND", b"")])
+    assert len(out) == png_length(width, height)
     return out
+
+
+def candidate_key(secret: bytes, juror: str, candidate: str) -> bytes:
+    """HMAC-SHA256(secret, juror | candidate): the bytes of the key chunk this juror receives for this candidate."""
+    return hmac.new(secret, f"{juror}|{candidate}".encode("utf-8"), hashlib.sha256).digest()
+
+
+def blind_screen(pixels: Mapping[str, Pixels], secret: bytes, juror: str) -> dict[str, bytes]:
+    """The bytes one juror receives for the candidates (id -> decoded pixels) of one image.
+
+    candidate c -> `stored_png(pixels[c], candidate_key(secret, juror, c))`. Every candidate of an image has the
+    original's dimensions, so all have one length; deterministic in (secret, juror, c), so a reload or a
+    restarted server sends the same bytes (the secret lives in the vote store).
+    """
+    return {cid: stored_png(p, candidate_key(secret, juror, cid)) for cid, p in pixels.items()}

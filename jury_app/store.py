@@ -120,7 +120,16 @@ class VoteStore:
         self._init_schema()
 
     # -- connection -------------------------------------------------------------------------------------
+    def _gone(self, exc: Exception) -> StoreError:
+        """The error for a store whose folder was moved or deleted under a running server."""
+        return StoreError(f"The vote store {self.path} cannot be opened ({exc}): the jury folder was moved or "
+                          "deleted while the server ran. Nothing was saved. Organizer: put the folder back, or "
+                          "restart `pp-jury serve` on the jury folder (pp-evaluate never removes a jury that is "
+                          "being served or holds votes).")
+
     def _connect(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():  # sqlite would say only "unable to open database file"
+            raise self._gone(FileNotFoundError(f"no folder {self.path.parent}"))
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -157,7 +166,11 @@ class VoteStore:
         if fcntl is None:
             yield
             return
-        with open(self.path.with_name(self.path.name + ".lock"), "a+b") as fh:
+        try:
+            fh = open(self.path.with_name(self.path.name + ".lock"), "a+b")
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        with fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             except OSError:
@@ -213,7 +226,7 @@ class VoteStore:
                 conn.execute("ALTER TABLE jurors ADD COLUMN revoked TEXT")  # a store from before revocation
 
     def image_secret(self) -> bytes:
-        """The random secret that keys the served images' filler (`served_image.blind_screen`): stored, so a
+        """The random secret that keys the served images' private chunk (`served_image.blind_screen`): stored, so a
         restarted server or another replica on the same store sends each juror the same bytes and URLs."""
         with self._read() as conn:
             return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'image_secret'").fetchone()[0])

@@ -3,10 +3,13 @@
 A juror token reads `<juror id>.<43 url-safe characters>` (256 random bits); the admin token
 `admin.<...>`. The juror id part only selects the row; the whole token must match the stored hash.
 
-`LoginGuard` slows wrong tokens down per client: the first FREE_FAILURES wrong tokens in a row are checked at
-once; after that, a client must wait min(BASE_DELAY_S * 2**(k - FREE_FAILURES), MAX_DELAY_S) seconds after
-its k-th failure before its next token is even checked. A right token resets the count. `log_safe` is how
-attacker-controlled text (the owner part of a wrong token, a client address) is written into a log line.
+`LoginGuard` counts wrong tokens per client (one guard per page): the first FREE_FAILURES wrong tokens in a row
+are answered "not valid" at once; after the k-th, the client's wrong tokens are refused, with the time left and
+not counted, for min(BASE_DELAY_S * 2**(k - FREE_FAILURES), MAX_DELAY_S) seconds. It never holds back a right
+token: every token is checked (`context.guarded_login`), since behind a reverse proxy all jurors share one
+address and a client sending wrong tokens must not lock the others out. Against guessing, a 256-bit token needs
+no backoff; the guard keeps the count that the log lines report. `log_safe` is how attacker-controlled text (the
+owner part of a wrong token, a client address) is written into a log line.
 """
 
 from __future__ import annotations
@@ -61,11 +64,12 @@ def log_safe(text: object, limit: int = 80) -> str:
 
 
 class LoginGuard:
-    """Per-client backoff after wrong tokens (see the module docstring); thread-safe, in memory.
+    """Per-client count of wrong tokens and the wait after them (see the module docstring); thread-safe, in
+    memory.
 
-    `wait(client)` -> seconds before this client's next token may be checked (0: now); `failed(client)` ->
-    the number of failures in a row after recording one; `succeeded(client)` forgets the client. At most
-    `max_clients` clients are remembered (the oldest are forgotten first).
+    `wait(client)` -> seconds during which this client's wrong tokens are refused uncounted (0: none); `failed(client)`
+    -> the number of failures in a row after recording one. A right token does not reset the count: the address
+    may be shared. At most `max_clients` clients are remembered (the oldest are forgotten first).
     """
 
     def __init__(self, *, free: int = FREE_FAILURES, base_s: float = BASE_DELAY_S, max_s: float = MAX_DELAY_S,
@@ -93,7 +97,3 @@ class LoginGuard:
             while len(self._fails) > self.max_clients:
                 del self._fails[next(iter(self._fails))]
         return count
-
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._fails.pop(client, None)

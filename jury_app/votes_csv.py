@@ -8,7 +8,8 @@ Written by `pp-jury export` (and the organizer page) with every text cell throug
 most `csv.field_size_limit()`), the picks of one ballot (juror, image) are gathered while its rows follow each
 other, then the ballot is checked against the task's pick rule exactly as the web form checks it
 (`ballot.pick_rule` + `ballot.validate_picks`) and yielded. A ballot's rows must be consecutive, as the export
-writes them; memory is one bit per (juror, image) to refuse a ballot that appears twice. Every problem raises
+writes them; memory is one bit per (juror, image) to refuse a ballot that appears twice. A juror id is 1..200
+printable characters (`juror_problem`). Every problem raises
 `VotesFileError` naming the file and line, what is wrong and what to do.
 """
 
@@ -19,7 +20,7 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from evaluator.common.csv_safe import safe_text, unsafe_text
+from evaluator.common.csv_safe import CsvWriter, unsafe_text
 from jury_app.ballot import Ballot, BallotError, pick_rule, validate_picks
 from evaluator.contracts.jury_package import JuryPackage
 from jury_app.store import VoteRow
@@ -30,16 +31,34 @@ VOTE_COLUMNS = ("juror", "image", "candidate", "choice", "timestamp")
 MAX_LINE_BYTES = 1 << 20
 
 
+#: a juror id is at most this many characters (the store's ids read juror001; image ids are capped alike).
+MAX_JUROR_CHARS = 200
+
+
+def juror_problem(juror: str) -> str | None:
+    """What is wrong with a juror id of a votes file, or None: 1..MAX_JUROR_CHARS printable characters (no
+    control or format characters such as NUL, a line break, ESC or a bidi override, as `str.isprintable`)."""
+    if not juror:
+        return "is empty"
+    if len(juror) > MAX_JUROR_CHARS:
+        return f"has {len(juror)} characters, more than {MAX_JUROR_CHARS}"
+    if not juror.isprintable():
+        bad = next(c for c in juror if not c.isprintable())
+        return f"contains the control or format character {bad!r} (U+{ord(bad):04X})"
+    return None
+
+
 class VotesFileError(ValueError):
     """A votes CSV that cannot be read; the message names the file, the line and the fix."""
 
 
 def votes_to_csv(rows: Sequence[VoteRow]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    """The votes as CSV text, through the kit's one CSV writer (`evaluator.common.csv_safe.CsvWriter`)."""
+    buf = io.StringIO(newline="")
+    writer = CsvWriter(buf)
     writer.writerow(VOTE_COLUMNS)
     for r in rows:
-        writer.writerow([safe_text(str(v)) for v in (r.juror, r.image, r.candidate, r.choice, r.timestamp)])
+        writer.writerow([str(v) for v in (r.juror, r.image, r.candidate, r.choice, r.timestamp)])
     return buf.getvalue()
 
 
@@ -135,8 +154,9 @@ def _ballots(path: Path, reader, lines: _Lines, package: JuryPackage) -> Iterato
         if juror != cur_juror or image != cur_image:
             if current is not None:
                 yield finish()
-            if not juror:
-                raise VotesFileError(f"{path}:{lines.line}: empty juror.")
+            if juror != cur_juror and (problem := juror_problem(juror)) is not None:
+                raise VotesFileError(f"{path}:{lines.line}: juror {juror[:80]!r}{'...' if len(juror) > 80 else ''} "
+                                     f"{problem}; use the juror ids `pp-jury jurors DIR --add N` printed.")
             if image not in image_index:
                 raise VotesFileError(f"{path}:{lines.line}: image {image[:80]!r} is not in this jury package; "
                                      "use the votes of this package.")

@@ -218,7 +218,7 @@ def _finalize_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="pp-attack finalize",
                                 description="Check that every shard's images are present and complete run.json.")
     p.add_argument("run", type=Path, help="the run folder")
-    p.add_argument("--originals", type=Path, default=None, help="originals folder (default: the one in run.json)")
+    p.add_argument("--originals", type=Path, default=None, help="originals folder (default: the one the run was made from, found by run.json's name and image-set hash)")
     args = p.parse_args(argv)
     try:
         meta = finalize(args.run, args.originals)

@@ -25,6 +25,7 @@ run.json complete. An unsharded run finalizes itself.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -165,13 +166,62 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _relative_originals(originals: Path, out: Path) -> str:
-    """The originals folder relative to the run folder (run.json is submitted: no absolute path of the
-    participant's machine in it); only the folder's name when no relative path exists (another drive)."""
-    try:
-        return Path(os.path.relpath(Path(originals).resolve(), out.resolve())).as_posix()
-    except ValueError:
-        return Path(originals).name
+ORIGINALS_POINTER = "originals.path"  # in work_dir(out), never submitted: where this machine keeps the originals
+
+
+def originals_sha256(files: Sequence[Path]) -> str:
+    """Identity of an image set: sha256 over the lines `<file name>\t<sha256 of its bytes>\n` of the sorted
+    originals (`list_originals`). Equal for the same images wherever they are kept."""
+    h = hashlib.sha256()
+    for p in sorted(files, key=lambda f: f.name):
+        h.update(f"{p.name}\t{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def _record_originals(originals: Path, out: Path) -> dict[str, str]:
+    """run.json's `originals`: the folder's name and `originals_sha256`, no path (run.json is submitted: nothing
+    of the participant's folder layout in it). The absolute path goes to `work_dir(out)/originals.path`, which
+    stays on this machine, for `finalize`."""
+    originals = Path(originals).resolve()
+    pointer = work_dir(out) / ORIGINALS_POINTER
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(pointer, os.fsencode(originals))
+    return {"folder": originals.name, "sha256": originals_sha256(list_originals(originals))}
+
+
+def _find_originals(out: Path, meta: dict[str, Any]) -> Path:
+    """The originals folder of the run in `out` when finalize got no --originals: the path this machine noted
+    (`work_dir(out)/originals.path`), else a folder of the recorded name in the current folder or next to the run
+    or one of its parents, whose images have the recorded sha256. RunFolderError when none is found."""
+    rec = meta.get("originals")
+    if isinstance(rec, str):  # run.json of an older kit: the folder relative to the run
+        return out / rec
+    if not (isinstance(rec, dict) and isinstance(rec.get("folder"), str) and isinstance(rec.get("sha256"), str)):
+        raise RunFolderError(f"{out / RUN_JSON}: 'originals' is {rec!r}, not the {{folder, sha256}} pp-attack "
+                             "writes; pass the originals folder: pp-attack finalize RUN --originals DIR")
+    pointer = work_dir(out) / ORIGINALS_POINTER
+    places = [Path(os.fsdecode(pointer.read_bytes()))] if pointer.is_file() else []
+    places += [Path.cwd() / rec["folder"]] + [d / rec["folder"] for d in Path(out).resolve().parents]
+    for place in dict.fromkeys(places):
+        try:
+            if place.is_dir() and originals_sha256(list_originals(place)) == rec["sha256"]:
+                return place
+        except (OSError, RunFolderError):
+            continue
+    raise RunFolderError(f"{out}: the originals it was made from (a folder named {rec['folder']!r}, image set "
+                         f"sha256 {rec['sha256'][:12]}...) were not found (looked in {pointer}, the current folder "
+                         "and beside the run and its parents); pass them: pp-attack finalize RUN --originals DIR")
+
+
+def _check_originals_match(out: Path, meta: dict[str, Any], src: Path) -> None:
+    """Refuse --originals that are not the image set run.json records (no record, as from an older kit: no check)."""
+    rec = meta.get("originals")
+    if isinstance(rec, dict) and isinstance(rec.get("sha256"), str):
+        have = originals_sha256(list_originals(src))
+        if have != rec["sha256"]:
+            raise RunFolderError(f"--originals {src}: these are not the images the run was made from (image set "
+                                 f"sha256 {have[:12]}..., run.json records {rec['sha256'][:12]}... for a folder "
+                                 f"named {rec.get('folder')!r}); pass the originals the attack used")
 
 
 def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, originals: Path) -> Path:
@@ -217,7 +267,7 @@ def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, ori
         "status": "in progress",
         "shards": shard.count,
         "n_images": n_images,
-        "originals": _relative_originals(originals, out),
+        "originals": _record_originals(originals, out),
         "libraries": library_versions(),
         **spec.extra,
     }
@@ -398,13 +448,17 @@ def attack_folder(
 def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, Any]:
     """Check every original has its file and log row, merge shard logs into log.csv, mark run.json complete.
 
-    `originals` defaults to the folder recorded in run.json (relative to the run). Raises RunFolderError listing
-    what is missing."""
+    `originals` defaults to the folder run.json records (`_find_originals`); given, it must hold the image set
+    run.json records. Raises RunFolderError listing what is missing."""
     out = Path(out)
     if not (out / RUN_JSON).exists():
         raise RunFolderError(f"{out}: no run.json; finalize a folder that pp-attack wrote")
     meta = read_run_json(out)
-    src = Path(originals) if originals is not None else out / str(meta.get("originals", ""))  # relative to the run
+    if originals is None:
+        src = _find_originals(out, meta)
+    else:
+        src = Path(originals)
+        _check_originals_match(out, meta, src)
     ids = [p.stem for p in list_originals(src)]
     rows = all_log_rows(out)
     missing = [i for i in ids if i not in rows or output_file(out, i) is None]

@@ -76,3 +76,10 @@ def write_run(runs_dir: Path, run: str, images: dict[str, np.ndarray], *, fmt: s
 
 def darken(rgb: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(np.round(rgb.astype(np.float64) * factor), 0, 255).astype(np.uint8)
+
+
+#: Characters that show nothing (or a blank) after a visible name: a combining grapheme joiner, Hangul fillers,
+#: a variation selector, a Mongolian free variation selector, the blank braille pattern, ZWJ, a soft hyphen, a
+#: word joiner, a tag character, a no-break space.
+INVISIBLE_CHARS = ("\u034f", "\u3164", "\u115f", "\ufe0f", "\u180b", "\u2800", "\u200d", "\u00ad", "\u2060",
+                   "\U000e0041", "\uffa0", "\u1160", "\u17b4", "\u00a0")

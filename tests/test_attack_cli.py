@@ -15,7 +15,7 @@ from PIL import Image
 from evaluator.common.imageio import load_rgb
 from evaluator.intake.runs import index_originals, validate_run
 from submission.cli import main
-from submission.run_folder import log_path, work_dir
+from submission.run_folder import list_originals, log_path, originals_sha256, work_dir
 
 FAST = ["--set", "iters=2", "--quiet"]
 
@@ -116,8 +116,10 @@ def test_shards_then_finalize(tmp_path, originals, monkeypatch, capsys):
     assert main(["finalize", str(run)]) == 0
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "complete" and meta["n_images"] == 3 and meta["shards"] == 2
-    assert meta["originals"] == os.path.relpath(originals, run)  # run.json is submitted: no absolute path in it
-    assert str(tmp_path) not in (run / "run.json").read_text()
+    # run.json is submitted: the originals' folder name and image-set hash, nothing of the folder layout
+    assert meta["originals"] == {"folder": originals.name, "sha256": originals_sha256(list_originals(originals))}
+    text = (run / "run.json").read_text()
+    assert str(originals.parent) not in text and ".." not in text and str(tmp_path) not in text
     assert [r["image"] for r in log_rows(run)] == ["img0", "img1", "img2"]
     assert not list(work_dir(run).glob("log.shard*"))
     assert_valid(run, originals)
@@ -279,3 +281,40 @@ def test_random_weights_reach_the_model_and_run_json(tmp_path, originals, monkey
     other = tmp_path / "runs" / "default"
     assert main(["blur", "--originals", str(originals), "--out", str(other), "--quiet"]) == 0  # real brisque
     assert json.loads((other / "run.json").read_text())["biqa_random_weights_seed"] is None
+
+
+def test_finalize_finds_the_originals_or_says_to_pass_them(tmp_path, originals, monkeypatch, capsys):
+    """run.json names the originals folder and hashes its images; finalize finds them from any folder (the note
+    in runs/.pp-attack/, else a folder of that name beside the run or its parents) or asks for --originals."""
+    import shutil
+    import tempfile
+
+    run = tmp_path / "runs" / "moved"
+    for shard in ("0/2", "1/2"):
+        assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet", "--shard", shard]) == 0
+    pointer = work_dir(run) / "originals.path"
+    assert pointer.read_text() == str(originals.resolve())  # stays on this machine, outside the submitted run
+    pointer.unlink()  # a runs folder copied from elsewhere: found beside a parent (the pytest base folder)
+    elsewhere = Path(tempfile.mkdtemp(prefix="pp-no-originals-"))  # no originals beside it or its parents
+    try:
+        shutil.copytree(tmp_path / "runs", elsewhere / "runs")
+        monkeypatch.chdir(tmp_path)
+        assert main(["finalize", str(run)]) == 0
+        assert json.loads((run / "run.json").read_text())["status"] == "complete"
+        copy = elsewhere / "runs" / "moved"
+        monkeypatch.chdir(elsewhere)
+        assert main(["finalize", str(copy)]) == 2
+        err = capsys.readouterr().err
+        assert f"a folder named {originals.name!r}" in err and "pp-attack finalize RUN --originals DIR" in err
+        other = tmp_path / "other-originals"
+        shutil.copytree(originals, other)
+        Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(other / "img1.png")  # same names, other pixels
+        assert main(["finalize", str(copy), "--originals", str(other)]) == 2
+        assert "are not the images the run was made from" in capsys.readouterr().err
+        assert main(["finalize", str(copy), "--originals", str(originals)]) == 0
+        shutil.copytree(originals, elsewhere / originals.name)  # moved beside the runs: found by name and hash
+        json_text = (copy / "run.json").read_text()
+        (copy / "run.json").write_text(json_text.replace('"complete"', '"in progress"'))
+        assert main(["finalize", str(copy)]) == 0
+    finally:
+        shutil.rmtree(elsewhere)

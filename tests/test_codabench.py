@@ -134,3 +134,33 @@ def test_random_weights_are_marked_in_scores_json_and_on_stderr(tmp_path, monkey
     details = tmp_path / "output" / "details"
     assert json.loads((details / "task.json").read_text())["model"]["random_weights_seed"] == 4
     assert "RANDOM BIQA WEIGHTS" in (details / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_details_are_plain_files_each_once(bundle, valid):
+    """Codabench zips OUTPUT with shutil.make_archive: no links, no .generations/.cache/.lock, each CSV once."""
+    import os
+
+    tmp_path, originals = bundle
+    images = {k: darken(v, 0.5) for k, v in originals.items() if valid or k != "b"}
+    staged = write_run(tmp_path, "res", images)
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == (0 if valid else 1)
+    output = tmp_path / "output"
+    files, links = [], []
+    for folder, dirs, names in os.walk(output, followlinks=False):
+        for name in dirs + names:
+            path = os.path.join(folder, name)
+            (links if os.path.islink(path) else files).append(os.path.relpath(path, output))
+    assert links == []
+    assert not [f for f in files if any(part.startswith(".") for part in f.split(os.sep))]
+    csvs = sorted(os.path.basename(f) for f in files if f.endswith(".csv"))
+    assert csvs == ["runs.csv", "scores.csv", "selection.csv"]
+    assert {"details/report.html", "details/task.json", "details/runs.csv"} <= set(files)
+    if valid:
+        assert "details/jury/manifest.json" in files and "details/jury/key.json" in files
+        assert any(f.startswith("details/jury/images/") and f.endswith(".jpg") for f in files)
+    archive = shutil.make_archive(str(tmp_path / "submission-output"), "zip", output)
+    names = zipfile.ZipFile(archive).namelist()
+    assert len(names) == len(set(names)) and sum(n.endswith(".csv") for n in names) == 3
+    assert not any("/." in "/" + n for n in names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -179,28 +180,37 @@ def test_organizer_page_needs_admin_token_and_shows_live_ranking(tmp_path, monke
     assert {"Download votes.csv", "Download ranking.csv"} <= {b.label for b in at.get("download_button")}
 
 
-def test_page_sends_padded_images_keyed_per_juror_and_no_image_id(tmp_path, monkeypatch):
-    """Item 3 of issue 10 on the page: the grid shows `blind_screen`'s bytes (one length, per-juror URLs, not
-    the content hash a participant can compute), and no widget key carries an image id."""
+def test_page_sends_blind_pngs_keyed_per_juror_and_no_image_id(tmp_path, monkeypatch):
+    """Item 3 of issue 10 on the page: the grid sends `blind_screen`'s bytes exactly (st.image re-encodes nothing:
+    the media ids are the hashes of these PNGs), one length per screen, per-juror URLs that are not a content
+    hash a participant can compute, and no widget key carries an image id."""
+    from PIL import Image
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
-    from jury_app.served_image import blind_screen, served_bytes
+    from jury_app.served_image import blind_screen, candidate_pixels, served_bytes, stored_png
 
     store = make_store(tmp_path, monkeypatch, images=["flower-01", "flower-02"], leak_run_in_metadata=True)
     a, b = store.add_jurors(2)
     ids = {}
     for link in (a, b):
         at = juror_app(link.token)
-        ids[link.juror] = {u.rsplit("/", 1)[-1].split(".")[0] for im in at.image for u in im.value}
+        urls = [u for im in at.image for u in im.value]
+        assert len(urls) == 5 and all(u.endswith(".png") for u in urls)
+        ids[link.juror] = {u.rsplit("/", 1)[-1].split(".")[0] for u in urls}
         keys = [w.key or "" for w in list(at.pills) + list(at.button)]
         assert "most_0" in keys and not any("flower" in k for k in keys)
     assert len(ids[a.juror]) == 5 and not ids[a.juror] & ids[b.juror]
     image = store.package.images[0]
-    served = {c.id: served_bytes(c.file)[0] for c in image.candidates}
-    sent = blind_screen(served, store.image_secret(), a.juror)
+    pixels = {c.id: candidate_pixels(c.file) for c in image.candidates}
+    sent = blind_screen(pixels, store.image_secret(), a.juror)
     assert len({len(x) for x in sent.values()}) == 1
-    assert ids[a.juror] == {_calculate_file_id(x, "image/jpeg") for x in sent.values()}
-    assert not ids[a.juror] & {_calculate_file_id(x, "image/jpeg") for x in served.values()}
+    assert ids[a.juror] == {_calculate_file_id(x, "image/png") for x in sent.values()}
+    for c in image.candidates:  # what the organizer's decoder reads, exactly
+        with Image.open(c.file) as im:
+            assert Image.open(io.BytesIO(sent[c.id])).convert("RGB").tobytes() == im.convert("RGB").tobytes()
+    computable = {_calculate_file_id(served_bytes(c.file)[0], "image/jpeg") for c in image.candidates}
+    computable |= {_calculate_file_id(stored_png(p, bytes(32)), "image/png") for p in pixels.values()}
+    assert not ids[a.juror] & computable
 
 
 def test_no_cookie_and_no_script_hold_the_token(tmp_path, monkeypatch):
@@ -229,9 +239,11 @@ def test_revoked_juror_is_stopped_mid_session(tmp_path, monkeypatch):
     assert "not valid" in texts(juror_app(link.token))
 
 
-def test_wrong_tokens_are_slowed_down_and_logged_escaped(tmp_path, monkeypatch, caplog):
-    """Item 7 of issue 10: wrong tokens in a row (30 here). After FREE_FAILURES the client must wait before a token
-    is even checked (a right one too), and every attempt is logged on one line, attacker text escaped."""
+def test_wrong_tokens_are_counted_and_logged_escaped_and_never_lock_out(tmp_path, monkeypatch, caplog):
+    """Item 7 of issue 10, and the review of its fix: wrong tokens in a row (30 here) are logged on one line each,
+    attacker text escaped. After FREE_FAILURES the client's wrong tokens are refused uncounted while it waits, but
+    a right token is checked and accepted all the same (this test asserted the opposite, a lockout, before), and
+    the organizer page has its own guard."""
     from jury_app import tokens
     from jury_app.tokens import FREE_FAILURES
 
@@ -241,17 +253,73 @@ def test_wrong_tokens_are_slowed_down_and_logged_escaped(tmp_path, monkeypatch, 
     forged = "juror001\n2026-01-01 pp-jury: INFO all good\x1b[2K." + "x" * 30
     caplog.set_level("WARNING", logger="pp-jury.login")
     shown = [texts(juror_app(forged if k % 2 else f"juror001.{k:030d}")) for k in range(30)]
-    assert all("not valid" in t for t in shown[:FREE_FAILURES])
-    assert all("Too many wrong links" in t for t in shown[FREE_FAILURES:])
-    assert "Too many wrong links" in texts(juror_app(link.token))  # not even checked during the wait
-    admin = organizer_app(store.new_admin_token())  # the organizer page shares the guard
-    assert "Too many wrong tokens" in texts(admin) and not admin.dataframe
-    assert store.layouts() == []
+    assert all("not valid" in t for t in shown)
+    assert not any("too many wrong links" in t for t in shown[:FREE_FAILURES])
+    assert all("too many wrong links" in t for t in shown[FREE_FAILURES:])
+    at = juror_app(link.token)  # the right token during the wait: checked and accepted
+    assert not at.exception and page_image(at) == "Image 1 of 3"
+    wrong_admin = texts(organizer_app("admin." + "y" * 43))  # own guard: answered at once, not "wait"
+    assert "not valid" in wrong_admin and "too many" not in wrong_admin
+    admin = organizer_app(store.new_admin_token())
+    assert not admin.exception and admin.dataframe
     lines = [r.getMessage() for r in caplog.records if r.name == "pp-jury.login"]
-    assert len(lines) == 32 and all("\n" not in l and "\x1b" not in l for l in lines)
-    assert sum("wrong juror token" in l for l in lines) == FREE_FAILURES
+    assert len(lines) == 31 and all("\n" not in l and "\x1b" not in l for l in lines)
+    assert sum("wrong juror token" in l and "in a row" in l for l in lines) == FREE_FAILURES
+    assert sum("wrong juror token" in l and "during its wait" in l for l in lines) == 30 - FREE_FAILURES
+    assert "wrong organizer token" in lines[-1] and "1 wrong in a row" in lines[-1]
     assert "owner part 'juror001\\n2026-01-01 pp-jury: INFO all good\\x1b[2K'" in lines[1]
-    assert all("x" * 30 not in l and f"{2:030d}" not in l for l in lines)  # never the secret part
+    assert all("x" * 30 not in l and f"{2:030d}" not in l and "y" * 43 not in l for l in lines)  # no secret part
+
+
+def test_right_token_gets_in_while_an_attacker_keeps_sending_wrong_ones(tmp_path, monkeypatch, caplog):
+    """The review's attack on the first fix: from the same address (a reverse proxy's), an attacker sends a wrong
+    token each time the wait ends, so the wait never ends. The juror, arriving during the wait (their typo is
+    refused with the wait), still gets in with the right link every time."""
+    from jury_app import tokens
+    from jury_app.tokens import FREE_FAILURES, LoginGuard
+
+    now = [1000.0]
+    monkeypatch.setattr(tokens, "monotonic", lambda: now[0])
+    store = make_store(tmp_path, monkeypatch)
+    link = store.add_jurors(1)[0]
+    caplog.set_level("WARNING", logger="pp-jury.login")
+    for k in range(1, FREE_FAILURES + 4):
+        assert "not valid" in texts(juror_app(f"juror001.{k:030d}"))  # the attacker, counted: k in a row
+        now[0] += 0.5
+        if k >= FREE_FAILURES:  # the juror comes during the wait: a typo is refused with it
+            assert "too many wrong links" in texts(juror_app(link.juror + "." + "Q" * 43))
+        at = juror_app(link.token)
+        assert not at.exception and page_image(at) == "Image 1 of 3", k
+        now[0] += max(LoginGuard().delay_after(k), 0.5) - 0.5  # the attacker's next token: when the wait ends
+    counted = [r.getMessage() for r in caplog.records if "in a row" in r.getMessage()]
+    assert [int(m.split("; ")[1].split()[0]) for m in counted] == list(range(1, FREE_FAILURES + 4))
+
+
+FORMULA_RUNS = ['=HYPERLINK("x","click")', "+cmd|' -C calc'!A0", "@SUM(1+1)*cmd", "-2+3+cmd", "\tTAB", "'quoted"]
+
+
+def test_organizer_tables_carry_no_formula_cell(tmp_path, monkeypatch):
+    """Review of issue 10, item 3: st.dataframe's "Download as CSV" writes cells raw, so no text cell, column
+    header or index label of any table on the organizer page may start like a formula; each is safe_text."""
+    from evaluator.common.csv_safe import FORMULA_STARTS, safe_text
+
+    store = make_store(tmp_path, monkeypatch, runs=FORMULA_RUNS, images=["=1+1", "img01"])
+    admin = store.new_admin_token()
+    juror = store.add_jurors(1)[0].juror
+    for image in store.package.image_ids:
+        c = store.package.candidate_ids(image)
+        store.save_ballot(juror, image, c[:3], c[3:5])
+    at = organizer_app(admin)
+    assert not at.exception and len(at.dataframe) >= 5
+    texts_seen = []
+    for frame in (d.value for d in at.dataframe):
+        texts_seen += [str(x) for x in frame.columns] + [str(x) for x in frame.index]
+        texts_seen += [x for column in frame.columns for x in frame[column] if isinstance(x, str)]
+    assert [t for t in texts_seen if t.startswith(FORMULA_STARTS)] == []
+    ranking = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    assert sorted(ranking["run"]) == sorted(safe_text(r) for r in FORMULA_RUNS)
+    per_image = [d.value for d in at.dataframe if "'=1+1" in list(d.value.index)]
+    assert len(per_image) == 2 and all(sorted(f.columns) == sorted(ranking["run"]) for f in per_image)
 
 
 def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):

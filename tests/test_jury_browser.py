@@ -1,7 +1,8 @@
 """A real browser against a real `pp-jury serve`: a juror votes on every image, reloads, survives a kill -9
 of the server, finishes; the organizer sees the ranking; no byte the juror's browser received names a run,
-the candidates of one screen have one byte size, and the image URLs are neither the content hashes a
-participant could compute nor the same for two jurors."""
+the candidates of one screen have one byte size and differ in no byte but their pixels (exactly the organizer's
+decoded files) and a per-juror key chunk, and the image URLs are neither the content hashes a participant could
+compute nor the same for two jurors. Skipped, with the reason, where /usr/bin/chromium or playwright is missing."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from jury_app.devserver import free_port, start_server
 from jury_app.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
 from jury_app.store import VoteStore
+from png_layout import png_parts
 
 CHROMIUM = "/usr/bin/chromium"
 RUNS = [f"TEAMSECRET_run{i}" for i in range(1, 6)]
@@ -118,16 +121,36 @@ def screen_media(page, expected: str) -> list[str]:
 
 
 def predictable_media_ids(root: Path) -> set[str]:
-    """What a participant can compute from the public kit: the media ids of the package's files as they are
-    and with metadata stripped (Streamlit names media by a hash of the bytes)."""
+    """What a participant can compute from the public kit: the media ids of the package's files as they are,
+    with metadata stripped, and as served PNGs with any key but the store's (Streamlit names media by a hash of
+    the bytes)."""
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
-    from jury_app.served_image import strip_jpeg_metadata
+    from jury_app.served_image import candidate_pixels, stored_png, strip_jpeg_metadata
 
     out = set()
     for f in root.glob("images/*.jpg"):
         data = f.read_bytes()
-        out |= {_calculate_file_id(data, "image/jpeg"), _calculate_file_id(strip_jpeg_metadata(data), "image/jpeg")}
+        out |= {_calculate_file_id(data, "image/jpeg"), _calculate_file_id(strip_jpeg_metadata(data), "image/jpeg"),
+                _calculate_file_id(stored_png(candidate_pixels(f), bytes(32)), "image/png")}
+    return out
+
+
+def decoded_widths(page) -> list[int]:
+    """The natural widths of the screen's images once the browser has decoded them all (0: not decodable)."""
+    images = page.locator('[data-testid="stImage"] img')
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+                           ".every(i => i.complete)", timeout=WAIT_MS)
+    return images.evaluate_all("els => els.map(e => e.naturalWidth)")
+
+
+def decoded_candidates(root: Path, image_index: int) -> set[bytes]:
+    """The RGB pixels of one image's candidate files, as the organizer's decoder (Pillow) reads them."""
+    package = load_package(root)
+    out = set()
+    for c in package.images[image_index].candidates:
+        with Image.open(c.file) as im:
+            out.add(im.convert("RGB").tobytes())
     return out
 
 
@@ -169,6 +192,7 @@ def test_juror_and_organizer_in_chromium(tmp_path):
             recorder = Recorder(context)
             page = context.new_page()
             page.goto(f"{base}/?token={juror.token}")
+            assert screen_media(page, "Image 1 of 3") and decoded_widths(page) == [64] * 5  # Chromium decodes them
             screens.append(vote(page, "Image 1 of 3"))
             page.get_by_text("Image 2 of 3", exact=True).wait_for(timeout=WAIT_MS)
             assert "token" not in page.url
@@ -204,6 +228,7 @@ def test_juror_and_organizer_in_chromium(tmp_path):
             other_page = second.new_page()
             other_page.goto(f"{base}/?token={other.token}")
             other_screen = screen_media(other_page, "Image 1 of 3")
+            assert decoded_widths(other_page) == [64] * 5
             recorder2.drain(other_page)
 
             organizer = browser.new_context().new_page()
@@ -224,14 +249,22 @@ def test_juror_and_organizer_in_chromium(tmp_path):
     assert sum(u.startswith("ws:") for u, _ in recorder.chunks) > 10  # the script data went by websocket
     bodies = {media_id(u): d for rec in (recorder, recorder2) for u, d in rec.chunks
               if "/media/" in u and "/static/" not in u}
-    assert len(bodies) >= 15 and all(d.startswith(b"\xff\xd8") for d in bodies.values())
+    assert len(bodies) >= 15 and all(d.startswith(b"\x89PNG\r\n\x1a\n") for d in bodies.values())
     assert len(recorder.chunks) > 30
     assert recorder.leaks(RUNS + ["TEAMSECRET"]) == [] and recorder2.leaks(RUNS + ["TEAMSECRET"]) == []
     assert b"TEAMSECRET" in next(root.glob("images/*.jpg")).read_bytes()  # the leak was there to strip
-    # sizes: the candidates of one screen are all the same number of bytes
-    for screen in screens + [other_screen]:
+    assert len({f.stat().st_size for f in root.glob("images/*.jpg")}) > 1  # the channel: JPEG sizes differ by run
+    # one screen: one byte size, and no byte but the pixels and the key chunk differs (png_layout parses them
+    # independently of the server's writer); the pixels are exactly the organizer's decoded candidates
+    keys = []
+    for index, screen in [(0, screens[0]), (1, screens[1]), (2, screens[2]), (0, other_screen)]:
         assert len(screen) == 5 and all(m in bodies for m in screen)
         assert len({len(bodies[m]) for m in screen}) == 1, [len(bodies[m]) for m in screen]
+        parts = [png_parts(bodies[m]) for m in screen]
+        assert len({p.skeleton for p in parts}) == 1
+        assert {p.rgb for p in parts} == decoded_candidates(root, index)
+        keys += [p.key for p in parts]
+    assert len(set(keys)) == len(keys) == 20  # per juror and candidate: no key repeats, not even between jurors
     # URLs: not the content hashes a participant can compute, and another juror's differ
     seen = {m for screen in screens + [other_screen] for m in screen}
     assert not seen & predictable_media_ids(root)

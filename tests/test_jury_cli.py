@@ -145,6 +145,14 @@ def test_votes_file_round_trip_and_one_valid_ballot(capsys, pkg, tmp_path):
      + _rows(p, most=(), least=(2,)), 2, "put a ballot's rows together"),
     ("ballot twice", lambda p: HEADER + _rows(p) + _rows(p, image="img01") + _rows(p), 8, "must be consecutive"),
     ("empty file", lambda p: "", 1, "header None should be"),
+    ("empty juror", lambda p: HEADER + _rows(p, juror=""), 2, "juror '' is empty"),
+    ("juror over 200 characters", lambda p: HEADER + _rows(p) + _rows(p, juror="j" * 201), 5,
+     "has 201 characters, more than 200"),
+    ("huge juror", lambda p: HEADER + _rows(p, juror="j" * 131_000), 2, "has 131000 characters"),
+    ("NUL in juror", lambda p: HEADER + _rows(p) + _rows(p, juror="juror\x00002"), 5, "U+0000"),
+    ("escape in juror", lambda p: HEADER + _rows(p, juror="juror\x1b[2K"), 2, "control or format character"),
+    ("CR in juror", lambda p: HEADER + _rows(p, juror='"juror\r2"'), 2, "U+000D"),
+    ("bidi override in juror", lambda p: HEADER + _rows(p, juror="juror\u202e2"), 2, "U+202E"),
 ])
 def test_malformed_votes_files_exit_2_naming_file_and_line(capsys, pkg, tmp_path, case, body, line, message):
     votes = tmp_path / "votes.csv"
@@ -204,3 +212,38 @@ def test_formula_names_are_text_in_ranking_csv_and_votes_round_trip(capsys, tmp_
     votes_file.write_text(votes)
     code, ranked_again, _ = run(capsys, "rank", pkg, "--votes", votes_file)  # import undoes safe_text
     assert code == 0 and ranked_again == ranked
+
+
+def test_a_200_character_juror_is_accepted(capsys, pkg, tmp_path):
+    votes = tmp_path / "votes.csv"
+    votes.write_text(HEADER + _rows(pkg, juror="j" * 200) + _rows(pkg, juror="juror 2 (paper form)"))
+    code, _, err = run(capsys, "rank", pkg, "--votes", votes)
+    assert code == 0 and "2 ballots from 2 jurors" in err
+
+
+def test_rank_votes_leaves_out_revoked_jurors_with_a_warning(capsys, pkg, tmp_path):
+    """Review of issue 10, item 9: `rank --votes` on a folder whose store revoked a juror drops that juror's
+    rows (as `rank` from the store does) and names them; a folder without a store gets none created."""
+    store = VoteStore(load_package(pkg))
+    c = _cand(pkg)
+    jurors = [l.juror for l in store.add_jurors(3)]
+    for k, juror in enumerate(jurors):
+        for image in ("img00", "img01"):
+            most = [c[(RUNS[k], image)], c[(RUNS[3], image)]]
+            store.save_ballot(juror, image, most, [c[(RUNS[(k + 1) % 3], image)]])
+    code, votes, _ = run(capsys, "export", pkg)
+    votes_file = tmp_path / "votes.csv"
+    votes_file.write_text(votes)  # exported before the revocation: juror002's rows are in the file
+    assert code == 0 and votes.count("juror002,") == 6
+    store.revoke("juror002")
+    code, from_store, err = run(capsys, "rank", pkg)
+    assert code == 0 and "4 ballots from 2 jurors" in err and "warning: left out" not in err
+    code, from_file, err = run(capsys, "rank", pkg, "--votes", votes_file)
+    assert code == 0 and from_file == from_store and "4 ballots from 2 jurors" in err
+    assert "warning: left out 2 ballot(s) of 1 juror(s) revoked in" in err and "'juror002'" in err
+    assert "juror001" not in err and "juror003" not in err
+    bare = make_demo_package(tmp_path / "bare", RUNS, 2, most=2, least=1, size=16)  # the same package, no store
+    assert (bare / "key.json").read_text() == (pkg / "key.json").read_text()
+    code, from_bare, err = run(capsys, "rank", bare, "--votes", votes_file)
+    assert code == 0 and "6 ballots from 3 jurors" in err and "left out" not in err
+    assert not (bare / "votes.sqlite").exists()

@@ -12,8 +12,9 @@ from PIL import Image
 from jury_app.fixtures import make_demo_package
 from evaluator.contracts.jury_package import (PackageError, blinding_problems, check_blinding, check_servable,
                                               juror_facing_values, load_key, load_package)
-from jury_app.served_image import (GRID_MAX_SIDE, PAD_MIN, ServedImageError, blind_screen, served_bytes,
-                                  strip_jpeg_metadata)
+from jury_app.served_image import (GRID_MAX_SIDE, Pixels, ServedImageError, blind_screen, candidate_key,
+                                  candidate_pixels, png_length, served_bytes, stored_png, strip_jpeg_metadata)
+from png_layout import png_parts
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3"]
 
@@ -262,35 +263,93 @@ def test_juror_facing_values_are_the_candidate_ids_and_file_names_only(pkg_dir):
     assert blinding_problems(data, [ids[0][:2]]) == []  # names under 3 characters are not searched for
 
 
-def _media_id(data: bytes, mime: str = "image/jpeg") -> str:
-    """The file id Streamlit's media endpoint gives these bytes (`/media/<id>.jpg`): a hash of the content."""
+def _decoded(path) -> bytes:
+    """The organizer's file as Pillow decodes it (RGB)."""
+    with Image.open(path) as im:
+        return im.convert("RGB").tobytes()
+
+
+def test_served_png_length_is_a_function_of_the_dimensions_only():
+    """Review of issue 10, item 2: equal-size JPEG padding could be read back (the end marker) and the JPEG bytes
+    matched. A served PNG's length is png_length(w, h) = 8 + 25 + 12 + 32 + 12 + 2 + 5 ceil(raw / 65535) + raw
+    + 4 + 12 with raw = h (1 + 3 w), whatever the content, and every byte but the pixels and the key is equal."""
+    rng = np.random.default_rng(0)
+    for width, height in [(1, 1), (16, 16), (300, 219), (512, 384)]:  # 1 .. 10 stored blocks
+        raw = height * (1 + 3 * width)
+        expected = 8 + 25 + 12 + 32 + 12 + 2 + 5 * -(-raw // 65535) + raw + 4 + 12
+        assert png_length(width, height) == expected
+        contents = [np.zeros((height, width, 3), np.uint8), np.full((height, width, 3), 255, np.uint8),
+                    rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                    np.broadcast_to(np.arange(width, dtype=np.uint8)[None, :, None], (height, width, 3))]
+        skeletons = set()
+        for k, rgb in enumerate(contents):
+            key = bytes([k]) * 32
+            data = stored_png(Pixels(width, height, rgb.tobytes()), key)
+            assert len(data) == expected
+            parts = png_parts(data)
+            assert (parts.width, parts.height, parts.rgb, parts.key) == (width, height, rgb.tobytes(), key)
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), rgb)  # a standard decoder agrees
+            skeletons.add(parts.skeleton)
+        assert len(skeletons) == 1
+    with pytest.raises(ValueError, match="32 bytes"):
+        stored_png(Pixels(1, 1, b"abc"), b"short")
+    with pytest.raises(ValueError, match="bytes of pixels"):
+        stored_png(Pixels(2, 1, b"abc"), bytes(32))
+
+
+def test_candidate_pixels_grey_colour_large_and_broken(tmp_path):
+    """Candidates are decoded to RGB, so a greyscale JPEG is served at the same length as a colour one; a
+    candidate larger than the grid is shrunk; an undecodable one names the file."""
+    grey, colour = tmp_path / "grey.jpg", tmp_path / "colour.jpg"
+    Image.fromarray(np.full((20, 30), 90, np.uint8)).save(grey, quality=90)
+    colour.write_bytes(_jpeg(np.full((20, 30, 3), 90, np.uint8)))
+    g, c = candidate_pixels(grey), candidate_pixels(colour)
+    assert (g.width, g.height, len(g.rgb)) == (c.width, c.height, len(c.rgb)) == (30, 20, 1800)
+    assert len(stored_png(g, bytes(32))) == len(stored_png(c, bytes(32))) == png_length(30, 20)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(_jpeg(np.full((GRID_MAX_SIDE * 2, 300, 3), 120, np.uint8)))
+    assert max(candidate_pixels(big).width, candidate_pixels(big).height) == GRID_MAX_SIDE
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ServedImageError, match="bad.jpg: cannot decode"):
+        candidate_pixels(bad)
+
+
+def _media_id(data: bytes, mime: str = "image/png") -> str:
+    """The file id Streamlit's media endpoint gives these bytes (`/media/<id>.png`): a hash of the content."""
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
     return _calculate_file_id(data, mime)
 
 
-def test_blind_screen_sizes_equal_pixels_kept_urls_keyed_per_juror(tmp_path):
-    """Item 3 of issue 10 at the serving level: one length per image, the same pixels, and bytes (hence media
-    URLs) that differ per juror and are not the content hash a participant can compute."""
+def test_blind_screen_sizes_equal_pixels_exact_urls_keyed_per_juror(tmp_path):
+    """Item 3 of issue 10 at the serving level: one length per image and no byte but the pixels that differs by
+    run; the pixels are exactly the organizer's decoded JPEG; the key chunk (hence the media URL) differs per
+    juror and candidate and is not computable without the store's secret."""
+    import hashlib
+    import hmac
+
     runs = [f"TEAMSECRET_run{i}" for i in range(5)]
     root = make_demo_package(tmp_path / "jury", runs, 2, size=64, leak_run_in_metadata=True)
+    secret = bytes(range(32))
     for image in load_package(root).images:
-        served = {c.id: served_bytes(c.file)[0] for c in image.candidates}
-        assert len({len(b) for b in served.values()}) > 1  # the channel: sizes differ by run before blinding
-        secret = bytes(range(32))
-        a = blind_screen(served, secret, "juror001")
-        b = blind_screen(served, secret, "juror002")
-        assert set(a) == set(served) and len({len(x) for x in a.values()}) == 1
-        assert len(next(iter(a.values()))) == max(map(len, served.values())) + PAD_MIN
-        for cid, data in a.items():
-            assert data.startswith(served[cid]) and b"\xff" not in data[len(served[cid]):]
-            assert b"TEAMSECRET" not in data
-            with Image.open(io.BytesIO(data)) as im, Image.open(io.BytesIO(served[cid])) as ref:
-                assert np.array_equal(np.asarray(im), np.asarray(ref))
-        predictable = {_media_id(x) for x in served.values()}
-        predictable |= {_media_id(c.file.read_bytes()) for c in image.candidates}
+        assert len({c.file.stat().st_size for c in image.candidates}) > 1  # the channel: JPEG sizes differ by run
+        pixels = {c.id: candidate_pixels(c.file) for c in image.candidates}
+        a = blind_screen(pixels, secret, "juror001")
+        b = blind_screen(pixels, secret, "juror002")
+        assert set(a) == set(pixels) and {len(x) for x in a.values()} == {png_length(64, 64)}
+        parts = {cid: png_parts(data) for cid, data in a.items()}
+        assert len({p.skeleton for p in parts.values()}) == 1  # nothing but pixels and key differs
+        for c in image.candidates:
+            assert parts[c.id].rgb == _decoded(c.file)  # exactly what the organizer's decoder reads
+            assert parts[c.id].key == hmac.new(secret, f"juror001|{c.id}".encode(), hashlib.sha256).digest()
+            assert parts[c.id].key == candidate_key(secret, "juror001", c.id) != png_parts(b[c.id]).key
+            assert b"TEAMSECRET" not in a[c.id]
+        assert len({p.key for p in parts.values()}) == 5
+        computable = {_media_id(stored_png(p, bytes(32))) for p in pixels.values()}
+        computable |= {_media_id(c.file.read_bytes(), "image/jpeg") for c in image.candidates}
         urls_a, urls_b = {_media_id(x) for x in a.values()}, {_media_id(x) for x in b.values()}
-        assert len(urls_a) == len(urls_b) == 5 and not urls_a & predictable and not urls_a & urls_b
-        assert blind_screen(served, secret, "juror001") == a  # same store secret (a restart): same bytes
-        assert blind_screen(served, bytes(32), "juror001") != a
+        assert len(urls_a) == len(urls_b) == 5 and not urls_a & computable and not urls_a & urls_b
+        assert blind_screen(pixels, secret, "juror001") == a  # same store secret (a restart): same bytes
+        assert blind_screen(pixels, bytes(32), "juror001") != a
     assert blind_screen({}, bytes(32), "juror001") == {}

@@ -209,7 +209,7 @@ def test_cli_revoke(tmp_path, capsys, store):
     assert ex.value.code == 2
 
 
-def test_login_guard_backs_off_per_client_and_resets():
+def test_login_guard_backs_off_per_client_and_forgets_the_oldest():
     from jury_app.tokens import LoginGuard, log_safe
 
     now = [1000.0]
@@ -219,8 +219,8 @@ def test_login_guard_backs_off_per_client_and_resets():
     now[0] += 1.0
     assert guard.wait("x") == 0.0 and guard.failed("x") == 4 and guard.wait("x") == 2.0
     assert [guard.delay_after(k) for k in range(2, 9)] == [0.0, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # capped
-    guard.succeeded("x")
-    assert guard.wait("x") == 0.0
+    now[0] += 2.0
+    assert guard.wait("x") == 0.0 and guard.failed("x") == 5  # no reset: a right token does not clear the count
     for client in ("a", "b", "c"):
         for _ in range(3):
             guard.failed(client)

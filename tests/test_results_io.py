@@ -9,6 +9,8 @@ folder showing the same results.
 from __future__ import annotations
 
 import csv
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -16,8 +18,13 @@ from pathlib import Path
 import pytest
 
 from evaluator.common.csv_safe import FORMULA_STARTS
-from evaluator.outputs.results_io import (cell, commit_generation, committed_generation, new_generation, read_csv, tidy,
-                                  write_csv)
+from evaluator.outputs.results_io import (SERVE_LOCK, cell, commit_generation, committed_generation,
+                                          new_generation, read_csv, tidy, write_csv)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 NAMES = ("runs.csv", "scores.csv", "task.json", "report.html", "jury")
 FILES = ("runs.csv", "scores.csv", "task.json", "report.html", "jury/manifest.json", "jury/images/a.jpg")
@@ -86,9 +93,11 @@ def seen(out: Path) -> set[str]:
 
 
 def assert_tidy(out: Path) -> None:
+    """One committed generation; any other one is kept only because its jury holds votes."""
     gen = committed_generation(out)
     assert gen is not None
-    assert [p.name for p in (out / ".generations").iterdir()] == [gen.name]
+    others = [p for p in (out / ".generations").iterdir() if p.name != gen.name]
+    assert all((p / VOTES).is_file() for p in others), others
     leftovers = [p.name for p in out.iterdir() if p.name.startswith((".link-", ".staging-", ".old-"))]
     assert leftovers == []
     for name in NAMES:
@@ -101,7 +110,8 @@ def test_a_kill_at_every_step_of_a_commit_leaves_old_or_new_never_a_mix(tmp_path
         out = tmp_path / f"k{k}"
         out.mkdir()
         assert commit(out, "old")[0] == 0
-        (committed_generation(out) / VOTES).write_text("votes of old")  # jurors voted on the old package
+        old = committed_generation(out)
+        (old / VOTES).write_text("votes of old")  # jurors voted on the old package
         code, steps = commit(out, "new", kill_at=k)
         if code == 0:
             assert steps < k
@@ -117,11 +127,13 @@ def test_a_kill_at_every_step_of_a_commit_leaves_old_or_new_never_a_mix(tmp_path
         assert_tidy(out)
         votes = sorted(p.read_text() for p in out.rglob("votes.sqlite"))
         assert votes == ["votes of old"], f"kill at step {k}: votes {votes}"
+        assert (old / VOTES).read_text() == "votes of old"  # kept where it was, whatever was committed
         if before == {"new"}:
             assert not (out / "jury" / "votes.sqlite").exists()
-            assert len(list(out.glob("jury-previous-*/votes.sqlite"))) == 1
+        assert not list(out.glob("jury-previous-*"))  # nothing moved; no key.json to keep in this test
         k += 1
     assert seen(out) == {"new"}
+    assert sorted(p.name for p in (out / ".generations").iterdir()) == sorted([old.name, committed_generation(out).name])
     assert steps > 10  # the kill points above covered mkdir, the fsyncs, the switch and the retiring
 
 
@@ -153,7 +165,8 @@ def test_a_kill_at_every_step_of_adopting_an_older_results_folder(tmp_path):
         k += 1
     assert seen(out) == {"new"}
     assert_tidy(out)
-    assert [p.read_text() for p in out.glob("jury-previous-*/votes.sqlite")] == ["votes of old"]
+    (adopted,) = [p for p in (out / ".generations").iterdir() if p.name != committed_generation(out).name]
+    assert (adopted / VOTES).read_text() == "votes of old"  # the adopted generation, kept in place for its votes
     assert k > 5
 
 
@@ -189,3 +202,54 @@ def test_text_cells_are_spreadsheet_safe_and_numbers_stay_numbers(tmp_path):
     for c in raw:
         if c.startswith(FORMULA_STARTS):
             float(c)  # only a number may start like a formula (a spreadsheet reads -1.25 as a number)
+
+
+def _commit_with_key(out: Path, tag: str) -> Path:
+    """tidy + a generation tagged `tag` whose jury has a key.json + commit (in this process)."""
+    tidy(out, NAMES)
+    gen = new_generation(out)
+    write_generation_by_hand(gen, tag, votes=False)
+    (gen / "jury" / "key.json").write_text(json.dumps({"candidates": {f"{tag}-cand": {"run": "r", "image": "a"}}}))
+    commit_generation(gen, out, NAMES)
+    return gen
+
+
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform: votes.sqlite alone marks a live jury")
+def test_a_served_jury_keeps_its_generation_while_the_server_runs(tmp_path, caplog):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = _commit_with_key(out, "old")
+    with open(old / "jury" / SERVE_LOCK, "a+b") as lock:  # what `pp-jury serve` holds for the server's life
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        with caplog.at_level(logging.WARNING):
+            _commit_with_key(out, "new")
+            _commit_with_key(out, "newer")  # still served: still kept
+        assert seen(out) == {"newer"}
+        for rel in FILES:  # untouched, where the server found it
+            assert (old / rel).read_text() == f"old:{rel}"
+        warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith(str(old))]
+        assert len(warnings) == 2 and "is being served by `pp-jury serve`" in warnings[0]
+        assert f"pp-jury rank {old / 'jury'}" in warnings[0] and "new juror links" in warnings[0]
+        assert len(list((out / ".generations").iterdir())) == 2  # "new" was retired: not served, no votes
+    _commit_with_key(out, "last")  # the server stopped and left no votes: retired now
+    assert not old.exists() and seen(out) == {"last"}
+    assert [p.name for p in (out / ".generations").iterdir()] == [committed_generation(out).name]
+
+
+def test_a_retired_jury_leaves_its_key_and_manifest(tmp_path):
+    """Votes cast on a copy of a package (served without key.json, or imported with --votes) stay mappable."""
+    out = tmp_path / "out"
+    out.mkdir()
+    old = _commit_with_key(out, "old")
+    key = (old / "jury" / "key.json").read_text()
+    _commit_with_key(out, "new")
+    assert not old.exists()
+    kept = out / f"jury-previous-{old.name}"
+    assert sorted(p.name for p in kept.iterdir()) == ["key.json", "manifest.json"]  # not the images
+    assert (kept / "key.json").read_text() == key
+    assert (kept / "manifest.json").read_text() == "old:jury/manifest.json"
+    empty = committed_generation(out)
+    (empty / "jury" / "key.json").write_text('{"candidates": {}}')  # a jury with no candidate maps nothing
+    _commit_with_key(out, "last")
+    assert not (out / f"jury-previous-{empty.name}").exists()
+    assert sorted(p.name for p in out.glob("jury-previous-*")) == [kept.name]

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evaluator_fixtures import INVISIBLE_CHARS
+
 from evaluator.common.imageio import load_rgb
 from evaluator.intake.runs import (
     ImageRef, Limits, OriginalsError, RunReadError, RunsDirError, ValidatedRun, find_runs, index_originals,
@@ -325,6 +327,18 @@ def test_run_with_non_utf8_name(kit: Kit) -> None:
     run = validate_run(path, kit.originals)
     assert run.name == "team\\xe9"
     assert_issue(run, repr(path.name), "the run name is not valid UTF-8", 1)
+
+
+@pytest.mark.parametrize("char", INVISIBLE_CHARS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("where", ["end", "middle"])
+def test_run_name_with_an_invisible_character_is_refused(kit: Kit, char: str, where: str) -> None:
+    """`ifgsm` + U+034F (or a Hangul filler, a variation selector, ZWJ, ...) prints like `ifgsm`: refused."""
+    name = "ifgsm" + char if where == "end" else "if" + char + "gsm"
+    run = validate_run(kit.folder(name), kit.originals)
+    label = "'" + name.replace(char, char.encode("unicode_escape").decode("ascii")) + "'"  # shown escaped
+    assert_issue(run, label, f"the run name has invisible characters (U+{ord(char):04X} ", 1)
+    assert "rename the run" in str(run.issues[0])
+    assert validate_run(kit.folder("ifgsm"), kit.originals).valid  # the visible name is fine
 
 
 def test_run_name_override(kit: Kit) -> None:

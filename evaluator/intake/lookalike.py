@@ -3,7 +3,13 @@
 Two names are look-alikes when they differ but have the same skeleton (Unicode TR39 "Unicode Security Mechanisms",
 section 4, confusable detection):
 
-    skeleton(name) = concat_c prototype(c)  for c in NFKC(name)
+    skeleton(name) = concat_c prototype(c)  for c in NFKC(name) that is not invisible,
+                     then spaces at either end removed and runs of spaces made one
+
+TR39 section 4 first removes Default_Ignorable_Code_Point characters; here every invisible character
+(`evaluator.common.text.is_invisible`: default-ignorables such as U+034F or U+FE0F, fillers such as U+3164,
+U+115F and U+2800, format and non-ASCII space characters) is removed, so `ifgsm` + U+034F looks like `ifgsm`.
+(`evaluator.intake.runs` refuses such names anyway; the skeleton does not rely on it.)
 
 NFKC folds compatibility forms (fullwidth `ｉ`, ligature `ﬁ`, ...); `prototype` maps every character to one
 representative of its class in Unicode's confusables.txt, as shipped by the `confusable-homoglyphs` package (its
@@ -20,6 +26,8 @@ from __future__ import annotations
 import functools
 import unicodedata
 from collections.abc import Iterable
+
+from evaluator.common.text import is_invisible
 
 _MARKS = str.maketrans("", "", "\u200e\u200f")  # direction marks the data wraps right-to-left glyphs in
 
@@ -54,13 +62,15 @@ def _tables() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def skeleton(name: str) -> str:
-    """The TR39 skeleton of `name` after NFKC: equal for names that look alike."""
+    """The TR39 skeleton of `name` after NFKC, without invisible characters: equal for names that look alike."""
     reps, expand = _tables()
     out = []
     for c in unicodedata.normalize("NFKC", name):
+        if is_invisible(c):
+            continue
         for d in expand.get(c, c):
             out.append(reps.get(d, d))
-    return "".join(out)
+    return " ".join(w for w in "".join(out).split(" ") if w)  # spaces at the ends and doubled ones show nothing
 
 
 def spelled(name: str) -> str:

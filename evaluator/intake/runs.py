@@ -47,7 +47,7 @@ import numpy as np
 
 from evaluator.common.imageio import ImageError, ImageHeader, load_rgb, probe_image
 from evaluator.contracts.run_folder import RUN_JSON, REQUIRED_KEYS, check_run_json
-from evaluator.common.text import Limits, RunIssue, show_name
+from evaluator.common.text import Limits, RunIssue, describe_chars, invisible_chars, show_name
 from evaluator.intake.safe_zip import ZipReadError, open_checked, read_member
 
 __all__ = [
@@ -582,7 +582,11 @@ def validate_run(path: Path, originals: dict[str, ImageHeader], limits: Limits =
     except UnicodeDecodeError:
         chk.issue(label, "the run name is not valid UTF-8", "rename the run with letters, digits, - or _")
     else:
-        if not run.name or not run.name.isprintable():
+        hidden = invisible_chars(run.name)
+        if hidden:  # ifgsm + U+034F would score as its own run and print like ifgsm
+            chk.issue(label, f"the run name has invisible characters ({describe_chars(hidden)})",
+                      "rename the run with letters, digits, - or _")
+        elif not run.name or not run.name.isprintable():
             chk.issue(label, "the run name has control characters", "rename the run with letters, digits, - or _")
     try:
         st = os.lstat(path)

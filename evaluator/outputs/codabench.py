@@ -8,7 +8,10 @@ Convention: `INPUT/ref/` holds the reference data (the original `<id>.png` image
   not finite, e.g. PSNR of an untouched image), plus "random_weights_seed" when the model scored with random
   weights (`--random-weights SEED`, tests only: the scores are meaningless);
 - `OUTPUT/scores.txt`: the same as `key: value` lines (CodaLab);
-- `OUTPUT/details/`: the full results of `pp-evaluate` (report.html, scores.csv, ...).
+- `OUTPUT/details/`: the full results of `pp-evaluate` (runs.csv, scores.csv, selection.csv, task.json,
+  report.html, jury/) as plain files: the evaluation runs in a scratch results folder outside OUTPUT, and only
+  its committed generation is copied, so the platform's zip of OUTPUT holds each file once and no link, no
+  `.generations/`, `.cache/` or `.lock`.
 An invalid submission writes its problems to stderr and exits 1, so the platform shows them to the participant.
 """
 
@@ -17,7 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from evaluator.config import TaskConfigError, load_task
@@ -63,7 +69,23 @@ def score_values(row: object) -> dict[str, float | int | None]:
     return out
 
 
+def publish_details(results: Path, details: Path) -> None:
+    """Copy the committed generation of the results folder `results` to `details` as plain files and folders
+    (`OUT/current` resolved; never its links, `.generations/`, `.cache/` or `.lock`), replacing what was there."""
+    from evaluator.outputs.results_io import committed_generation
 
+    gen = committed_generation(results)
+    if gen is None:
+        return
+    if details.is_symlink() or details.is_file():
+        details.unlink()
+    elif details.exists():
+        shutil.rmtree(details)
+    shutil.copytree(gen, details, ignore=_links)  # a generation holds no link; one would be left out
+
+
+def _links(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if os.path.islink(os.path.join(folder, n))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,12 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid submission: {exc}", file=sys.stderr)
         return EXIT_INVALID_SUBMISSION
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        result = evaluate_runs(ref, [run_path], out / "details", task, model, batch_size=args.batch_size,
-                               progress=False)
-    except OriginalsError as exc:
-        print(f"scoring setup: {exc}", file=sys.stderr)
-        return EXIT_SETUP
+    with tempfile.TemporaryDirectory(prefix="pp-codabench-") as scratch:
+        try:
+            result = evaluate_runs(ref, [run_path], Path(scratch) / "results", task, model,
+                                   batch_size=args.batch_size, progress=False)
+        except OriginalsError as exc:
+            print(f"scoring setup: {exc}", file=sys.stderr)
+            return EXIT_SETUP
+        publish_details(Path(scratch) / "results", out / "details")
     (row,) = result.runs
     if row.status != "scored":
         print(f"invalid submission ({show_name(row.run)}):", file=sys.stderr)

@@ -1,14 +1,16 @@
 """The blinded jury package (`jury/`, format of `evaluator/contracts/jury_package.py`): selected images x qualified runs.
 
 - Candidate ids come from `secrets.token_urlsafe` (16 characters, 96 random bits): never derived from a run
-  name; an id that happens to contain a run name (`evaluator.contracts.jury_package.run_name_in`) is drawn again.
+  name; an id that happens to contain the name of a run in the package (`evaluator.contracts.jury_package.run_name_in`, what
+  `pp-jury serve` checks: the qualified runs, not the invalid or unqualified ones) is drawn again, at most
+  `MAX_ID_DRAWS` times (then JuryExportError).
 - `images/<id>.jpg` are the exact JPEG bytes that were scored (same sha256 as at scoring time), which libjpeg
   writes with a JFIF APP0 header only; `check_jpeg_metadata_free` refuses EXIF/XMP/ICC (APP1..APP15) and COM.
 - Candidates are listed, and their files written, in the order of their random ids, and every file gets the
   same modification time, so neither the list nor the files' order or times follow the runs.
 - With fewer candidates than `most + least`, the picks shrink (`shrink_picks`) and the manifest says so.
 - Before the manifest is written, `evaluator.contracts.jury_package.blinding_problems` (the check `pp-jury serve` makes) runs
-  on it with every run name; after, `evaluator.contracts.jury_package.check_servable` (all of `pp-jury serve`'s checks) runs
+  on it with the package's run names; after, `evaluator.contracts.jury_package.check_servable` (all of `pp-jury serve`'s checks) runs
   on the written folder. Either failing raises JuryExportError: `pp-evaluate` never leaves a package that
   `pp-jury serve` refuses (an empty one, written when no run qualified, is the exception: nothing to judge).
 """
@@ -27,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.common.imageio import save_png
-from evaluator.contracts.jury_package import PackageError, blinding_problems, check_servable, run_name_in
+from evaluator.contracts.jury_package import MIN_RUN_NAME_SEARCH, PackageError, blinding_problems, check_servable
 
 MANIFEST = "manifest.json"
 KEY = "key.json"
 FORMAT_VERSION = 1
+MAX_ID_DRAWS = 1000  # random ids drawn for one candidate before giving up (new_candidate_id)
 _STANDALONE = {0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)}  # SOI, EOI, TEM, RST0..7: no length field
 
 
@@ -105,13 +108,42 @@ def check_jpeg_metadata_free(data: bytes, what: str) -> None:
                                   "that jurors could read")
 
 
-def new_candidate_id(taken: set[str], run_names: Sequence[str]) -> str:
-    """A fresh random id: not in `taken`, and containing no run name (`run_name_in`, the server's rule)."""
-    while True:
+def _names_in(cid: str, names: frozenset[str]) -> list[str]:
+    """The run names (lower-case, MIN_RUN_NAME_SEARCH+ characters) that occur in `cid`, case-insensitively: the
+    rule of `run_name_in`, found through the id's substrings (a 16-character id has 105 of 3+ characters), so its cost does not
+    grow with the number of runs."""
+    low = cid.lower()
+    return [low[i:j] for i in range(len(low)) for j in range(i + MIN_RUN_NAME_SEARCH, len(low) + 1)
+            if low[i:j] in names]
+
+
+def new_candidate_id(taken: set[str], run_names: Sequence[str] | frozenset[str]) -> str:
+    """A fresh random id: not in `taken`, and containing none of `run_names` (`run_name_in`, the server's rule).
+
+    `run_names` are the runs in the package (the qualified ones: the runs of key.json, which `pp-jury serve`
+    checks). Gives up after MAX_ID_DRAWS draws with a JuryExportError naming the run names that kept occurring.
+    A 3-letter name occurs in a random id with probability about 14 x (2/64)**3 ~ 0.0004 (14 places, 2 of the
+    64 id characters per letter), so only thousands of short names can exhaust the draws."""
+    names = run_names if isinstance(run_names, frozenset) else _search_names(run_names)
+    hits: dict[str, int] = {}
+    for _ in range(MAX_ID_DRAWS):
         cid = secrets.token_urlsafe(12)
-        if cid not in taken and run_name_in(cid, run_names) is None:
+        found = _names_in(cid, names)
+        if cid not in taken and not found:
             taken.add(cid)
             return cid
+        for name in found:
+            hits[name] = hits.get(name, 0) + 1
+    worst = sorted(hits, key=lambda n: (-hits[n], n))[:5]
+    raise JuryExportError(
+        f"no random candidate id free of every run name in {MAX_ID_DRAWS} draws: the qualified runs' names "
+        f"occur in the ids again and again (most often: {', '.join(repr(n) for n in worst) or 'none'}; "
+        f"{len(names)} names of {MIN_RUN_NAME_SEARCH}+ characters). Rename or remove the runs with the shortest "
+        "names and evaluate again.")
+
+
+def _search_names(run_names: Sequence[str]) -> frozenset[str]:
+    return frozenset(r.lower() for r in run_names if len(r) >= MIN_RUN_NAME_SEARCH)
 
 
 @dataclass(frozen=True)
@@ -131,13 +163,15 @@ def write_jury_package(
     picks: Picks,
     show_original: bool,
     original_of: Callable[[str], np.ndarray],
-    all_run_names: Sequence[str],
+    run_names: Sequence[str],
 ) -> dict[str, dict[str, str]]:
     """Write manifest.json, key.json, images/ (and originals/ when shown) into `directory`; return the key.
 
     `images` in the order jurors see them; `jpeg_of(item)` returns the JPEG bytes, checked against
-    `item.jpeg_sha256`; `original_of(image)` the original's pixels (only called when `show_original`).
+    `item.jpeg_sha256`; `original_of(image)` the original's pixels (only called when `show_original`);
+    `run_names` the runs in the package (the qualified ones), which no candidate id may contain.
     """
+    names = _search_names(run_names)
     (directory / "images").mkdir(parents=True)
     if show_original:
         (directory / "originals").mkdir()
@@ -161,7 +195,7 @@ def write_jury_package(
                     "would not see what was scored. Delete OUT/.cache and rerun."
                 )
             check_jpeg_metadata_free(data, f"jury image for {image!r}")
-            cid = new_candidate_id(taken, all_run_names)
+            cid = new_candidate_id(taken, names)
             files[cid] = data
             key[cid] = {"run": item.run, "image": image}
             candidates.append({"id": cid, "file": f"images/{cid}.jpg"})
@@ -182,7 +216,7 @@ def write_jury_package(
     note = picks.note()
     if note:
         manifest["note"] = note
-    problems = blinding_problems(manifest, all_run_names)
+    problems = blinding_problems(manifest, run_names)
     if problems:  # cannot happen with ids from new_candidate_id; checked so that serve can never refuse
         raise JuryExportError(f"{directory / MANIFEST}: {problems[0]}; pp-jury serve would refuse this package. "
                               "This is a bug of the kit: please report it.")

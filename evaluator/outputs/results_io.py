@@ -9,7 +9,8 @@ Layout of a results folder `OUT/` (`pp-evaluate --out OUT`):
                              symbolic links -> current/runs.csv, current/report.html, current/jury, ...
                              (fixed: written once, they never change, so the documented paths always work)
     OUT/.cache/, OUT/.lock   the score cache and the writers' lock (outside every generation: they survive)
-    OUT/jury-previous-<UTC time>/   a jury/ folder that held votes, moved aside when its generation was replaced
+    OUT/jury-previous-<generation id>/   key.json and manifest.json of a retired generation's jury
+    OUT/jury-previous-<UTC time>/        an older-layout OUT/jury folder that held votes, moved aside
 
 Commit (`commit_generation`): everything of one evaluation is written into a fresh `OUT/.generations/<id>/`
 (fsynced); then one `os.replace` of a new symbolic link over `OUT/current` switches every user-facing path to the
@@ -18,8 +19,13 @@ complete generation, the old one or the new one, never a mix. Every path in `OUT
 reader of one file always reads a committed generation; a reader of several files that must come from the same
 evaluation resolves `OUT/current` once (`committed_generation`, or `os.path.realpath`) and reads from there.
 
-Retiring a generation deletes it, except that a `jury/` folder holding votes (`votes.sqlite`) is never deleted: it
-is moved to `OUT/jury-previous-<UTC time>/` first. `tidy` (run under the lock before every evaluation) finishes
+Retiring a generation deletes it, except a generation whose jury is live: being served by `pp-jury serve` (which
+holds a shared flock on `jury/.serve.lock` for its lifetime, `SERVE_LOCK`) or holding votes (`votes.sqlite`). That
+one stays where it is, untouched (a warning names it): the server keeps the path it started on, so its jurors keep
+voting into that package, and `pp-jury rank OUT/.generations/<id>/jury` ranks them; the new results' jury is
+another package, with new juror links. A deleted generation's `jury/key.json` and `manifest.json` are kept in
+`OUT/jury-previous-<generation id>/` (the images are not), so votes cast on a copy of that package can still be
+mapped to runs. `tidy` (run under the lock before every evaluation) finishes
 whatever a killed evaluation left: unfinished or replaced generations, temporary links, and the staging folders of
 the older one-file-at-a-time layout. A results folder in that older layout (real files in `OUT/`) is adopted:
 a hard-linked copy of it becomes the first generation, then each real entry is replaced by its link (a folder is
@@ -30,18 +36,26 @@ Symbolic links are needed (any POSIX file system); `ResultsFolderError` says so 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import logging
 import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evaluator.common.csv_safe import safe_text, unsafe_text
+from evaluator.common.atomic import write_bytes_atomic
+from evaluator.common.csv_safe import CsvWriter, safe_text, unsafe_text
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; votes.sqlite alone marks a jury in use
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,13 @@ CURRENT = "current"
 TMP_LINK_PREFIX = ".link-"
 LEGACY_PREFIXES = (".staging-", ".old-")  # left by the older layout's commit
 VOTES_FILE = "votes.sqlite"
+KEY_FILE = "key.json"
+MANIFEST_FILE = "manifest.json"
+#: In a jury folder: every `pp-jury serve` of it holds a shared flock on this file for the server's lifetime
+#: (`jury_app.cli` imports the name from here); pp-evaluate never retires a jury whose lock it cannot take.
+SERVE_LOCK = ".serve.lock"
+KEPT_PREFIX = "jury-previous-"  # OUT/jury-previous-<generation id>/: key.json + manifest.json of a retired jury
+RETIRING_PREFIX = ".retiring-"  # .generations/.retiring-<id>: a generation being deleted
 
 
 class ResultsFolderError(OSError):
@@ -76,17 +97,14 @@ def cell(value: Any) -> str:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk).
-
-    A row with a carriage return in a cell is written with every cell quoted: with "\\n" line ends the csv module
-    would leave that cell unquoted, and a reader would split the row there."""
+    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk), through the
+    kit's one writer `evaluator.common.csv_safe.CsvWriter` (text cells spreadsheet-safe, a cell with CR kept in its row);
+    values that are not text are formatted by `cell`."""
     with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        writer.writerow([safe_text(c) for c in columns])
+        writer = CsvWriter(f, number=cell)
+        writer.writerow(columns)
         for row in rows:
-            cells = [cell(row[c]) for c in columns]
-            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
+            writer.writerow([row[c] for c in columns])
         f.flush()
         os.fsync(f.fileno())
 
@@ -174,21 +192,87 @@ def new_generation(out_dir: Path) -> Path:
 
 
 def _keep_votes(jury: Path, out_dir: Path) -> None:
-    """Move a jury folder that holds votes to `OUT/jury-previous-<UTC time>/` (never deleted)."""
-    keep = out_dir / f"jury-previous-{_stamp()}"
+    """Move an older-layout `OUT/jury` folder that holds votes to `OUT/jury-previous-<UTC time>/` (never deleted)."""
+    keep = out_dir / f"{KEPT_PREFIX}{_stamp()}"
     n = 1
     while keep.exists():
         n += 1
-        keep = out_dir / f"jury-previous-{_stamp()}-{n}"
+        keep = out_dir / f"{KEPT_PREFIX}{_stamp()}-{n}"
     log.warning("%s holds jury votes; moving it to %s instead of deleting it", jury, keep)
     os.replace(jury, keep)
 
 
-def _retire_generations(out_dir: Path) -> None:
-    """Delete every generation but the committed one, moving aside a jury/ folder that holds votes."""
-    gens = out_dir / GENERATIONS
-    if not gens.is_dir():
+@contextlib.contextmanager
+def _unserved(jury: Path) -> Iterator[bool]:
+    """Take the serve lock of the jury folder `jury` (`SERVE_LOCK`) exclusively, without waiting, for the block:
+    yields False when a `pp-jury serve` holds it (the jury is live), True otherwise. Held while the caller retires
+    the folder, so a server starting on it meanwhile waits, then finds it gone and stops with a message."""
+    if fcntl is None or jury.is_symlink() or not jury.is_dir():
+        yield True
         return
+    lock = jury / SERVE_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError:  # not ours to open (permissions): a server may hold it, so the folder stays
+        yield not lock.exists()
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError:  # no flock on this file system: votes.sqlite alone marks a jury in use
+            pass
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _holds_votes(jury: Path, current: Path | None) -> bool:
+    """`jury/votes.sqlite` exists, and is not the very file of the committed generation's jury (a hard link)."""
+    return (not jury.is_symlink() and (jury / VOTES_FILE).exists()
+            and not (current is not None and _same_votes(jury, current / "jury")))
+
+
+def _keep_key(gen: Path, out_dir: Path) -> None:
+    """Copy the key.json and manifest.json of generation `gen`'s jury to `OUT/jury-previous-<generation id>/`
+    before `gen` is deleted: votes cast on a copy of that package can still be mapped to runs. A package with no
+    candidate keeps nothing (it maps nothing)."""
+    jury = gen / "jury"
+    if jury.is_symlink() or not (jury / KEY_FILE).is_file():
+        return
+    try:
+        key = json.loads((jury / KEY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        key = None  # unreadable: kept all the same
+    if isinstance(key, dict) and key.get("candidates") == {}:
+        return
+    keep = out_dir / f"{KEPT_PREFIX}{gen.name}"
+    try:
+        keep.mkdir(exist_ok=True)
+        for name in (KEY_FILE, MANIFEST_FILE):
+            if (jury / name).is_file():
+                write_bytes_atomic(keep / name, (jury / name).read_bytes())
+    except OSError as exc:
+        raise ResultsFolderError(f"{keep}: cannot keep the key of the jury in {gen} there ({exc}); move that "
+                                 "entry out of the results folder and rerun") from exc
+    _fsync_dir(keep)
+    _fsync_dir(out_dir)
+
+
+def _retire_generations(out_dir: Path) -> list[tuple[Path, str]]:
+    """Delete every generation but the committed one, except one whose jury is live; return the kept ones.
+
+    A generation whose jury is being served (`_unserved`) or holds votes (`votes.sqlite`) stays where it is,
+    untouched: a running `pp-jury serve` holds that folder's path, so it keeps working and its votes stay with
+    its package. Any other generation is deleted, after its jury's key.json and manifest.json are copied to
+    `OUT/jury-previous-<generation id>/` (`_keep_key`); it is first renamed to `.generations/.retiring-<id>`
+    so that a server starting on its old path finds it gone. Returns (generation, why) for each kept one."""
+    gens = out_dir / GENERATIONS
+    kept: list[tuple[Path, str]] = []
+    if not gens.is_dir():
+        return kept
     current = committed_generation(out_dir)
     for gen in sorted(gens.iterdir()):
         if current is not None and gen.name == current.name:
@@ -196,11 +280,30 @@ def _retire_generations(out_dir: Path) -> None:
         if gen.is_symlink() or not gen.is_dir():
             gen.unlink(missing_ok=True)
             continue
+        if gen.name.startswith(RETIRING_PREFIX):  # checked and its key kept before the rename
+            shutil.rmtree(gen, ignore_errors=True)
+            continue
         jury = gen / "jury"
-        if not jury.is_symlink() and (jury / VOTES_FILE).exists() and not (
-                current is not None and _same_votes(jury, current / "jury")):  # a hard-linked copy of them
-            _keep_votes(jury, out_dir)
-        shutil.rmtree(gen, ignore_errors=True)
+        with _unserved(jury) as free:
+            if not free:
+                kept.append((gen, "is being served by `pp-jury serve`"))
+                continue
+            if _holds_votes(jury, current):
+                kept.append((gen, f"holds votes ({VOTES_FILE})"))
+                continue
+            _keep_key(gen, out_dir)
+            retiring = gens / f"{RETIRING_PREFIX}{gen.name}"
+            os.replace(gen, retiring)
+        shutil.rmtree(retiring, ignore_errors=True)
+    return kept
+
+
+def _report_kept(kept: Sequence[tuple[Path, str]], out_dir: Path, level: int) -> None:
+    for gen, why in kept:
+        log.log(level, "%s was kept, not deleted: its jury %s. A running jury keeps its own generation: jurors "
+                "go on voting there, and `pp-jury rank %s` ranks those votes. The new results' jury %s is another "
+                "package: serve it with new juror links (`pp-jury jurors %s --add N`). Delete %s yourself once "
+                "its votes are no longer needed.", gen, why, gen / "jury", out_dir / "jury", out_dir / "jury", gen)
 
 
 def _copy_as_links(src: Path, dst: Path) -> None:
@@ -234,12 +337,16 @@ def _replace_entry(path: Path, out_dir: Path) -> None:
     if not path.is_dir():
         _set_link(path, f"{CURRENT}/{name}")
         return
-    if (path / VOTES_FILE).exists() and not _same_votes(path, committed):
-        _keep_votes(path, out_dir)
-    else:
-        aside = out_dir / f"{LEGACY_PREFIXES[1]}{name}-{secrets.token_hex(4)}"
-        os.replace(path, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+    with _unserved(path) as free:
+        if not free:
+            raise ResultsFolderError(f"{path}: is being served by `pp-jury serve`; stop that server (its votes "
+                                     f"stay in {path / VOTES_FILE}) and rerun, or pass another --out")
+        if (path / VOTES_FILE).exists() and not _same_votes(path, committed):
+            _keep_votes(path, out_dir)
+        else:
+            aside = out_dir / f"{LEGACY_PREFIXES[1]}{name}-{secrets.token_hex(4)}"
+            os.replace(path, aside)
+            shutil.rmtree(aside, ignore_errors=True)
     _set_link(path, f"{CURRENT}/{name}")
 
 
@@ -295,7 +402,7 @@ def tidy(out_dir: Path, names: Sequence[str]) -> None:
             shutil.rmtree(entry, ignore_errors=True)
     _adopt_legacy(out_dir, names)
     _ensure_links(out_dir, names)
-    _retire_generations(out_dir)
+    _report_kept(_retire_generations(out_dir), out_dir, logging.INFO)
 
 
 def commit_generation(gen: Path, out_dir: Path, names: Sequence[str]) -> None:
@@ -308,4 +415,4 @@ def commit_generation(gen: Path, out_dir: Path, names: Sequence[str]) -> None:
     _ensure_links(out_dir, names)
     _set_link(out_dir / CURRENT, f"{GENERATIONS}/{gen.name}")
     _fsync_dir(out_dir)
-    _retire_generations(out_dir)
+    _report_kept(_retire_generations(out_dir), out_dir, logging.WARNING)
