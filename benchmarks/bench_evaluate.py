@@ -194,7 +194,7 @@ def _child(phase: str, work: Path, args: argparse.Namespace) -> dict:
 
 
 def _score_agreement(work: Path) -> float:
-    from evaluator.outputs.results_io import read_csv  # text cells are spreadsheet-safe: read_csv undoes it
+    from evaluator.contracts.results import read_csv  # text cells are spreadsheet-safe: read_csv undoes it
 
     baseline = json.loads((work / "baseline_scores.json").read_text())
     worst = 0.0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from evaluator.config import TaskConfigError, load_task
 from evaluator.common.device import DEVICE_CHOICES
+from evaluator.contracts.results import REPORT_HTML
 
 EXIT_OK, EXIT_USAGE, EXIT_ORIGINALS, EXIT_MODEL, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     n_q = sum(r.qualified for r in result.runs)
     n_inv = sum(r.status == "invalid" for r in result.runs)
     print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "
-          f"report: {args.out / 'report.html'}", file=sys.stderr)
+          f"report: {args.out / REPORT_HTML}", file=sys.stderr)
     note = model.info.random_weights_note()
     if note is not None:
         print(f"pp-evaluate: WARNING: {note}", file=sys.stderr)

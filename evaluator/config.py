@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluator.contracts.jury_package import PickRule
+
 #: libjpeg builds that jpeglib 1.0.2 bundles (see `jpeglib.version.LIBJPEG_VERSIONS`).
 LIBJPEG_BUILDS = (
     "6b", "7", "8", "8a", "8b", "8c", "8d", "9", "9a", "9b", "9c", "9d", "9e", "9f",
@@ -51,19 +53,12 @@ class SelectionRules:
 
 
 @dataclass(frozen=True)
-class JuryRules:
-    most: int = 3
-    least: int = 2
-    show_original: bool = False
-
-
-@dataclass(frozen=True)
 class TaskConfig:
     jpeg: JpegRules = field(default_factory=JpegRules)
     biqa: BiqaRules = field(default_factory=BiqaRules)
     gate: GateRules = field(default_factory=GateRules)
     selection: SelectionRules = field(default_factory=SelectionRules)
-    jury: JuryRules = field(default_factory=JuryRules)
+    jury: PickRule = field(default_factory=PickRule)  # [jury]: the contract's pick rule (most, least, show_original)
     source: str = "<defaults>"
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,13 +29,11 @@ import dataclasses
 import hashlib
 import io
 import itertools
-import json
 import logging
 import math
-import platform
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,27 +47,25 @@ from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig
 from evaluator.common.imageio import load_rgb
-from evaluator.outputs.jury_export import JuryItem, Picks, shrink_picks, write_jury_package
+from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
+                                         SCORES_CSV, SELECTION_COLUMNS, SELECTION_CSV, JURY_DIR, TASK_JSON,
+                                         write_csv, write_task_json)
+from evaluator.outputs.jury_export import JuryItem, write_jury_package
+from evaluator.outputs.report import write_report
 from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
-                                          new_generation, tidy, write_csv)
+                                          new_generation, tidy)
 from evaluator.scoring.fidelity import FidelityWorker
 from evaluator.common.imageio import ImageError
 from evaluator.intake.lookalike import lookalike_warnings
 from evaluator.common.text import show_name
 from evaluator.intake.runs import Limits, RunIssue, RunReadError, ValidatedRun, find_runs, index_originals, validate_run
-from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, kit_version, model_hash, rules_hash
-from evaluator.scoring.selection import SelectedImage, score_variances, select_images
+from evaluator.common.versions import VERSIONS_KEY, kit_version, library_versions
+from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, model_hash, rules_hash
+from evaluator.scoring.results import CacheStats, EvaluationResult, ImageScore, RunResult
+from evaluator.scoring.selection import score_variances, select_images
 
 log = logging.getLogger(__name__)
 
-RUNS_COLUMNS = (
-    "run", "status", "error", "n_images", "accuracy", "accuracy_reduction", "qualified", "mean_score",
-    "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score", "psnr", "ssim", "warning",
-    "random_weights_seed",  # empty, or the seed of the RANDOM BIQA weights the scores come from (meaningless)
-)
-SCORES_COLUMNS = ("run", "image", "score_clean", "score", "low_quality", "psnr", "ssim")
-SELECTION_COLUMNS = ("image", "variance", "rank")
-RESULT_NAMES = ("runs.csv", "scores.csv", "selection.csv", "task.json", "report.html", "jury")
 CACHE_DIR = ".cache"
 CACHE_FILE = "scores.sqlite"
 LOCK_FILE = ".lock"
@@ -78,71 +74,6 @@ ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 class PipelineError(RuntimeError):
     """The evaluation cannot go on (the message names the file and what to do)."""
-
-
-@dataclass(frozen=True)
-class ImageScore:
-    """One row of scores.csv (plus the sha256 of the scored JPEG bytes, used for the jury package)."""
-
-    run: str
-    image: str
-    score_clean: float
-    score: float
-    low_quality: bool
-    psnr: float
-    ssim: float
-    jpeg_sha256: str
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One row of runs.csv. Numbers are over the images whose original is high quality."""
-
-    run: str
-    status: str
-    error: str = ""
-    n_images: int = 0
-    accuracy: float = math.nan
-    accuracy_reduction: float = math.nan
-    qualified: bool = False
-    mean_score: float = math.nan
-    abs_gain: float = math.nan
-    rel_gain: float = math.nan
-    robustness_score: float = math.nan
-    wasserstein_score: float = math.nan
-    energy_score: float = math.nan
-    psnr: float = math.nan
-    ssim: float = math.nan
-    warning: str = ""
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    hits: int = 0
-    computed: int = 0
-    model_batches: int = 0
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    out_dir: Path
-    runs: tuple[RunResult, ...]
-    scores: tuple[ImageScore, ...]
-    original_scores: dict[str, float]
-    excluded_originals: tuple[str, ...]
-    original_accuracy: float
-    selection: tuple[SelectedImage, ...]
-    picks: Picks
-    jury_candidates: int
-    threshold: float
-    max_accuracy: float
-    cache: CacheStats = field(default_factory=CacheStats)
-
-    def run(self, name: str) -> RunResult:
-        for r in self.runs:
-            if r.run == name:
-                return r
-        raise KeyError(name)
 
 
 # -- scoring ---------------------------------------------------------------------------------------------------
@@ -396,19 +327,6 @@ def _random_weights_seed(model: BIQAModel) -> int | None:
     return seed
 
 
-def _library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    names = ("torch", "numpy", "scipy", "scikit-image", "pillow", "jpeglib", "brisque", "scikit-video")
-    versions = {"python": platform.python_version(), "pixel-privacy-kit": kit_version()}
-    for n in names:
-        try:
-            versions[n] = md.version(n)
-        except md.PackageNotFoundError:
-            versions[n] = "not installed"
-    return versions
-
-
 def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
     from PIL import Image
 
@@ -520,15 +438,17 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     variances = score_variances(by_run, sorted(eligible)) if scored_names else {}
     selection = tuple(select_images(variances, task.selection.images))
     qualified = [r.run for r in results if r.qualified]
-    picks = shrink_picks(task.jury.most, task.jury.least, len(qualified))
-    if picks.shrunk and qualified:
-        log.warning("jury: %s", picks.note())
+    picks = task.jury.for_candidates(len(qualified))
+    jury_note = task.jury.shrink_note(len(qualified))
+    if jury_note and qualified:
+        log.warning("jury: %s", jury_note)
 
     result = EvaluationResult(
         out_dir=out_dir, runs=tuple(results), scores=tuple(rows), original_scores=clean,
         excluded_originals=excluded, original_accuracy=original_accuracy, selection=selection, picks=picks,
         jury_candidates=len(qualified), threshold=threshold, max_accuracy=task.gate.max_accuracy,
         cache=CacheStats(hits=counters.hits, computed=counters.computed, model_batches=counters.batches),
+        jury_note=jury_note,
     )
     meta = {
         "rules": task.to_dict(), "task_source": task.source,
@@ -538,12 +458,12 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
                   "needs_weights": bool(getattr(getattr(model, "info", None), "needs_weights", False)),
                   "random_weights_seed": weights_seed},
         "codec": {"quality": codec.quality, "subsampling": codec.subsampling, "libjpeg": codec.libjpeg},
-        "versions": _library_versions(),
+        VERSIONS_KEY: library_versions(),
         "originals": {"folder": str(originals_dir), "count": len(image_ids), "accuracy": original_accuracy,
                       "excluded": [{"image": i, "score_clean": clean[i]} for i in excluded]},
-        "jury": {"most": picks.most, "least": picks.least, "requested_most": picks.requested_most,
-                 "requested_least": picks.requested_least, "candidates_per_image": len(qualified),
-                 "note": picks.note()},
+        "jury": {"most": picks.most, "least": picks.least, "requested_most": task.jury.most,
+                 "requested_least": task.jury.least, "candidates_per_image": len(qualified),
+                 "note": jury_note},
         "cache": asdict(result.cache),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -556,31 +476,28 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
 
 def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
                    codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path]) -> None:
-    from evaluator.outputs.report import write_report
-
     staging = new_generation(out_dir)
     try:
         seed = meta["model"]["random_weights_seed"]
-        write_csv(staging / "runs.csv", RUNS_COLUMNS,
+        write_csv(staging / RUNS_CSV, RUNS_COLUMNS,
                   ({**asdict(r), "random_weights_seed": seed} for r in result.runs))
-        write_csv(staging / "scores.csv", SCORES_COLUMNS, (asdict(r) for r in result.scores))
-        write_csv(staging / "selection.csv", SELECTION_COLUMNS, (asdict(s) for s in result.selection))
-        (staging / "task.json").write_text(json.dumps(_plain_json(meta), indent=2, allow_nan=False) + "\n",
-                                           encoding="utf-8")
+        write_csv(staging / SCORES_CSV, SCORES_COLUMNS, (asdict(r) for r in result.scores))
+        write_csv(staging / SELECTION_CSV, SELECTION_COLUMNS, (asdict(s) for s in result.selection))
+        write_task_json(staging / TASK_JSON, meta)
         selected = [s.image for s in result.selection]
         qualified = [r.run for r in result.runs if r.qualified]
         sha_of = {(r.run, r.image): r.jpeg_sha256 for r in result.scores}
         items = [JuryItem(run=run, image=image, jpeg_sha256=sha_of[(run, image)])
                  for image in (selected if qualified else []) for run in qualified]
         write_jury_package(
-            staging / "jury", selected if qualified else [], items,
+            staging / JURY_DIR, selected if qualified else [], items,
             jpeg_of=lambda item: codec.compress(runs[item.run].images[item.image].load()),
-            picks=result.picks, show_original=task.jury.show_original,
+            picks=result.picks, note=result.jury_note,
             original_of=lambda image: load_rgb(original_paths[image]),
             run_names=qualified,
         )
         thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
-        write_report(staging / "report.html", result, meta, thumbs)
+        write_report(staging / REPORT_HTML, result, meta, thumbs)
         commit_generation(staging, out_dir, RESULT_NAMES)
     except BaseException as exc:
         committed = committed_generation(out_dir)
@@ -591,13 +508,3 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
         raise
     log.info("results written to %s", out_dir)
 
-
-def _plain_json(value: Any) -> Any:
-    """`value` with NaN and infinities replaced by null (strict JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(v) for v in value]
-    return value

@@ -1,9 +1,12 @@
-"""One juror's ballot for one image: the pick rule and its validation (pure functions)."""
+"""One juror's ballot for one image and its validation against the pick rule (`evaluator.contracts.jury_package.PickRule`,
+`PickRule.for_candidates` for an image with few candidates); pure functions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from evaluator.contracts.jury_package import PickRule
 
 
 class BallotError(ValueError):
@@ -12,39 +15,6 @@ class BallotError(ValueError):
 
 class BallotLockedError(BallotError):
     """The juror has made the final submit; ballots can no longer change."""
-
-
-@dataclass(frozen=True)
-class PickRule:
-    """How many "most" and "least" appealing candidates a juror picks for one image."""
-
-    most: int
-    least: int
-    shrunk: bool = False  # True when the task's numbers were reduced because there are few candidates
-
-    def explain(self) -> str:
-        base = f"Pick exactly {self.most} most appealing" + (
-            f" and exactly {self.least} least appealing" if self.least else "") + " (no image in both)."
-        if self.shrunk:
-            base += " This image has only a few versions, so fewer picks than usual are asked."
-        return base
-
-
-def pick_rule(n_candidates: int, most: int, least: int) -> PickRule:
-    """The task's (most, least), shrunk until most + least <= n_candidates (larger one first, least on ties).
-
-    Example: 5 candidates keep 3/2; 4 give 2/2; 3 give 2/1; 2 give 1/1; 1 gives 1/0.
-    """
-    if n_candidates < 1:
-        raise BallotError("an image without candidates cannot be judged")
-    m, l = most, least
-    while m + l > n_candidates:
-        if l >= m and l > 0:
-            l -= 1
-        else:
-            m -= 1
-    m = max(m, 1)
-    return PickRule(most=m, least=l, shrunk=(m, l) != (most, least))
 
 
 @dataclass(frozen=True)

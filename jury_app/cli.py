@@ -16,10 +16,9 @@ except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp
     fcntl = None
 
 from jury_app.ballot import Ballot, BallotError
-from evaluator.contracts.jury_package import (KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key,
-                                              load_package)
+from evaluator.contracts.jury_package import (KEY_NAME, MANIFEST_NAME, RANKING_NAME, SERVE_LOCK, PackageError,
+                                              check_servable, load_key, load_package)
 from evaluator.common.atomic import write_text_atomic
-from evaluator.outputs.results_io import MANIFEST_FILE, SERVE_LOCK
 from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore
@@ -71,13 +70,13 @@ def _default_base(args: argparse.Namespace) -> str:
 
 
 def _hold_serve_lock(directory: str) -> int | None:
-    """A shared flock on DIR/.serve.lock (`evaluator.outputs.results_io.SERVE_LOCK`), inherited by the Streamlit process
-    `serve` execs into, so it is held for the server's whole life: pp-evaluate never retires a jury folder
+    """A shared flock on DIR/.serve.lock (`evaluator.contracts.jury_package.SERVE_LOCK`), inherited by the Streamlit
+    process `serve` execs into, so it is held for the server's whole life: pp-evaluate never retires a jury folder
     whose lock it cannot take. Shared: several servers may serve one folder. Taken before the package is
     checked; if a pp-evaluate was deleting this very folder meanwhile, that is found here (PackageError).
     Returns the descriptor, or None where there is no flock (the jury's votes.sqlite then marks it in use)."""
     root = Path(directory).resolve()
-    if fcntl is None or not (root / MANIFEST_FILE).is_file():
+    if fcntl is None or not (root / MANIFEST_NAME).is_file():
         return None  # not a package: check_servable says what is wrong
     lock = root / SERVE_LOCK
     try:

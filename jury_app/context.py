@@ -21,7 +21,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from evaluator.contracts.jury_package import JuryImage, JuryPackage, PackageError, load_package
+from evaluator.contracts.jury_package import MANIFEST_NAME, JuryImage, JuryPackage, PackageError, load_package
 from jury_app.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
 from jury_app.store import VoteStore
 from jury_app.tokens import LoginGuard, log_safe, token_owner
@@ -69,7 +69,7 @@ def jury_context() -> JuryContext:
         st.error(f"No jury package given: start the app with `pp-jury serve DIR` (or set {ENV_DIR}).")
         st.stop()
     try:
-        mtime = (directory / "manifest.json").stat().st_mtime_ns
+        mtime = (directory / MANIFEST_NAME).stat().st_mtime_ns
         return _open(str(directory.resolve()), mtime)
     except (OSError, PackageError) as exc:
         st.error(f"The jury package cannot be opened: {exc}")

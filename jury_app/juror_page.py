@@ -18,7 +18,7 @@ import math
 
 import streamlit as st
 
-from jury_app.ballot import BallotError, pick_rule
+from jury_app.ballot import BallotError
 from jury_app.context import HINT, JuryContext, guarded_login, image_bytes, jury_context, log, screen_images
 from jury_app.store import StoreError
 from jury_app.tokens import log_safe
@@ -87,8 +87,8 @@ def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) 
     image = package.image(image_id)
     st.subheader(f"Image {index + 1} of {len(ids)}")
     st.info(HINT)
-    rule = pick_rule(len(image.candidates), package.task.most, package.task.least)
-    if rule.shrunk:
+    rule = package.task.for_candidates(len(image.candidates))
+    if rule != package.task:
         st.warning(f"This image has only {len(image.candidates)} versions, so you pick {rule.most} most "
                    f"and {rule.least} least appealing (instead of {package.task.most} and {package.task.least}).")
     if package.task.show_original and image.original is not None:
@@ -104,7 +104,7 @@ def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) 
     to_candidate = {s.letter: s.candidate for s in slots}
     previous = store.ballot(juror, image_id)
     with st.form(f"ballot_{index}"):
-        st.write(rule.explain())
+        st.write(rule.explain(asked=package.task))
         most = st.pills(f"Most appealing (exactly {rule.most})", letters, selection_mode="multi",
                         default=_letters(slots, previous.most) if previous else None, key=f"most_{index}")
         least = st.pills(f"Least appealing (exactly {rule.least})", letters, selection_mode="multi",

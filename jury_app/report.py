@@ -16,10 +16,9 @@ from jury_app.agreement import Agreement, agreement
 from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry
 from jury_app.intervals import DEFAULT_INTERVAL, bws_intervals
-from evaluator.contracts.jury_package import JuryKey
+from evaluator.contracts.jury_package import RANKING_COLUMNS, JuryKey
 from jury_app.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
 
-RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank")
 
 
 @dataclass(frozen=True)

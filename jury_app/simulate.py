@@ -27,8 +27,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from evaluator.common.imageio import load_rgb
-from jury_app.ballot import pick_rule
-from evaluator.contracts.jury_package import JuryPackage, load_package
+from evaluator.contracts.jury_package import STORE_NAME, JuryPackage, load_package
 from jury_app.store import VoteStore
 
 def _noise(seed: int, juror: str, candidate: str) -> float:
@@ -62,7 +61,7 @@ def simulate(directory: str | Path, originals: str | Path, jurors: int = 7, sigm
         juror = link.juror
         for im in package.images:
             ids = [c.id for c in im.candidates]
-            rule = pick_rule(len(ids), package.task.most, package.task.least)
+            rule = package.task.for_candidates(len(ids))
             ranked = sorted(ids, key=lambda c: quality[c] + sigma * _noise(seed, juror, c), reverse=True)
             most = ranked[: rule.most]
             least = ranked[len(ranked) - rule.least :] if rule.least else []
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
-    print(f"SIMULATED jury: {args.jurors} scripted jurors cast {n} ballots into {args.directory / 'votes.sqlite'}")
+    print(f"SIMULATED jury: {args.jurors} scripted jurors cast {n} ballots into {args.directory / STORE_NAME}")
     return 0
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from jury_app import tokens
-from jury_app.ballot import Ballot, BallotError, BallotLockedError, pick_rule, validate_picks
+from jury_app.ballot import Ballot, BallotError, BallotLockedError, validate_picks
 from jury_app.layout import Slot, draw_layout
 from evaluator.contracts.jury_package import JuryPackage
 
@@ -337,7 +337,7 @@ class VoteStore:
         if image not in self.package.image_ids:
             raise BallotError(f"Unknown image {image!r}: it is not part of this jury.")
         candidates = self.package.candidate_ids(image)
-        rule = pick_rule(len(candidates), self.package.task.most, self.package.task.least)
+        rule = self.package.task.for_candidates(len(candidates))
         most_t, least_t = validate_picks(candidates, rule, most, least)
         with self._write() as conn:
             if self._require_juror(conn, juror, writing=True) is not None:

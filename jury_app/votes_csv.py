@@ -7,7 +7,7 @@ Written by `pp-jury export` (and the organizer page) with every text cell throug
 `iter_ballots` streams the file: one line in memory at a time (a line is at most `MAX_LINE_BYTES`, a field at
 most `csv.field_size_limit()`), the picks of one ballot (juror, image) are gathered while its rows follow each
 other, then the ballot is checked against the task's pick rule exactly as the web form checks it
-(`ballot.pick_rule` + `ballot.validate_picks`) and yielded. A ballot's rows must be consecutive, as the export
+(`PickRule.for_candidates` + `ballot.validate_picks`) and yielded. A ballot's rows must be consecutive, as the export
 writes them; memory is one bit per (juror, image) to refuse a ballot that appears twice. A juror id is 1..200
 printable characters (`juror_problem`). Every problem raises
 `VotesFileError` naming the file and line, what is wrong and what to do.
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from evaluator.common.csv_safe import CsvWriter, unsafe_text
-from jury_app.ballot import Ballot, BallotError, pick_rule, validate_picks
+from jury_app.ballot import Ballot, BallotError, validate_picks
 from evaluator.contracts.jury_package import JuryPackage
 from jury_app.store import VoteRow
 
@@ -110,7 +110,7 @@ def _ballots(path: Path, reader, lines: _Lines, package: JuryPackage) -> Iterato
     image_index = {im.image: k for k, im in enumerate(package.images)}
     candidates = {im.image: tuple(c.id for c in im.candidates) for im in package.images}
     candidate_sets = {image: frozenset(ids) for image, ids in candidates.items()}
-    rules = {im.image: pick_rule(len(im.candidates), package.task.most, package.task.least)
+    rules = {im.image: package.task.for_candidates(len(im.candidates))
              for im in package.images}
     done: dict[str, int] = {}  # juror -> bit set of the images whose ballot is complete
     current: tuple[str, str] | None = None

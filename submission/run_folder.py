@@ -1,9 +1,9 @@
 """Write a run folder under the run contract, resumably and shard by shard.
 
-Layout (design.md, "Run folder contract"): `runs/<run>/` holds, for every original `<id>.png`, one `<id>.png`
-(uint8 RGB, the original's width and height) or `<id>.jpg` (attacks that write JPEG bytes), plus `run.json` with
-`team, run, method, params, biqa, created, kit_version, seed` (and extra keys: status, shard count, target, the
-model's weights hash, the task rules, library versions). The attack's per-image log is `log.csv` in the run's
+Layout (the contract `evaluator/contracts/run_folder.py`; docs/design.md): `runs/<run>/` holds, for every
+original `<id>.png`, one `<id>.png` (uint8 RGB, the original's width and height) or `<id>.jpg` (attacks that write
+JPEG bytes), plus `run.json` with `team, run, method, params, biqa, created, kit_version, seed` (and extra keys:
+status, shard count, target, the model's weights hash, the task rules, library versions). The attack's per-image log is `log.csv` in the run's
 work folder `runs/.pp-attack/<run>/`, a hidden sibling: the contract allows only images and run.json inside the
 run, and the evaluator skips names that start with '.':
 
@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -44,10 +41,10 @@ from evaluator.codec import OrganizerCodec
 from evaluator.common.imageio import load_rgb, probe_image, save_png
 from submission.attacks.base import Attack, AttackError, psnr
 from evaluator.common.atomic import atomic_open, write_bytes_atomic
+from evaluator.contracts.run_folder import IMAGE_EXTENSIONS, RUN_JSON, new_run_meta, utc_now, write_run_json
 
 log = logging.getLogger(__name__)
 
-RUN_JSON = "run.json"
 LOG_CSV = "log.csv"
 LOG_FIELDS = ("image", "score_before", "score_after", "score_jpeg", "raw_before", "raw_after", "psnr", "seconds")
 ORIGINAL_SUFFIXES = (".png",)
@@ -110,23 +107,6 @@ class RunSpec:
         }
 
 
-def kit_version() -> str:
-    try:
-        return importlib.metadata.version("pixel-privacy-kit")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.1.0"
-
-
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("torch", "numpy", "pillow", "jpeglib"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def list_originals(folder: str | Path) -> list[Path]:
     """The sorted `<id>.png` files of `folder`; `RunFolderError` when the folder is missing or holds none."""
     d = Path(folder)
@@ -147,10 +127,6 @@ def check_originals(paths: Iterable[Path]) -> None:
 
 
 
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
-
-
 def read_run_json(out: Path) -> dict[str, Any]:
     p = out / RUN_JSON
     try:
@@ -160,10 +136,6 @@ def read_run_json(out: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise RunFolderError(f"{p}: is not a JSON object; is this a pp-attack run folder?")
     return meta
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 ORIGINALS_POINTER = "originals.path"  # in work_dir(out), never submitted: where this machine keeps the originals
@@ -253,25 +225,13 @@ def open_run(out: str | Path, spec: RunSpec, *, n_images: int, shard: Shard, ori
     out.mkdir(parents=True, exist_ok=True)
     for stale in work_dir(out).glob("log*.csv"):  # logs of an earlier run of that name, deleted since
         stale.unlink()
-    meta = {
-        "team": spec.team,
-        "run": spec.run,
-        "method": spec.method,
-        "params": spec.params,
-        "biqa": spec.biqa,
-        "created": _now(),
-        "kit_version": kit_version(),
-        "seed": spec.seed,
-        "biqa_weights_sha256": spec.biqa_weights_sha256,
-        "biqa_random_weights_seed": spec.biqa_random_weights_seed,
-        "status": "in progress",
-        "shards": shard.count,
-        "n_images": n_images,
-        "originals": _record_originals(originals, out),
-        "libraries": library_versions(),
+    meta = new_run_meta(
+        team=spec.team, run=spec.run, method=spec.method, params=spec.params, biqa=spec.biqa, seed=spec.seed,
+        biqa_weights_sha256=spec.biqa_weights_sha256, biqa_random_weights_seed=spec.biqa_random_weights_seed,
+        status="in progress", shards=shard.count, n_images=n_images, originals=_record_originals(originals, out),
         **spec.extra,
-    }
-    _write_json(out / RUN_JSON, meta)
+    )
+    write_run_json(out, meta)
     return out
 
 
@@ -316,7 +276,7 @@ def all_log_rows(out: Path) -> dict[str, dict[str, str]]:
 
 
 def output_file(out: Path, image_id: str) -> Path | None:
-    for suffix in (".png", ".jpg"):
+    for suffix in IMAGE_EXTENSIONS:
         p = out / f"{image_id}{suffix}"
         if p.exists():
             return p
@@ -470,7 +430,7 @@ def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, 
             f"{out}: {len(missing)} of {len(ids)} images not done ({shown}); rerun shard(s) "
             f"{', '.join(f'{o}/{n}' for o in owners)} with the same command, then finalize again"
         )
-    stray = [p.name for p in out.iterdir() if p.suffix in (".png", ".jpg") and p.stem not in set(ids)]
+    stray = [p.name for p in out.iterdir() if p.suffix in IMAGE_EXTENSIONS and p.stem not in set(ids)]
     if stray:
         raise RunFolderError(f"{out}: files with no original: {', '.join(sorted(stray)[:10])}; remove them")
     tmp_rows = [rows[i] for i in ids]
@@ -485,9 +445,9 @@ def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, 
         p.unlink()
     meta["status"] = "complete"
     meta["n_images"] = len(ids)
-    meta["finished"] = _now()
+    meta["finished"] = utc_now()
     meta["summary"] = summarize(tmp_rows, run_threshold(meta, out))
-    _write_json(out / RUN_JSON, meta)
+    write_run_json(out, meta)
     return meta
 
 
@@ -520,5 +480,5 @@ def summarize(rows: Sequence[dict[str, str]], threshold: float) -> dict[str, flo
 
 __all__ = [
     "LOG_CSV", "LOG_FIELDS", "RUN_JSON", "RunFolderError", "RunSpec", "Shard", "attack_folder", "check_originals",
-    "done_images", "finalize", "log_path", "work_dir", "kit_version", "list_originals", "open_run", "read_log", "summarize",
+    "done_images", "finalize", "log_path", "work_dir", "list_originals", "open_run", "read_log", "summarize",
 ]

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from evaluator.common.imageio import load_rgb
+from evaluator.common.versions import VERSIONS_KEY, library_versions
 from evaluator.intake.runs import index_originals, validate_run
 from submission.cli import main
 from submission.run_folder import list_originals, log_path, originals_sha256, work_dir
@@ -58,6 +59,8 @@ def test_ifgsm_run_folder_is_valid_and_complete(tmp_path, originals):
     assert meta["params"]["iters"] == 2 and meta["params"]["eps"] == pytest.approx(10 / 255)
     # objective 'lower' aims at no target: none is recorded; the task's threshold is
     assert meta["params"]["target"] is None and meta["threshold"] == 50.0 and meta["kit_version"]
+    # the library versions: the key and the package list of pp-evaluate's task.json
+    assert set(meta[VERSIONS_KEY]) == set(library_versions()) and "libraries" not in meta
     rows = log_rows(run)
     assert [r["image"] for r in rows] == ["img0", "img1", "img2"]
     for r in rows:
@@ -93,6 +96,20 @@ def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, or
     assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST]) == 0
     assert (run / "img0.png").stat().st_mtime_ns == first
     assert [r["image"] for r in log_rows(run)] == ["img0", "img1", "img2"]
+    assert_valid(run, originals)
+
+
+def test_a_run_json_of_an_older_kit_with_libraries_resumes_and_finalizes(tmp_path, originals):
+    """Older kits recorded the library versions under "libraries": such a run is still resumed (same identity)."""
+    run = tmp_path / "runs" / "old"
+    args = ["identity", "--originals", str(originals), "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    meta = json.loads((run / "run.json").read_text())
+    meta["libraries"] = meta.pop(VERSIONS_KEY)
+    (run / "run.json").write_text(json.dumps(meta))
+    assert main(args) == 0
+    again = json.loads((run / "run.json").read_text())
+    assert again["status"] == "complete" and again["libraries"] == meta["libraries"]
     assert_valid(run, originals)
 
 

@@ -17,7 +17,8 @@ from evaluator import biqa
 from evaluator.biqa import BIQAError, MissingWeightsError, ModelSpec
 from evaluator.biqa.base import BIQAInfo, BIQAModel
 from evaluator.config import TaskConfig
-from evaluator.pipeline import RUNS_COLUMNS, PipelineError, evaluate
+from evaluator.contracts.results import RUNS_COLUMNS
+from evaluator.pipeline import PipelineError, evaluate
 
 NEED_WEIGHTS = [n for n in biqa.available() if biqa.spec(n).needs_weights]
 NO_WEIGHTS = [n for n in biqa.available() if not biqa.spec(n).needs_weights]

@@ -26,8 +26,8 @@ def _rows(text: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("name", ["a\rb", "\rlead", "=x\r=y", "a\r\nb", "a\nb"])
 def test_every_csv_of_the_kit_keeps_a_cell_with_cr_or_lf_in_its_row(tmp_path, name):
-    """results_io.write_csv, ranking.csv and the votes export share one writer: a CR inside a cell is quoted."""
-    from evaluator.outputs.results_io import read_csv, write_csv
+    """contracts.results.write_csv, ranking.csv and the votes export share one writer: a CR inside a cell is quoted."""
+    from evaluator.contracts.results import read_csv, write_csv
     from jury_app.ranking import RunScore
     from jury_app.report import ranking_csv
     from jury_app.store import VoteRow

@@ -24,7 +24,8 @@ from evaluator.config import TaskConfig
 from evaluator.common.csv_safe import FORMULA_STARTS
 from evaluator.pipeline import evaluate
 from evaluator.intake.lookalike import lookalikes, skeleton
-from evaluator.outputs.results_io import committed_generation, read_csv
+from evaluator.contracts.results import read_csv
+from evaluator.outputs.results_io import committed_generation
 from evaluator.common.text import escape_text, show_name
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80}
@@ -313,7 +314,7 @@ def test_pp_jury_serve_holds_the_serve_lock_for_the_server_life(folders, caplog)
     import fcntl
     import subprocess
 
-    from evaluator.outputs.results_io import SERVE_LOCK
+    from evaluator.contracts.jury_package import SERVE_LOCK
 
     tmp_path, originals = folders
     write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})

@@ -15,7 +15,8 @@ import pytest
 from scipy.stats import rankdata
 
 from jury_app.agreement import agreement, juror_scores, kendall_w, split_half
-from jury_app.ballot import Ballot, pick_rule
+from evaluator.contracts.jury_package import PickRule
+from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry, rank_break
 from evaluator.contracts.jury_package import CandidateKey, JuryKey, PackageError
 from jury_app.ranking import (JuryCounts, Tally, count_runs, per_image_counts, score_runs, to_run_ballots)
@@ -104,7 +105,7 @@ def random_jury(seed: int, n_jurors: int = 21, n_images: int = 6, n_runs: int = 
         for image, cands in by_image.items():
             if rnd.random() < 0.15:
                 continue  # a missing ballot
-            rule = pick_rule(len(cands), 3, 2)
+            rule = PickRule(3, 2).for_candidates(len(cands))
             order = rnd.sample(cands, len(cands))
             ballots.append(Ballot(f"juror{j:03d}", image, tuple(sorted(order[: rule.most])),
                                   tuple(sorted(order[len(order) - rule.least:] if rule.least else ()))))

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from jury_app.fixtures import make_demo_package
-from evaluator.contracts.jury_package import (PackageError, blinding_problems, check_blinding, check_servable,
-                                              juror_facing_values, load_key, load_package)
+from evaluator.contracts.jury_package import (PackageError, PickRule, blinding_problems, check_blinding, check_servable,
+                                              juror_facing_values, jpeg_markers, load_key, load_package)
 from jury_app.served_image import (GRID_MAX_SIDE, Pixels, ServedImageError, blind_screen, candidate_key,
                                   candidate_pixels, png_length, served_bytes, stored_png, strip_jpeg_metadata)
 from png_layout import png_parts
@@ -172,7 +172,8 @@ def test_package_written_by_the_evaluator_loads(tmp_path):
             items.append(item)
             data[item] = jpeg
     out = tmp_path / "jury"
-    export.write_jury_package(out, ["a", "b"], items, data.__getitem__, export.shrink_picks(3, 2, 3), True,
+    rule = PickRule(3, 2, show_original=True)
+    export.write_jury_package(out, ["a", "b"], items, data.__getitem__, rule.for_candidates(3), rule.shrink_note(3),
                               lambda image: np.zeros((8, 8, 3), np.uint8), runs)
     pkg = load_package(out)
     key = load_key(out, pkg)
@@ -195,7 +196,6 @@ def test_run_names_from_the_manifest_text_cannot_block_the_jury(tmp_path, monkey
     `pp-jury serve` accepts the package pp-evaluate wrote for them."""
     from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
 
-    from evaluator.outputs import jury_export as export
     from evaluator.config import TaskConfig
     from evaluator.pipeline import evaluate
     from jury_app import cli
@@ -212,7 +212,7 @@ def test_run_names_from_the_manifest_text_cannot_block_the_jury(tmp_path, monkey
     package, key = check_servable(jury)
     assert sorted(key.runs) == sorted(HOSTILE_RUNS) and len(package.images) == 3
     for image in package.images:  # one codec: every header segment (tables, size, SOF kind) is the same per image
-        assert len({tuple(export.jpeg_markers(c.file.read_bytes())) for c in image.candidates}) == 1
+        assert len({tuple(jpeg_markers(c.file.read_bytes())) for c in image.candidates}) == 1
     assert len({c.file.stat().st_mtime_ns for im in package.images for c in im.candidates}) == 1
     started = []
 

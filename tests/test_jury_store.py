@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from jury_app.ballot import BallotError, BallotLockedError, pick_rule, validate_picks
+from evaluator.contracts.jury_package import PickRule
+from jury_app.ballot import BallotError, BallotLockedError, validate_picks
 from jury_app.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
 from jury_app.store import SCHEMA_VERSION, StoreError, VoteStore
@@ -141,11 +142,15 @@ def test_layout_is_stored_seeded_and_differs_between_jurors(store):
 
 
 def test_pick_rule_shrinks_and_says_so():
-    assert pick_rule(13, 3, 2) == pick_rule(5, 3, 2)
-    assert not pick_rule(5, 3, 2).shrunk
-    assert [(r.most, r.least) for r in (pick_rule(n, 3, 2) for n in (4, 3, 2, 1))] == [(2, 2), (2, 1), (1, 1), (1, 0)]
-    assert pick_rule(3, 3, 2).shrunk and "few versions" in pick_rule(3, 3, 2).explain()
-    most, least = validate_picks(["a", "b", "c"], pick_rule(3, 3, 2), ["b", "a"], ["c"])
+    task = PickRule(3, 2)
+    assert task.for_candidates(13) == task.for_candidates(5) == task and task.shrink_note(5) is None
+    assert [(r.most, r.least) for r in (task.for_candidates(n) for n in (4, 3, 2, 1))] == [(2, 2), (2, 1), (1, 1), (1, 0)]
+    assert "few versions" in task.for_candidates(3).explain(asked=task) and "few" not in task.explain(asked=task)
+    assert task.shrink_note(3) == ("Only 3 candidates per image: picks shrunk from 3 most / 2 least to 2 most / 1 least "
+                                   "(most + least <= candidates)")
+    assert PickRule(1, 3).for_candidates(0) == PickRule(1, 0)  # no candidate: the rule of one
+    assert PickRule(2, 1, show_original=True).for_candidates(2) == PickRule(1, 1, show_original=True)
+    most, least = validate_picks(["a", "b", "c"], task.for_candidates(3), ["b", "a"], ["c"])
     assert most == ("a", "b") and least == ("c",)
 
 

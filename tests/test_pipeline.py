@@ -22,12 +22,14 @@ from evaluator_fixtures import BrightnessBIQA, darken, run_json, write_originals
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import evaluator.outputs.report
+import evaluator.pipeline
+from evaluator.common.versions import library_versions
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig, task_from_dict
 from evaluator.scoring.fidelity import SSIM_FLOAT32_TOLERANCE
-from evaluator.outputs.jury_export import jpeg_markers
-from evaluator.pipeline import RUNS_COLUMNS, SCORES_COLUMNS, PipelineError, evaluate
+from evaluator.contracts.jury_package import jpeg_markers
+from evaluator.contracts.results import RUNS_COLUMNS, SCORES_COLUMNS
+from evaluator.pipeline import PipelineError, evaluate
 from evaluator.intake.runs import OriginalsError
 from evaluator.contracts.jury_package import check_blinding, load_key, load_package
 
@@ -139,6 +141,7 @@ def test_every_file_of_the_results_contract(setup):
     assert meta["rules"] == TaskConfig().to_dict()
     assert re.fullmatch(r"[0-9a-f]{64}", meta["model"]["sha256"])
     assert {"torch", "numpy", "scipy", "scikit-image", "jpeglib", "python"} <= set(meta["versions"])
+    assert set(meta["versions"]) == set(library_versions())  # the list pp-attack records in run.json
     assert meta["originals"]["excluded"] == [{"image": "img-d", "score_clean": pytest.approx(clean["img-d"])}]
     assert result.excluded_originals == ("img-d",)
 
@@ -222,7 +225,7 @@ def test_an_interrupted_evaluation_leaves_the_previous_results_intact(setup, mon
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluator.outputs.report, "write_report", crash)
+    monkeypatch.setattr(evaluator.pipeline, "write_report", crash)  # the last file written before the commit
     write_run(tmp_path / "runs", "team4-new", {k: darken(v, 0.4) for k, v in originals.items()})
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path)

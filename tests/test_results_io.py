@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from evaluator.common.csv_safe import FORMULA_STARTS
-from evaluator.outputs.results_io import (SERVE_LOCK, cell, commit_generation, committed_generation,
-                                          new_generation, read_csv, tidy, write_csv)
+from evaluator.contracts.jury_package import SERVE_LOCK
+from evaluator.contracts.results import cell, read_csv, write_csv
+from evaluator.outputs.results_io import commit_generation, committed_generation, new_generation, tidy
 
 try:
     import fcntl

@@ -657,7 +657,7 @@ def test_zip64_records_that_zipfile_would_trust_are_capped_before_parsing(locato
     import io
     import struct
 
-    from evaluator.common.text import Limits
+    from evaluator.contracts.run_folder import Limits
     from evaluator.intake.safe_zip import open_checked
 
     n = 5000

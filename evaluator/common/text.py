@@ -1,41 +1,10 @@
-"""Records shared by run validation: the limits a submission must respect and one named problem.
-
-Re-exported by `evaluator.intake.runs`, which is the public entry point.
-"""
+"""Showing submitted names safely: invisible characters (`is_invisible`, `invisible_chars`, `describe_chars`),
+one-line names (`show_name`) and log text with every non-printable or invisible character escaped (`escape_text`).
+Used by run validation (`evaluator.intake`), the look-alike check, the logs and the CLIs."""
 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Ceilings on what a submission may make the evaluator read (MEPP20 images are ~512x384, a few Mpx at most).
-
-    `max_ratio` is the zip-bomb rule: a member's uncompressed size over its compressed size; it applies to
-    members larger than `ratio_floor_bytes` (a tiny file cannot be a bomb).
-    """
-
-    max_members: int = 2000
-    max_total_bytes: int = 2 * 1024**3
-    max_file_bytes: int = 64 * 1024**2
-    max_pixels: int = 40_000_000
-    max_ratio: float = 200.0
-    ratio_floor_bytes: int = 1024**2
-    max_run_json_bytes: int = 1024**2
-
-
-@dataclass(frozen=True)
-class RunIssue:
-    """One problem of a run: `file` (name inside the run, or the run itself), what is wrong, what to do."""
-
-    file: str
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.problem}; {self.fix}"
 
 
 #: Code points that show nothing (or a blank) yet make a name differ: Unicode's Default_Ignorable_Code_Point

@@ -1,4 +1,10 @@
-"""The jury package: the folder `pp-evaluate` writes under `results/jury/` and `pp-jury` reads.
+"""The jury package contract: the folder `pp-evaluate` writes under `results/jury/` and `pp-jury` reads.
+
+This module is the one place of the contract: its file names, `PickRule` (what a juror is asked per image), the
+reader (`load_package`, `load_key`, `check_servable`), the writer's pieces (`write_manifest`, `write_key`), the
+blinding rule (`juror_facing_values`, `blinding_problems`) and the metadata rule of the served JPEG bytes
+(`jpeg_markers`, `check_jpeg_metadata_free`). The evaluator writes packages with it
+(`evaluator/outputs/jury_export.py`), the jury app reads them with it.
 
 Format (version 1). Every path is relative to the package folder and must stay inside it.
 
@@ -6,9 +12,9 @@ Format (version 1). Every path is relative to the package folder and must stay i
       manifest.json   public: no run name in a candidate's id or file name, nothing derived from one
       key.json        organizer only: which run made each candidate (never read by the juror page)
       images/<candidate id>.jpg   the JPEG-90 files that were scored, named by candidate id
-      originals/<image id>.jpg    optional: only needed when task.show_original is true
+      originals/<image id>.png    optional: only written when task.show_original is true (any image file is read)
       votes.sqlite    created by pp-jury (the vote store)
-      ranking.csv     written by `pp-jury rank`
+      ranking.csv     written by `pp-jury rank` (columns `RANKING_COLUMNS`)
 
 manifest.json:
 
@@ -16,7 +22,7 @@ manifest.json:
      "task": {"most": 3, "least": 2, "show_original": false},
      "images": [
         {"image": "<image id>",
-         "original": null | "originals/<image id>.jpg",
+         "original": null | "originals/<image id>.png",
          "candidates": [{"id": "<opaque random id>", "file": "images/<id>.jpg"}, ...]},
         ...]}
 
@@ -27,6 +33,8 @@ manifest.json:
 - `file` is a relative path inside the package; `original` is null or a relative path inside the package,
   and must be non-null for every image when `task.show_original` is true.
 - images keep the order in which jurors see them; candidates are re-shuffled per juror by the app.
+- "task" is a `PickRule`: a juror picks exactly `most` most and `least` least appealing candidates of an image
+  (`PickRule.for_candidates` lowers them for an image with fewer than most + least candidates).
 
 key.json:
 
@@ -48,6 +56,7 @@ ids (shared by every candidate of an image) tells runs apart in no way, and is a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -57,8 +66,14 @@ from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 KEY_NAME = "key.json"
+IMAGES_DIR = "images"
+ORIGINALS_DIR = "originals"
 STORE_NAME = "votes.sqlite"
 RANKING_NAME = "ranking.csv"
+RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank")
+#: Every `pp-jury serve` of a jury folder holds a shared flock on this file for the server's lifetime;
+#: pp-evaluate never retires a jury whose lock it cannot take (`evaluator.outputs.results_io`).
+SERVE_LOCK = ".serve.lock"
 FORMAT_VERSION = 1
 
 IMAGE_ID_RE = re.compile(r"^(?!\.{1,2}$)[^/\\\x00-\x1f]{1,200}$")
@@ -85,16 +100,48 @@ class JuryImage:
 
 
 @dataclass(frozen=True)
-class JuryTask:
+class PickRule:
+    """What a juror is asked for each image: exactly `most` most appealing and `least` least appealing candidates
+    (never one in both), with the original shown beside them when `show_original`. The task rules' [jury] section
+    (`evaluator.config.TaskConfig.jury`) and manifest.json's "task" object are one `PickRule`."""
+
     most: int = 3
     least: int = 2
     show_original: bool = False
+
+    def for_candidates(self, n: int) -> PickRule:
+        """The rule for `n` candidates: the larger of (most, least) lowered by one (least on a tie) until
+        most + least <= max(n, 1), most >= 1. For (3, 2): 5 candidates keep 3/2; 4 give 2/2; 3 give 2/1;
+        2 give 1/1; 1 gives 1/0."""
+        m, l = self.most, self.least
+        while m + l > max(n, 1) and (m > 1 or l > 0):
+            if l >= m and l > 0:
+                l -= 1
+            else:
+                m -= 1
+        return dataclasses.replace(self, most=m, least=l)
+
+    def shrink_note(self, n: int) -> str | None:
+        """The note manifest.json, task.json and the report carry when `n` candidates shrink the picks, else None."""
+        got = self.for_candidates(n)
+        if (got.most, got.least) == (self.most, self.least):
+            return None
+        return (f"Only {n} candidates per image: picks shrunk from {self.most} most / {self.least} least to "
+                f"{got.most} most / {got.least} least (most + least <= candidates)")
+
+    def explain(self, asked: PickRule | None = None) -> str:
+        """The instruction a juror reads; `asked`: the task's rule this one was shrunk from (`for_candidates`)."""
+        base = f"Pick exactly {self.most} most appealing" + (
+            f" and exactly {self.least} least appealing" if self.least else "") + " (no image in both)."
+        if asked is not None and (asked.most, asked.least) != (self.most, self.least):
+            base += " This image has only a few versions, so fewer picks than usual are asked."
+        return base
 
 
 @dataclass(frozen=True)
 class JuryPackage:
     root: Path
-    task: JuryTask
+    task: PickRule
     images: tuple[JuryImage, ...]
     note: str | None = None
 
@@ -164,7 +211,7 @@ def _inside(root: Path, rel: Any, where: str) -> Path:
     return path
 
 
-def _task(raw: Any, where: str) -> JuryTask:
+def _task(raw: Any, where: str) -> PickRule:
     if not isinstance(raw, dict):
         raise PackageError(f"{where}: 'task' must be an object {{most, least, show_original}}.")
     unknown = set(raw) - {"most", "least", "show_original"}
@@ -177,7 +224,7 @@ def _task(raw: Any, where: str) -> JuryTask:
             raise PackageError(f"{where}: task.{name} = {value!r}; it must be an integer >= {low}.")
     if not isinstance(show, bool):
         raise PackageError(f"{where}: task.show_original = {show!r}; it must be true or false.")
-    return JuryTask(most=most, least=least, show_original=show)
+    return PickRule(most=most, least=least, show_original=show)
 
 
 def load_package(directory: str | Path) -> JuryPackage:
@@ -216,7 +263,7 @@ def load_package(directory: str | Path) -> JuryPackage:
         original_path = None if original is None else _inside(root, original, f"{where}.original")
         if task.show_original and original_path is None:
             raise PackageError(f"{where}: task.show_original is true but image {image_id!r} has no original; "
-                               "add 'original': 'originals/<id>.jpg' or set show_original to false.")
+                               "add 'original': 'originals/<id>.png' or set show_original to false.")
         cands_raw = entry.get("candidates")
         if not isinstance(cands_raw, list) or not cands_raw:
             raise PackageError(f"{where}: 'candidates' must be a non-empty list of {{id, file}}.")
@@ -337,3 +384,68 @@ def check_servable(directory: str | Path) -> tuple[JuryPackage, JuryKey | None]:
     key = load_key(package.root, package)
     check_blinding(package, key)
     return package, key
+
+
+# -- the writer's side ------------------------------------------------------------------------------------------
+_STANDALONE = {0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)}  # SOI, EOI, TEM, RST0..7: no length field
+
+
+def jpeg_markers(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, segment payload) of every JPEG header segment before the first SOS; PackageError if not a JPEG."""
+    if not data.startswith(b"\xff\xd8"):
+        raise PackageError("not a JPEG stream (no SOI marker)")
+    out: list[tuple[int, bytes]] = []
+    i = 2
+    while i < len(data):
+        if data[i] != 0xFF:
+            raise PackageError(f"corrupt JPEG header: expected a marker at byte {i}")
+        while i < len(data) and data[i] == 0xFF:
+            i += 1
+        if i >= len(data):
+            break
+        marker = data[i]
+        i += 1
+        if marker in _STANDALONE:
+            out.append((marker, b""))
+            continue
+        length = int.from_bytes(data[i:i + 2], "big")
+        out.append((marker, data[i + 2:i + length]))
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            break
+        i += length
+    return out
+
+
+def check_jpeg_metadata_free(data: bytes, what: str) -> None:
+    """PackageError unless the JPEG's only application segment is the JFIF APP0 and it has no comment (COM): the
+    rule for every image of `images/` (libjpeg writes JFIF APP0 only; EXIF/XMP/ICC could tell jurors something)."""
+    for marker, payload in jpeg_markers(data):
+        if marker == 0xFE:
+            raise PackageError(f"{what}: the JPEG has a comment (COM) segment; jurors could read it")
+        if 0xE0 <= marker <= 0xEF and not (marker == 0xE0 and payload.startswith(b"JFIF\x00")):
+            raise PackageError(f"{what}: the JPEG has an APP{marker - 0xE0} segment (EXIF/XMP/ICC/...) "
+                               "that jurors could read")
+
+
+def candidate_file(candidate_id: str) -> str:
+    """The manifest's `file` of a candidate: `images/<id>.jpg`."""
+    return f"{IMAGES_DIR}/{candidate_id}.jpg"
+
+
+def original_file(image: str) -> str:
+    """The manifest's `original` of an image, when shown: `originals/<image>.png`."""
+    return f"{ORIGINALS_DIR}/{image}.png"
+
+
+def _write_json(path: Path, data: Mapping[str, object]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_manifest(directory: Path, manifest: Mapping[str, object]) -> None:
+    """Write `DIR/manifest.json` (the format above)."""
+    _write_json(Path(directory) / MANIFEST_NAME, manifest)
+
+
+def write_key(directory: Path, key: Mapping[str, Mapping[str, str]]) -> None:
+    """Write `DIR/key.json` from {candidate id: {"run", "image"}}, ids sorted."""
+    _write_json(Path(directory) / KEY_NAME, {"candidates": {cid: key[cid] for cid in sorted(key)}})

@@ -1,25 +1,67 @@
-"""`run.json` of a run: strict JSON object with the contract's keys and types.
+"""The run folder contract (docs/design.md, "The run folder and run.json"): what a participant submits, written
+by pp-attack (`submission/run_folder.py`, through `new_run_meta` and `write_run_json`) and read by the evaluator
+(`evaluator/intake/runs.py`, through `check_run_json`, `Limits` and `RunIssue`).
 
-Contract (design.md, "Run folder contract"): `{"team", "run", "method", "params", "biqa", "created",
-"kit_version", "seed"}`. Types enforced here: team, run, method, biqa, kit_version are non-empty strings;
+    runs/<run>/            or runs/<run>.zip (files at its root, or in one folder named like the zip)
+      <id>.png | <id>.jpg  one per original <id>.png: the original's width and height, 8-bit RGB
+                           (`IMAGE_EXTENSIONS`, lowercase)
+      run.json             `RUN_JSON`, below
+
+run.json is a strict JSON object with the keys `REQUIRED_KEYS`: `{"team", "run", "method", "params", "biqa",
+"created", "kit_version", "seed"}`. Types enforced here: team, run, method, biqa, kit_version are non-empty strings;
 params is an object; created is an ISO 8601 date-time string; seed is an integer or null. Extra keys are
-allowed (kept in the parsed dict). NaN/Infinity and duplicate keys are refused (not strict JSON).
+allowed (kept in the parsed dict; pp-attack adds its status, shards, the originals' identity, the library
+versions under "versions" (older kits: "libraries"), the task rules, ...). NaN/Infinity and duplicate keys are
+refused (not strict JSON).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timezone
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from evaluator.common.text import RunIssue
+from evaluator.common.atomic import write_bytes_atomic
+from evaluator.common.versions import VERSIONS_KEY, kit_version, library_versions
 
 RUN_JSON = "run.json"
+IMAGE_EXTENSIONS = (".png", ".jpg")
 REQUIRED_KEYS = ("team", "run", "method", "params", "biqa", "created", "kit_version", "seed")
 _STRING_KEYS = ("team", "run", "method", "biqa", "kit_version")
 _EXAMPLE = ('{"team": "...", "run": "...", "method": "...", "params": {...}, "biqa": "brisque", '
             '"created": "2026-01-31T12:00:00Z", "kit_version": "0.1.0", "seed": 0}')
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings on what a submission may make the evaluator read (MEPP20 images are ~512x384, a few Mpx at most).
+
+    `max_ratio` is the zip-bomb rule: a member's uncompressed size over its compressed size; it applies to
+    members larger than `ratio_floor_bytes` (a tiny file cannot be a bomb).
+    """
+
+    max_members: int = 2000
+    max_total_bytes: int = 2 * 1024**3
+    max_file_bytes: int = 64 * 1024**2
+    max_pixels: int = 40_000_000
+    max_ratio: float = 200.0
+    ratio_floor_bytes: int = 1024**2
+    max_run_json_bytes: int = 1024**2
+
+
+@dataclass(frozen=True)
+class RunIssue:
+    """One problem of a run: `file` (name inside the run, or the run itself), what is wrong, what to do."""
+
+    file: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.problem}; {self.fix}"
 
 
 class _StrictJSONError(ValueError):
@@ -112,3 +154,25 @@ def check_run_json(data: bytes) -> tuple[dict[str, Any] | None, list[RunIssue]]:
                                f"add them; required keys: {', '.join(REQUIRED_KEYS)}"))
     issues.extend(_check_types(meta))
     return meta, issues
+
+
+# -- the writer's side ------------------------------------------------------------------------------------------
+def utc_now() -> str:
+    """The current UTC time as run.json writes it ("created", "finished"): `2026-01-31T12:00:00Z`."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def new_run_meta(*, team: str, run: str, method: str, params: dict[str, Any], biqa: str, seed: int | None,
+                 **extra: Any) -> dict[str, Any]:
+    """run.json's content: the contract's keys (`REQUIRED_KEYS` order; "created" is now, "kit_version" the
+    installed kit's), then `extra` in its order, then the library versions under `VERSIONS_KEY`."""
+    meta: dict[str, Any] = {"team": team, "run": run, "method": method, "params": params, "biqa": biqa,
+                            "created": utc_now(), "kit_version": kit_version(), "seed": seed}
+    meta.update(extra)
+    meta.setdefault(VERSIONS_KEY, library_versions())
+    return meta
+
+
+def write_run_json(folder: str | Path, meta: dict[str, Any]) -> None:
+    """Write `folder/run.json` atomically as strict JSON (NaN and infinities refused), indented."""
+    write_bytes_atomic(Path(folder) / RUN_JSON, (json.dumps(meta, indent=2, allow_nan=False) + "\n").encode())

@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluator.contracts.jury_package import STORE_NAME
+from evaluator.contracts.results import JURY_DIR, REPORT_HTML, RUNS_CSV
+
 BIN = Path(sys.executable).parent
 
 
@@ -69,10 +72,10 @@ def subset(data: Path, work: Path, n: int | None) -> Path:
 
 
 def print_runs_table(results: Path) -> None:
-    from evaluator.outputs.results_io import read_csv
+    from evaluator.contracts.results import read_csv
     from evaluator.common.text import show_name
 
-    rows = read_csv(results / "runs.csv")
+    rows = read_csv(results / RUNS_CSV)
     print(f"\n{'run':<16} {'status':<8} {'accuracy':>8} {'qualified':>9} {'mean':>6} {'psnr':>6} {'ssim':>6}")
     for r in rows:
         mark = "  <- qualified" if r.get("qualified") in ("True", "true", "1") else ""
@@ -124,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
          "--no-progress"])
     stage("pp-evaluate", t0)
     print_runs_table(results)
-    print(f"\nreport: {(results / 'report.html').absolute()}  (open it in a browser; it works offline)")
+    print(f"\nreport: {(results / REPORT_HTML).absolute()}  (open it in a browser; it works offline)")
 
     print("\n== a real jury: private links (the organizer link is printed on stderr)")
     t0 = time.perf_counter()
-    jury = results / "jury"
+    jury = results / JURY_DIR
     run([tool("pp-jury"), "jurors", str(jury), "--add", "3"])
     stage("juror links", t0)
 
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = work / "simulated_jury"
     if sim.exists():
         shutil.rmtree(sim)
-    shutil.copytree(jury, sim, ignore=shutil.ignore_patterns("votes.sqlite*"))
+    shutil.copytree(jury, sim, ignore=shutil.ignore_patterns(f"{STORE_NAME}*"))
     run([sys.executable, "-m", "jury_app.simulate", str(sim), "--originals", str(originals),
          "--jurors", str(args.jurors)])
     run([tool("pp-jury"), "rank", str(sim)])

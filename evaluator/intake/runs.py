@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 
 from evaluator.common.imageio import ImageError, ImageHeader, load_rgb, probe_image
-from evaluator.contracts.run_folder import RUN_JSON, REQUIRED_KEYS, check_run_json
-from evaluator.common.text import Limits, RunIssue, describe_chars, invisible_chars, show_name
+from evaluator.contracts.run_folder import RUN_JSON, REQUIRED_KEYS, Limits, RunIssue, check_run_json
+from evaluator.common.text import describe_chars, invisible_chars, show_name
 from evaluator.intake.safe_zip import ZipReadError, open_checked, read_member
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg")
 _JUNK_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _JUNK_DIRS = {"__MACOSX"}
 _FIX_LAYOUT = "a run holds only <id>.png or <id>.jpg for each original, and run.json, side by side"

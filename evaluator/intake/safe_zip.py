@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from evaluator.common.text import Limits, RunIssue, show_name
+from evaluator.common.text import show_name
+from evaluator.contracts.run_folder import Limits, RunIssue
 
 _EOCD = b"PK\x05\x06"
 _EOCD64_LOCATOR = b"PK\x06\x07"

@@ -30,11 +30,11 @@ from evaluator.config import TaskConfigError, load_task
 from evaluator.common.atomic import write_text_atomic
 from evaluator.cli import setup_logging
 from evaluator.common.text import show_name
+from evaluator.contracts.run_folder import RUN_JSON
 
 SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr", "ssim", "abs_gain",
               "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
 EXIT_INVALID_SUBMISSION, EXIT_SETUP = 1, 2
-_RUN_FILES = {"run.json"}
 
 
 class SubmissionLayoutError(ValueError):
@@ -47,7 +47,7 @@ def locate_run(res: Path) -> Path:
         raise SubmissionLayoutError(f"{res}: submission folder not found; the platform should unpack the "
                                     "submission there")
     entries = [p for p in sorted(res.iterdir()) if not p.name.startswith(".") and p.name != "__MACOSX"]
-    if any(p.name in _RUN_FILES or p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in entries):
+    if any(p.name == RUN_JSON or p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in entries):
         return res
     runs = [p for p in entries if p.is_dir() or p.suffix.lower() == ".zip"]
     if len(runs) == 1:
@@ -58,7 +58,7 @@ def locate_run(res: Path) -> Path:
 
 
 def score_values(row: object) -> dict[str, float | int | None]:
-    """The scores.json values of a runs.csv row (`evaluator.pipeline.RunResult`)."""
+    """The scores.json values of a runs.csv row (`evaluator.scoring.results.RunResult`)."""
     out: dict[str, float | int | None] = {}
     for key in SCORE_KEYS:
         value = getattr(row, key)

@@ -1,14 +1,17 @@
-"""The blinded jury package (`jury/`, format of `evaluator/contracts/jury_package.py`): selected images x qualified runs.
+"""Writing the blinded jury package (`jury/`, the contract `evaluator/contracts/jury_package.py`): selected
+images x qualified runs.
 
 - Candidate ids come from `secrets.token_urlsafe` (16 characters, 96 random bits): never derived from a run
   name; an id that happens to contain the name of a run in the package (`evaluator.contracts.jury_package.run_name_in`, what
   `pp-jury serve` checks: the qualified runs, not the invalid or unqualified ones) is drawn again, at most
   `MAX_ID_DRAWS` times (then JuryExportError).
 - `images/<id>.jpg` are the exact JPEG bytes that were scored (same sha256 as at scoring time), which libjpeg
-  writes with a JFIF APP0 header only; `check_jpeg_metadata_free` refuses EXIF/XMP/ICC (APP1..APP15) and COM.
+  writes with a JFIF APP0 header only; the contract's `check_jpeg_metadata_free` refuses EXIF/XMP/ICC
+  (APP1..APP15) and COM.
 - Candidates are listed, and their files written, in the order of their random ids, and every file gets the
   same modification time, so neither the list nor the files' order or times follow the runs.
-- With fewer candidates than `most + least`, the picks shrink (`shrink_picks`) and the manifest says so.
+- With fewer candidates than `most + least`, the picks shrink (`PickRule.for_candidates`) and the manifest says
+  so (`PickRule.shrink_note`).
 - Before the manifest is written, `evaluator.contracts.jury_package.blinding_problems` (the check `pp-jury serve` makes) runs
   on it with the package's run names; after, `evaluator.contracts.jury_package.check_servable` (all of `pp-jury serve`'s checks) runs
   on the written folder. Either failing raises JuryExportError: `pp-evaluate` never leaves a package that
@@ -17,95 +20,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from evaluator.common.imageio import save_png
-from evaluator.contracts.jury_package import MIN_RUN_NAME_SEARCH, PackageError, blinding_problems, check_servable
+from evaluator.contracts.jury_package import (FORMAT_VERSION, IMAGES_DIR, MANIFEST_NAME, MIN_RUN_NAME_SEARCH,
+                                              ORIGINALS_DIR, PackageError, PickRule, blinding_problems,
+                                              candidate_file, check_jpeg_metadata_free, check_servable,
+                                              original_file, write_key, write_manifest)
 
-MANIFEST = "manifest.json"
-KEY = "key.json"
-FORMAT_VERSION = 1
 MAX_ID_DRAWS = 1000  # random ids drawn for one candidate before giving up (new_candidate_id)
-_STANDALONE = {0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)}  # SOI, EOI, TEM, RST0..7: no length field
 
 
 class JuryExportError(RuntimeError):
     """The jury package cannot be written faithfully (the message says which image and why)."""
-
-
-@dataclass(frozen=True)
-class Picks:
-    most: int
-    least: int
-    requested_most: int
-    requested_least: int
-    candidates: int
-
-    @property
-    def shrunk(self) -> bool:
-        return (self.most, self.least) != (self.requested_most, self.requested_least)
-
-    def note(self) -> str | None:
-        if not self.shrunk:
-            return None
-        return (f"Only {self.candidates} candidates per image: picks shrunk from {self.requested_most} most / "
-                f"{self.requested_least} least to {self.most} most / {self.least} least (most + least <= candidates)")
-
-
-def shrink_picks(most: int, least: int, candidates: int) -> Picks:
-    """Lower the larger of (most, least) by one (least on a tie) until most + least <= candidates; most >= 1."""
-    m, l = most, least
-    while m + l > max(candidates, 1) and (m > 1 or l > 0):
-        if l >= m and l > 0:
-            l -= 1
-        else:
-            m -= 1
-    return Picks(most=m, least=l, requested_most=most, requested_least=least, candidates=candidates)
-
-
-def jpeg_markers(data: bytes) -> list[tuple[int, bytes]]:
-    """(marker, segment payload) of every JPEG header segment before the first SOS."""
-    if not data.startswith(b"\xff\xd8"):
-        raise JuryExportError("not a JPEG stream (no SOI marker)")
-    out: list[tuple[int, bytes]] = []
-    i = 2
-    while i < len(data):
-        if data[i] != 0xFF:
-            raise JuryExportError(f"corrupt JPEG header: expected a marker at byte {i}")
-        while i < len(data) and data[i] == 0xFF:
-            i += 1
-        if i >= len(data):
-            break
-        marker = data[i]
-        i += 1
-        if marker in _STANDALONE:
-            out.append((marker, b""))
-            continue
-        length = int.from_bytes(data[i:i + 2], "big")
-        out.append((marker, data[i + 2:i + length]))
-        if marker == 0xDA:  # SOS: entropy-coded data follows
-            break
-        i += length
-    return out
-
-
-def check_jpeg_metadata_free(data: bytes, what: str) -> None:
-    """Raise unless the only application segment is the JFIF APP0 and there is no comment (COM)."""
-    for marker, payload in jpeg_markers(data):
-        if marker == 0xFE:
-            raise JuryExportError(f"{what}: the JPEG has a comment (COM) segment; jurors could read it")
-        if 0xE0 <= marker <= 0xEF and not (marker == 0xE0 and payload.startswith(b"JFIF\x00")):
-            raise JuryExportError(f"{what}: the JPEG has an APP{marker - 0xE0} segment (EXIF/XMP/ICC/...) "
-                                  "that jurors could read")
 
 
 def _names_in(cid: str, names: frozenset[str]) -> list[str]:
@@ -160,21 +96,23 @@ def write_jury_package(
     images: Sequence[str],
     items: Sequence[JuryItem],
     jpeg_of: Callable[[JuryItem], bytes],
-    picks: Picks,
-    show_original: bool,
+    picks: PickRule,
+    note: str | None,
     original_of: Callable[[str], np.ndarray],
     run_names: Sequence[str],
 ) -> dict[str, dict[str, str]]:
     """Write manifest.json, key.json, images/ (and originals/ when shown) into `directory`; return the key.
 
     `images` in the order jurors see them; `jpeg_of(item)` returns the JPEG bytes, checked against
-    `item.jpeg_sha256`; `original_of(image)` the original's pixels (only called when `show_original`);
+    `item.jpeg_sha256`; `picks` the rule jurors follow (already shrunk to the candidates) and `note` why it was
+    shrunk, if it was; `original_of(image)` the original's pixels (only called when `picks.show_original`);
     `run_names` the runs in the package (the qualified ones), which no candidate id may contain.
     """
     names = _search_names(run_names)
-    (directory / "images").mkdir(parents=True)
+    show_original = picks.show_original
+    (directory / IMAGES_DIR).mkdir(parents=True)
     if show_original:
-        (directory / "originals").mkdir()
+        (directory / ORIGINALS_DIR).mkdir()
     by_image: dict[str, list[JuryItem]] = {image: [] for image in images}
     for item in items:
         by_image[item.image].append(item)
@@ -194,44 +132,42 @@ def write_jury_package(
                     f"scored ones ({item.jpeg_sha256[:12]}); the codec is not deterministic here, so the jury "
                     "would not see what was scored. Delete OUT/.cache and rerun."
                 )
-            check_jpeg_metadata_free(data, f"jury image for {image!r}")
+            try:
+                check_jpeg_metadata_free(data, f"jury image for {image!r}")
+            except PackageError as exc:
+                raise JuryExportError(str(exc)) from None
             cid = new_candidate_id(taken, names)
             files[cid] = data
             key[cid] = {"run": item.run, "image": image}
-            candidates.append({"id": cid, "file": f"images/{cid}.jpg"})
+            candidates.append({"id": cid, "file": candidate_file(cid)})
         for cid in sorted(files):  # written in random order, not in the runs' order
-            written.append(directory / "images" / f"{cid}.jpg")
+            written.append(directory / candidate_file(cid))
             written[-1].write_bytes(files[cid])
         candidates.sort(key=lambda c: c["id"])
         original = None
         if show_original:
-            original = f"originals/{image}.png"
+            original = original_file(image)
             save_png(directory / original, original_of(image))
         entries.append({"image": image, "original": original, "candidates": candidates})
     manifest: dict[str, object] = {
         "version": FORMAT_VERSION,
-        "task": {"most": picks.most, "least": picks.least, "show_original": show_original},
+        "task": dataclasses.asdict(picks),
         "images": entries,
     }
-    note = picks.note()
     if note:
         manifest["note"] = note
     problems = blinding_problems(manifest, run_names)
     if problems:  # cannot happen with ids from new_candidate_id; checked so that serve can never refuse
-        raise JuryExportError(f"{directory / MANIFEST}: {problems[0]}; pp-jury serve would refuse this package. "
+        raise JuryExportError(f"{directory / MANIFEST_NAME}: {problems[0]}; pp-jury serve would refuse this package. "
                               "This is a bug of the kit: please report it.")
     stamp = time.time_ns()
     for path in written:
         os.utime(path, ns=(stamp, stamp))
-    _write_json(directory / MANIFEST, manifest)
-    _write_json(directory / KEY, {"candidates": {cid: key[cid] for cid in sorted(key)}})
+    write_manifest(directory, manifest)
+    write_key(directory, key)
     if entries:
         try:
             check_servable(directory)
         except PackageError as exc:
             raise JuryExportError(f"the jury package would be refused by `pp-jury serve`: {exc}") from exc
     return key
-
-
-def _write_json(path: Path, data: Mapping[str, object]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

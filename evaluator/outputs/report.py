@@ -16,13 +16,12 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from evaluator.common.atomic import write_text_atomic
+from evaluator.scoring.results import EvaluationResult
 
-if TYPE_CHECKING:
-    from evaluator.pipeline import EvaluationResult
 
 GREEN, ORANGE, GREY, RED, BLUE = "#1b9e77", "#d95f02", "#7f7f7f", "#c0392b", "#3465a4"
 CSS = """
@@ -249,8 +248,8 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
                 f"of every per-run number (the test set is defined as high quality): {items}</p>")
     jury_note = (f"{result.jury_candidates} qualified run(s) = candidates per image; jurors pick "
                  f"{result.picks.most} most and {result.picks.least} least appealing.")
-    if result.picks.note() and result.jury_candidates:
-        jury_note += " " + _e(result.picks.note()) + "."
+    if result.jury_note and result.jury_candidates:
+        jury_note += " " + _e(result.jury_note) + "."
     rules = _e(json.dumps(meta.get("rules", {}), sort_keys=True))
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

@@ -37,20 +37,20 @@ Symbolic links are needed (any POSIX file system); `ResultsFolderError` says so 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from evaluator.common.atomic import write_bytes_atomic
-from evaluator.common.csv_safe import CsvWriter, safe_text, unsafe_text
+from evaluator.contracts.jury_package import KEY_NAME as KEY_FILE
+from evaluator.contracts.jury_package import MANIFEST_NAME as MANIFEST_FILE
+from evaluator.contracts.jury_package import SERVE_LOCK
+from evaluator.contracts.jury_package import STORE_NAME as VOTES_FILE
 
 try:
     import fcntl
@@ -63,56 +63,12 @@ GENERATIONS = ".generations"
 CURRENT = "current"
 TMP_LINK_PREFIX = ".link-"
 LEGACY_PREFIXES = (".staging-", ".old-")  # left by the older layout's commit
-VOTES_FILE = "votes.sqlite"
-KEY_FILE = "key.json"
-MANIFEST_FILE = "manifest.json"
-#: In a jury folder: every `pp-jury serve` of it holds a shared flock on this file for the server's lifetime
-#: (`jury_app.cli` imports the name from here); pp-evaluate never retires a jury whose lock it cannot take.
-SERVE_LOCK = ".serve.lock"
 KEPT_PREFIX = "jury-previous-"  # OUT/jury-previous-<generation id>/: key.json + manifest.json of a retired jury
 RETIRING_PREFIX = ".retiring-"  # .generations/.retiring-<id>: a generation being deleted
 
 
 class ResultsFolderError(OSError):
     """The results folder cannot be laid out (the message names the path and what to do)."""
-
-
-# -- CSV --------------------------------------------------------------------------------------------------------
-def cell(value: Any) -> str:
-    """One CSV cell: '' for None/NaN, 'true'/'false', 'inf', shortest round-trip repr for floats; text through
-    `evaluator.common.csv_safe.safe_text` (a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`: never a formula)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return safe_text(str(value))
-
-
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk), through the
-    kit's one writer `evaluator.common.csv_safe.CsvWriter` (text cells spreadsheet-safe, a cell with CR kept in its row);
-    values that are not text are formatted by `cell`."""
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = CsvWriter(f, number=cell)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([row[c] for c in columns])
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a CSV `write_csv` wrote, with every cell's original text (`unsafe_text`)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return [{unsafe_text(k): unsafe_text(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 # -- generations ------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ batch in flight and never leaves a half-written entry.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -32,14 +31,6 @@ NOT_USED = "-"
 
 class ScoreCacheError(RuntimeError):
     """The cache file cannot be opened or is not a score cache (the message says which file and what to do)."""
-
-
-def kit_version() -> str:
-    """The installed kit's version (part of every cache key)."""
-    try:
-        return importlib.metadata.version("pixel-privacy-kit")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _sha256_json(data: Any) -> str:

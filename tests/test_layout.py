@@ -1,0 +1,137 @@
+"""The kit's layout rules, checked on the source: every module imports, no import cycle among the kit's modules,
+the evaluator imports nothing from the attacks (`submission`) or the jury app (`jury_app`), and every file name of
+a contract is a string literal in exactly one module (the contract's)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("evaluator", "submission", "jury_app")
+SKIP_IMPORT = {"jury_app.app"}  # a Streamlit script: importing it runs the app
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def kit_modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
+
+
+MODULES = kit_modules()
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """The kit modules `name` imports anywhere in its source (top level, functions, TYPE_CHECKING blocks)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - SKIP_IMPORT))
+def test_every_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_no_import_cycle_among_kit_modules():
+    """Depth-first search for a back edge; a package's `__init__` importing its own submodules is not a cycle."""
+    def edges(name: str) -> set[str]:
+        return {t for t in GRAPH[name] if not t.startswith(name + ".")}
+
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        stack.append(name)
+        for target in sorted(edges(name)):
+            if state.get(target) == 1:
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[name] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_evaluator_imports_neither_the_attacks_nor_the_jury_app():
+    bad = sorted(f"{name} imports {target}" for name, targets in GRAPH.items() if name.startswith("evaluator")
+                 for target in targets if target.split(".")[0] in ("submission", "jury_app"))
+    assert not bad, bad
+
+
+#: each file of a contract and the one module that may name it as a string literal
+CONTRACT_FILES = {
+    "run.json": "evaluator.contracts.run_folder",
+    "runs.csv": "evaluator.contracts.results",
+    "scores.csv": "evaluator.contracts.results",
+    "selection.csv": "evaluator.contracts.results",
+    "task.json": "evaluator.contracts.results",
+    "report.html": "evaluator.contracts.results",
+    "manifest.json": "evaluator.contracts.jury_package",
+    "key.json": "evaluator.contracts.jury_package",
+    "votes.sqlite": "evaluator.contracts.jury_package",
+    "ranking.csv": "evaluator.contracts.jury_package",
+}
+
+
+def literal_names(path: Path) -> set[str]:
+    """The contract file names that occur in `path` as a string literal (a docstring is prose, not a literal):
+    the whole literal, a glob of it (`votes.sqlite*`) or a path ending in it (`jury/key.json`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            text = node.value.rstrip("*")
+            found.update(n for n in CONTRACT_FILES if text == n or text.endswith("/" + n))
+    return found
+
+
+def test_each_contract_file_name_is_a_literal_in_its_contract_module_only():
+    where: dict[str, list[str]] = {name: [] for name in CONTRACT_FILES}
+    for module, path in MODULES.items():
+        for name in literal_names(path):
+            where[name].append(module)
+    assert where == {name: [module] for name, module in CONTRACT_FILES.items()}
+
+
+def test_the_literal_check_sees_literals_and_skips_docstrings(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text('"""writes run.json"""\nA = "runs.csv"\nB = f"{A}/key.json"\nC = "votes.sqlite*"\n'
+                      'def f():\n    """ranking.csv"""\n    return "see task.json"\n', encoding="utf-8")
+    assert literal_names(source) == {"runs.csv", "key.json", "votes.sqlite"}
