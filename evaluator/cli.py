@@ -7,11 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from evaluator.config import TaskConfigError, load_task
 from evaluator.common.device import DEVICE_CHOICES
+from evaluator.common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KitError, ModelError, exit_code_help
+from evaluator.config import load_task
 from evaluator.contracts.results import REPORT_HTML
-
-EXIT_OK, EXIT_USAGE, EXIT_ORIGINALS, EXIT_MODEL, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 EPILOG = """\
 results (in --out):
@@ -21,19 +20,14 @@ results (in --out):
   link only when it fully succeeded, so an interrupted run leaves the previous results as they were and a
   reader never sees old and new files mixed. A jury/ holding votes is moved to jury-previous-<time>/.
 
-exit codes:
-  0  the pipeline ran (invalid runs are results: see their 'error' column in runs.csv)
-  2  usage error: bad arguments, unreadable or invalid --task file, missing --runs folder, --out not writable,
-     --out in use by another pp-evaluate, or an unusable --out/.cache (delete it)
-  3  no originals, or originals that cannot be read (--originals)
-  4  the BIQA model or its weights do not load, or a model that needs weights (koncept512) got no
-     --biqa-weights (--biqa, --biqa-weights, --random-weights, --device)
-
 random weights:
   --random-weights SEED builds a model that needs weights (koncept512) with random weights from SEED instead of
   a weights file: the same network in every process, for tests only. Its scores are meaningless, and task.json
   (model.random_weights_seed), runs.csv (column random_weights_seed) and report.html (a banner) say so.
-  130 interrupted (Ctrl-C): the previous results in --out are left as they were
+
+""" + exit_code_help() + """
+  pp-evaluate: 2 also for a --runs folder that is missing, an --out that is not writable, in use by another
+  pp-evaluate, or whose .cache is unusable (delete it); 130 leaves the previous results in --out as they were.
 """
 
 
@@ -112,33 +106,34 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        task = load_task(args.task)
-    except TaskConfigError as exc:
-        return _fail(EXIT_USAGE, str(exc))
+        return _evaluate(args)
+    except KitError as exc:  # each stage's error carries its exit code (evaluator.common.errors)
+        return _fail(exc.exit_code, str(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, f"interrupted; the previous results in {args.out} are left as they were")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    task = load_task(args.task)
     if not args.runs.is_dir():
         return _fail(EXIT_USAGE, f"{args.runs}: runs folder not found; pass --runs a folder holding one folder "
                                  "or .zip per run")
 
-    from evaluator.intake.runs import OriginalsError, index_originals
+    from evaluator.intake.runs import index_originals
 
-    try:
-        index_originals(args.originals)
-    except OriginalsError as exc:
-        return _fail(EXIT_ORIGINALS, str(exc))
+    index_originals(args.originals)
 
-    from evaluator.biqa import BIQAError, MissingWeightsError, create
+    from evaluator.biqa import MissingWeightsError, create
 
     name = args.biqa or task.biqa.model
     try:
         model = create(name, weights=args.biqa_weights, device=args.device, random_weights_seed=args.random_weights)
-    except MissingWeightsError as exc:
-        return _fail(EXIT_MODEL, str(exc))
-    except (BIQAError, ValueError, OSError, RuntimeError, KeyError) as exc:
-        return _fail(EXIT_MODEL, f"BIQA {name!r} does not load: {exc}")
+    except MissingWeightsError:
+        raise
+    except ModelError as exc:  # unknown name, weights that do not load, a device not available here
+        return _fail(exc.exit_code, f"BIQA {name!r} does not load: {exc}")
 
-    from evaluator.outputs.jury_export import JuryExportError
-    from evaluator.pipeline import PipelineError, evaluate
-    from evaluator.scoring.score_cache import ScoreCacheError
+    from evaluator.pipeline import evaluate
 
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -148,15 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         import dataclasses
 
         task = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model=name))
-    try:
-        result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
-                          progress=not args.no_progress)
-    except OriginalsError as exc:
-        return _fail(EXIT_ORIGINALS, str(exc))
-    except (PipelineError, ScoreCacheError, JuryExportError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, f"interrupted; the previous results in {args.out} are left as they were")
+    result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
+                      progress=not args.no_progress)
     n_q = sum(r.qualified for r in result.runs)
     n_inv = sum(r.status == "invalid" for r in result.runs)
     print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "

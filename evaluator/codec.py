@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import jpeglib
 import numpy as np
 
+from evaluator.common.errors import JpegError
 from evaluator.config import LIBJPEG_BUILDS, SUBSAMPLINGS
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ SAMPLING_FACTORS: dict[str, tuple[tuple[int, int], ...]] = {
 _LOCK = threading.RLock()
 
 
-class CodecError(ValueError):
+class CodecError(JpegError, ValueError):
     """Bad codec settings, bad input to the codec, or JPEG data the codec cannot read."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluator.common.errors import ConfigError
 from evaluator.contracts.jury_package import PickRule
 
 #: libjpeg builds that jpeglib 1.0.2 bundles (see `jpeglib.version.LIBJPEG_VERSIONS`).
@@ -22,10 +23,9 @@ LIBJPEG_BUILDS = (
     "mozjpeg101", "mozjpeg201", "mozjpeg300", "mozjpeg403",
 )
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
-BIQA_MODELS = ("brisque", "niqe", "koncept512", "piqe")
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(ConfigError, ValueError):
     """A task file that cannot be used: the message names the file, the key and the allowed values."""
 
 
@@ -93,7 +93,11 @@ def _validate(cfg: TaskConfig, where: str) -> None:
     _require(where, "jpeg.quality", 1 <= j.quality <= 100, "an integer 1..100", j.quality)
     _require(where, "jpeg.libjpeg", j.libjpeg in LIBJPEG_BUILDS, ", ".join(LIBJPEG_BUILDS), j.libjpeg)
     _require(where, "jpeg.subsampling", j.subsampling in SUBSAMPLINGS, ", ".join(SUBSAMPLINGS), j.subsampling)
-    _require(where, "biqa.model", b.model in BIQA_MODELS, ", ".join(BIQA_MODELS), b.model)
+    from evaluator.biqa import available  # the registry (imported here: torch is not needed to read a task file)
+    from evaluator.common.text import did_you_mean
+
+    _require(where, "biqa.model", b.model in available(), ", ".join(available()) + did_you_mean(b.model, available()),
+             b.model)
     _require(where, "biqa.threshold", 0 < b.threshold < 100, "a number strictly between 0 and 100", b.threshold)
     _require(where, "gate.max_accuracy", 0 < g.max_accuracy <= 1, "a number in (0, 1]", g.max_accuracy)
     _require(where, "selection.images", s.images >= 1, "an integer >= 1", s.images)

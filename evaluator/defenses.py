@@ -42,6 +42,7 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
+from evaluator.common.errors import EXIT_USAGE, KitError
 from evaluator.codec import OrganizerCodec
 
 SOCIAL_LONG_SIDE = 384
@@ -49,8 +50,10 @@ SOCIAL_QUALITY = 85
 CHAIN_SEPARATOR = "+"
 
 
-class DefenseError(ValueError):
+class DefenseError(KitError, ValueError):
     """An unknown defense name, a malformed chain, or an image a defense cannot take (the message says which)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True, eq=False)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from evaluator.common.errors import ResultsError
 from evaluator.scoring import metrics
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
@@ -72,7 +73,7 @@ LOCK_FILE = ".lock"
 ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(ResultsError, RuntimeError):
     """The evaluation cannot go on (the message names the file and what to do)."""
 
 
@@ -378,9 +379,6 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
                      batch_size: int, progress: bool, limits: Limits, fidelity_threads: int) -> EvaluationResult:
     codec = OrganizerCodec.from_task(task)
     info = getattr(model, "info", None)
-    if info is not None and info.threshold != task.biqa.threshold:
-        log.warning("the task threshold %g differs from the model's own threshold %g; the task's is used",
-                    task.biqa.threshold, info.threshold)
     weights_seed = _random_weights_seed(model)
     mhash = model_hash(model)
     context = CacheKeyContext(rules=rules_hash(task), model=mhash, kit=kit_version())

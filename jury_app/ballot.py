@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from evaluator.common.errors import VotesError
 from evaluator.contracts.jury_package import PickRule
 
 
-class BallotError(ValueError):
+class BallotError(VotesError, ValueError):
     """A ballot that breaks the pick rule; the message tells the juror what to change."""
 
 

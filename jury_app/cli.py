@@ -15,7 +15,8 @@ try:
 except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp-evaluate from retiring it
     fcntl = None
 
-from jury_app.ballot import Ballot, BallotError
+from jury_app.ballot import Ballot
+from evaluator.common.errors import KitError, exit_code_help
 from evaluator.contracts.jury_package import (KEY_NAME, MANIFEST_NAME, RANKING_NAME, SERVE_LOCK, PackageError,
                                               check_servable, load_key, load_package)
 from evaluator.common.atomic import write_text_atomic
@@ -23,7 +24,7 @@ from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.report import rank_jury, ranking_csv
 from jury_app.store import StoreError, VoteStore
 from jury_app.tokens import log_safe
-from jury_app.votes_csv import VotesFileError, iter_ballots, votes_to_csv
+from jury_app.votes_csv import iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
 
@@ -45,12 +46,7 @@ commands:
                             ci = 95% interval of bws; jurors (default): another jury on these images;
                             jurors+images: another jury on other images (docs/jury.md)
 
-exit codes:
-  0  success
-  1  unexpected error (a bug: please report it with the traceback)
-  2  bad input: wrong arguments, an invalid jury package, votes file or vote store (the message says which
-     file and what to do)
-"""
+""" + exit_code_help() + "\n"
 
 
 def _base(url: str) -> str:
@@ -253,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="pp-jury: %(message)s")
     try:
         return args.func(args)
-    except (PackageError, VotesFileError, StoreError, BallotError) as exc:
+    except KitError as exc:  # the jury package, votes file, vote store or a ballot: 2 (evaluator.common.errors)
         print(f"pp-jury: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from evaluator.common.errors import JuryPackageError
 
 GRID_MAX_SIDE = 1024  # at most Streamlit's widest image (1460 px), which st.image would otherwise re-encode
 MAX_INPUT_PIXELS = 40_000_000
@@ -51,7 +52,7 @@ class Pixels:
     rgb: bytes
 
 
-class ServedImageError(ValueError):
+class ServedImageError(JuryPackageError, ValueError):
     """An image file of the package that cannot be served; the message names the file."""
 
 

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from evaluator.common.errors import VotesError
 from jury_app import tokens
 from jury_app.ballot import Ballot, BallotError, BallotLockedError, validate_picks
 from jury_app.layout import Slot, draw_layout
@@ -76,7 +77,7 @@ def _end(conn: sqlite3.Connection, statement: str) -> None:
                 conn.execute("ROLLBACK")
 
 
-class StoreError(RuntimeError):
+class StoreError(VotesError, RuntimeError):
     """The vote store cannot be used (wrong schema version, unknown juror, ...)."""
 
 

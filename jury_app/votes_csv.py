@@ -20,6 +20,7 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from evaluator.common.errors import VotesError
 from evaluator.common.csv_safe import CsvWriter, unsafe_text
 from jury_app.ballot import Ballot, BallotError, validate_picks
 from evaluator.contracts.jury_package import JuryPackage
@@ -48,7 +49,7 @@ def juror_problem(juror: str) -> str | None:
     return None
 
 
-class VotesFileError(ValueError):
+class VotesFileError(VotesError, ValueError):
     """A votes CSV that cannot be read; the message names the file, the line and the fix."""
 
 

@@ -6,9 +6,10 @@
     pp-attack --list
     pp-attack finalize runs/RUN [--originals DIR]
 
-Exit codes: 0 done; 2 bad input (unknown method or parameter, wrong type, target outside [0, 100], unreadable
-original, an --out holding a different run, a BIQA that needs weights (koncept512) without --biqa-weights),
-nothing written or overwritten; 3 finalize found images missing; 1 unexpected failure. Under torchrun (RANK and
+Exit codes (the kit's one table, `evaluator.common.errors`): 0 done; 2 bad input (unknown method or parameter,
+wrong type, target outside [0, 100], an --out holding a different run), nothing written or overwritten; 3 the
+originals (missing folder, unreadable image, not the run's image set); 4 the BIQA (unknown, weights missing or not
+loading, device not available); 5 finalize found images missing; 1 unexpected failure. Under torchrun (RANK and
 WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the GPU LOCAL_RANK; run `pp-attack finalize` once
 all are done.
 """
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+from evaluator.common.errors import EXIT_OK, EXIT_USAGE, KitError, exit_code_help
 
 log = logging.getLogger("pp-attack")
 
@@ -43,8 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pp-attack",
         description=__doc__.split("\n\n")[0],
-        epilog="Exit codes: 0 done; 2 bad input, nothing overwritten; 3 finalize found missing images; "
-        "1 unexpected failure. `pp-attack --list` shows every method, its parameters and paper.",
+        epilog="`pp-attack --list` shows every method, its parameters and paper.\n\n" + exit_code_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("method", nargs="?", help="attack method (see --list)")
@@ -189,42 +189,34 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "finalize":
         return _finalize_main(argv[1:])
     args = _parser().parse_args(argv)
-    from evaluator.biqa import BIQAError
-    from evaluator.codec import CodecError
-    from evaluator.config import TaskConfigError
-    from evaluator.common.imageio import ImageError
-    from submission.attacks import AttackError
-
     if args.list:
         print(_list_methods())
         return EXIT_OK
     if not args.method:
         _parser().print_usage(sys.stderr)
         print("pp-attack: error: give a METHOD (see pp-attack --list)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     try:
         return _run(args)
-    except (AttackError, ImageError, BIQAError, TaskConfigError, CodecError) as exc:
+    except KitError as exc:  # each stage's error carries its exit code (evaluator.common.errors)
         print(f"pp-attack: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # e.g. an unknown --device
-        print(f"pp-attack: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
 
 
 def _finalize_main(argv: list[str]) -> int:
-    from submission.run_folder import RunFolderError, finalize
+    from submission.run_folder import finalize
 
     p = argparse.ArgumentParser(prog="pp-attack finalize",
-                                description="Check that every shard's images are present and complete run.json.")
+                                description="Check that every shard's images are present and complete run.json.",
+                                epilog=exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="the run folder")
     p.add_argument("--originals", type=Path, default=None, help="originals folder (default: the one the run was made from, found by run.json's name and image-set hash)")
     args = p.parse_args(argv)
     try:
         meta = finalize(args.run, args.originals)
-    except RunFolderError as exc:
+    except KitError as exc:  # IncompleteRunError: 5; the originals: 3; another run folder problem: 2
         print(f"pp-attack finalize: error: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE if "not done" in str(exc) else EXIT_BAD_INPUT
+        return exc.exit_code
     print(f"{args.run}: complete, {meta['n_images']} images; {meta.get('summary')}")
     return EXIT_OK
 

@@ -41,6 +41,8 @@ from evaluator.codec import OrganizerCodec
 from evaluator.common.imageio import load_rgb, probe_image, save_png
 from submission.attacks.base import Attack, AttackError, psnr
 from evaluator.common.atomic import atomic_open, write_bytes_atomic
+from evaluator.common.errors import EXIT_INCOMPLETE, OriginalsError
+from evaluator.common.imageio import ImageError
 from evaluator.contracts.run_folder import IMAGE_EXTENSIONS, RUN_JSON, new_run_meta, utc_now, write_run_json
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ IDENTITY_KEYS = ("method", "params", "seed", "biqa", "biqa_weights_sha256", "biq
 
 class RunFolderError(AttackError):
     """A run folder that cannot be written or finalized; the message names the folder, the problem and the fix."""
+
+
+class IncompleteRunError(RunFolderError):
+    """`finalize` found originals without their image or log row (exit code 5: rerun the shards it names)."""
+
+    exit_code = EXIT_INCOMPLETE
 
 
 @dataclass(frozen=True)
@@ -108,21 +116,25 @@ class RunSpec:
 
 
 def list_originals(folder: str | Path) -> list[Path]:
-    """The sorted `<id>.png` files of `folder`; `RunFolderError` when the folder is missing or holds none."""
+    """The sorted `<id>.png` files of `folder`; `OriginalsError` when the folder is missing or holds none."""
     d = Path(folder)
     if not d.is_dir():
-        raise RunFolderError(f"--originals {d}: not a folder; point it at the folder of original <id>.png images")
+        raise OriginalsError(f"--originals {d}: not a folder; point it at the folder of original <id>.png images")
     files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in ORIGINAL_SUFFIXES
                    and not p.name.startswith("."))
     if not files:
-        raise RunFolderError(f"--originals {d}: holds no .png image; point it at the folder of original images")
+        raise OriginalsError(f"--originals {d}: holds no .png image; point it at the folder of original images")
     return files
 
 
 def check_originals(paths: Iterable[Path]) -> None:
-    """Decode every original once under the kit's image policy; the first failure raises its `ImageError`."""
+    """Decode every original once under the kit's image policy; the first failure raises `OriginalsError` with
+    its `ImageError`'s message (which names the file, the problem and the fix)."""
     for p in paths:
-        load_rgb(p)
+        try:
+            load_rgb(p)
+        except ImageError as exc:
+            raise OriginalsError(str(exc)) from exc
 
 
 
@@ -164,7 +176,7 @@ def _record_originals(originals: Path, out: Path) -> dict[str, str]:
 def _find_originals(out: Path, meta: dict[str, Any]) -> Path:
     """The originals folder of the run in `out` when finalize got no --originals: the path this machine noted
     (`work_dir(out)/originals.path`), else a folder of the recorded name in the current folder or next to the run
-    or one of its parents, whose images have the recorded sha256. RunFolderError when none is found."""
+    or one of its parents, whose images have the recorded sha256. OriginalsError when none is found."""
     rec = meta.get("originals")
     if isinstance(rec, str):  # run.json of an older kit: the folder relative to the run
         return out / rec
@@ -178,9 +190,9 @@ def _find_originals(out: Path, meta: dict[str, Any]) -> Path:
         try:
             if place.is_dir() and originals_sha256(list_originals(place)) == rec["sha256"]:
                 return place
-        except (OSError, RunFolderError):
+        except (OSError, OriginalsError):
             continue
-    raise RunFolderError(f"{out}: the originals it was made from (a folder named {rec['folder']!r}, image set "
+    raise OriginalsError(f"{out}: the originals it was made from (a folder named {rec['folder']!r}, image set "
                          f"sha256 {rec['sha256'][:12]}...) were not found (looked in {pointer}, the current folder "
                          "and beside the run and its parents); pass them: pp-attack finalize RUN --originals DIR")
 
@@ -191,7 +203,7 @@ def _check_originals_match(out: Path, meta: dict[str, Any], src: Path) -> None:
     if isinstance(rec, dict) and isinstance(rec.get("sha256"), str):
         have = originals_sha256(list_originals(src))
         if have != rec["sha256"]:
-            raise RunFolderError(f"--originals {src}: these are not the images the run was made from (image set "
+            raise OriginalsError(f"--originals {src}: these are not the images the run was made from (image set "
                                  f"sha256 {have[:12]}..., run.json records {rec['sha256'][:12]}... for a folder "
                                  f"named {rec.get('folder')!r}); pass the originals the attack used")
 
@@ -409,7 +421,7 @@ def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, 
     """Check every original has its file and log row, merge shard logs into log.csv, mark run.json complete.
 
     `originals` defaults to the folder run.json records (`_find_originals`); given, it must hold the image set
-    run.json records. Raises RunFolderError listing what is missing."""
+    run.json records (`OriginalsError` otherwise). Raises `IncompleteRunError` listing what is missing."""
     out = Path(out)
     if not (out / RUN_JSON).exists():
         raise RunFolderError(f"{out}: no run.json; finalize a folder that pp-attack wrote")
@@ -426,7 +438,7 @@ def finalize(out: str | Path, originals: str | Path | None = None) -> dict[str, 
         n = int(meta.get("shards") or 1)
         owners = sorted({ids.index(i) % n for i in missing})
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise RunFolderError(
+        raise IncompleteRunError(
             f"{out}: {len(missing)} of {len(ids)} images not done ({shown}); rerun shard(s) "
             f"{', '.join(f'{o}/{n}' for o in owners)} with the same command, then finalize again"
         )
@@ -479,6 +491,7 @@ def summarize(rows: Sequence[dict[str, str]], threshold: float) -> dict[str, flo
 
 
 __all__ = [
-    "LOG_CSV", "LOG_FIELDS", "RUN_JSON", "RunFolderError", "RunSpec", "Shard", "attack_folder", "check_originals",
-    "done_images", "finalize", "log_path", "work_dir", "list_originals", "open_run", "read_log", "summarize",
+    "IncompleteRunError", "LOG_CSV", "LOG_FIELDS", "RUN_JSON", "RunFolderError", "RunSpec", "Shard", "attack_folder",
+    "check_originals", "done_images", "finalize", "log_path", "work_dir", "list_originals", "open_run", "read_log",
+    "summarize",
 ]

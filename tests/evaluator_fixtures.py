@@ -23,7 +23,7 @@ class BrightnessBIQA(BIQAModel):
 
     def __init__(self, scale: float = 1.0):
         super().__init__()
-        self.info = BIQAInfo(name="brightness", threshold=50.0, description="test model")
+        self.info = BIQAInfo(name="brightness")
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.calls = 0
         self.images_seen = 0

@@ -118,7 +118,7 @@ def test_shards_then_finalize(tmp_path, originals, monkeypatch, capsys):
     args = ["noise", "--originals", str(originals), "--out", str(run), "--quiet", "--seed", "1"]
     assert main([*args, "--shard", "0/2"]) == 0  # img0, img2
     assert sorted(p.name for p in run.glob("*.png")) == ["img0.png", "img2.png"]
-    assert main(["finalize", str(run)]) == 3
+    assert main(["finalize", str(run)]) == 5  # an incomplete run (the kit's exit-code table)
     err = capsys.readouterr().err
     assert "1 of 3 images not done (img1)" in err and "1/2" in err
     monkeypatch.setenv("RANK", "1")
@@ -204,8 +204,6 @@ def test_list_shows_every_method_with_params_and_paper(capsys):
         (["--target", "30"], "target=30 has no effect with objective=lower"),
         (["--set", "jpeg_quality=75"], "jpeg_quality=75 has no effect without through_jpeg=true"),
         (["--shard", "2/2"], "need 0 <= i < n"),
-        (["--biqa", "nope"], "unknown BIQA model 'nope'"),
-        (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, originals, capsys, extra, message):
@@ -214,6 +212,18 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, originals, capsys, extra
     import re
 
     assert re.search(message, capsys.readouterr().err)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--biqa", "nope"], "unknown BIQA model 'nope'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_a_model_that_cannot_be_built_exits_4_and_writes_nothing(tmp_path, originals, capsys, extra, message):
+    """The BIQA stage's exit code, as in pp-evaluate (the kit's one exit-code table)."""
+    run = tmp_path / "runs" / "x"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, *extra]) == 4
+    assert message in capsys.readouterr().err
     assert not run.exists()
 
 
@@ -233,11 +243,11 @@ def test_unreadable_original_is_named_and_nothing_is_written(tmp_path, originals
         (bad / p.name).write_bytes(p.read_bytes())
     (bad / "img1.png").write_bytes((originals / "img1.png").read_bytes()[:200])  # truncated
     run = tmp_path / "runs" / "x"
-    assert main(["ifgsm", "--originals", str(bad), "--out", str(run), *FAST]) == 2
+    assert main(["ifgsm", "--originals", str(bad), "--out", str(run), *FAST]) == 3  # the originals, as pp-evaluate
     err = capsys.readouterr().err
     assert "img1.png" in err
     assert not run.exists()
-    assert main(["ifgsm", "--originals", str(tmp_path / "missing"), "--out", str(run)]) == 2
+    assert main(["ifgsm", "--originals", str(tmp_path / "missing"), "--out", str(run)]) == 3
     assert "not a folder" in capsys.readouterr().err
 
 
@@ -263,9 +273,9 @@ def test_out_holding_a_different_run_is_refused_untouched(tmp_path, originals, c
         k: v for k, v in before.items() if k != "run.json"}
 
 
-def test_a_biqa_that_needs_weights_without_them_exits_2_and_writes_nothing(tmp_path, originals, capsys):
+def test_a_biqa_that_needs_weights_without_them_exits_4_and_writes_nothing(tmp_path, originals, capsys):
     run = tmp_path / "runs" / "x"
-    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--biqa", "koncept512", *FAST]) == 2
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), "--biqa", "koncept512", *FAST]) == 4
     err = capsys.readouterr().err
     assert "pp-attack: error: BIQA 'koncept512' needs a weights file" in err
     assert "--biqa-weights PATH" in err and "--random-weights SEED" in err
@@ -320,13 +330,13 @@ def test_finalize_finds_the_originals_or_says_to_pass_them(tmp_path, originals, 
         assert json.loads((run / "run.json").read_text())["status"] == "complete"
         copy = elsewhere / "runs" / "moved"
         monkeypatch.chdir(elsewhere)
-        assert main(["finalize", str(copy)]) == 2
+        assert main(["finalize", str(copy)]) == 3  # the originals were not found
         err = capsys.readouterr().err
         assert f"a folder named {originals.name!r}" in err and "pp-attack finalize RUN --originals DIR" in err
         other = tmp_path / "other-originals"
         shutil.copytree(originals, other)
         Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(other / "img1.png")  # same names, other pixels
-        assert main(["finalize", str(copy), "--originals", str(other)]) == 2
+        assert main(["finalize", str(copy), "--originals", str(other)]) == 3
         assert "are not the images the run was made from" in capsys.readouterr().err
         assert main(["finalize", str(copy), "--originals", str(originals)]) == 0
         shutil.copytree(originals, elsewhere / originals.name)  # moved beside the runs: found by name and hash

@@ -45,7 +45,7 @@ class RandomConvBIQA(BIQAModel):
             for p in self.conv.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
             self.conv.requires_grad_(False)
-        self.info = BIQAInfo(name="random-conv", threshold=50.0)
+        self.info = BIQAInfo(name="random-conv")
 
     def raw_score(self, x: torch.Tensor) -> torch.Tensor:
         return 40.0 + 100.0 * torch.tanh(self.conv(x)).abs().mean(dim=(1, 2, 3))

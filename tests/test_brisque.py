@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from evaluator.biqa import create
+from evaluator.biqa import spec as biqa_spec
 from evaluator.biqa import natural_scene as nss
 from evaluator.biqa.brisque import Brisque, BrisqueModelError, brisque_model_dir, half_scale
 
@@ -240,7 +241,7 @@ def test_constant_image_gives_finite_score_and_gradient(value, model):
 def test_registry_builds_brisque_with_metadata_and_clipped_forward(images):
     model = create("brisque")
     assert isinstance(model, Brisque)
-    assert model.info.name == "brisque" and model.info.threshold == 50 and not model.info.lower_better
+    assert model.info == biqa_spec("brisque").info(weights_sha256=model.info.weights_sha256)  # the registry's facts
     directory = brisque_model_dir()
     digest = hashlib.sha256((directory / "svm.txt").read_bytes() + (directory / "normalize.pickle").read_bytes())
     assert model.info.weights_sha256 == digest.hexdigest()

@@ -139,11 +139,11 @@ def test_backbone_keeps_the_top_left_8x8_pool_quirk() -> None:
 
 
 def test_info_and_registry(model: KonCept512BIQA) -> None:
-    assert model.info.name == "koncept512" and model.info.threshold == 50
-    assert model.info.score_range == (0.0, 100.0) and model.info.lower_better is False
-    assert model.info.weights_sha256 is None and "meaningless" in model.info.description
+    assert model.info.name == "koncept512" and model.info.needs_weights
+    assert model.info.score_range == (0.0, 100.0) and model.info.differentiable
+    assert model.info.weights_sha256 is None and "meaningless" in model.info.random_weights_note()
     assert model.info.needs_weights is True and model.info.random_weights_seed == 0
-    assert "seed 0" in model.info.description
+    assert "--random-weights 0" in model.info.random_weights_note()
     assert "koncept512" in biqa.available() and biqa.spec("koncept512").needs_weights
 
 
@@ -225,7 +225,7 @@ def test_real_checkpoint_round_trip(model: KonCept512BIQA, images: torch.Tensor,
     try:
         other = biqa.create("koncept512", weights=path)
         assert other.info.weights_sha256 == sha256_file(path) and len(other.info.weights_sha256) == 64
-        assert "meaningless" not in other.info.description
+        assert other.info.random_weights_note() is None
         with torch.no_grad():
             scores = other.raw_score(images[:1])
         torch.testing.assert_close(scores, single_scores[:1], rtol=0, atol=0)

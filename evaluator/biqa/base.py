@@ -3,9 +3,10 @@
 A model is a `torch.nn.Module`: `forward(x)` takes RGB float `(N, 3, H, W)` in [0, 1] and returns `(N,)` quality
 scores in [0, 100], higher = better, differentiable with respect to `x`. `raw_score(x)` is the same score before
 the clip (same orientation, may leave [0, 100]); attacks optimize it, since the clip has zero gradient at both
-ends. `info` carries the metadata (name, threshold, score range, orientation, weights hash, whether the model
-needs a weights file, the seed of the random weights it scores with, if any, and `differentiable`: False
-for a model without a useful gradient, such as PIQE, which gradient attacks refuse).
+ends. `info` carries the metadata (name, score range, weights hash, whether the model needs a weights file, the
+seed of the random weights it scores with, if any, and `differentiable`: False for a model without a useful
+gradient, such as PIQE, which gradient attacks refuse); the registered facts come from the registry
+(`evaluator.biqa.register`, `ModelSpec.info`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from torch import nn
 
 @dataclass(frozen=True)
 class BIQAInfo:
+    """A model's facts: registered ones (`evaluator.biqa.ModelSpec.info`: name, score_range, differentiable,
+    needs_weights) and those of the instance (weights_sha256, random_weights_seed). The threshold is not one: the
+    task rules hold it (`task.toml` [biqa] threshold)."""
+
     name: str
-    threshold: float = 50.0
     score_range: tuple[float, float] = (0.0, 100.0)
-    lower_better: bool = False  # always False for the kit's 0..100 score; kept for pyiqa-style callers
     weights_sha256: str | None = None  # content hash of the parameters the model scores with
-    description: str = ""
     differentiable: bool = True  # False: raw_score has no useful gradient, gradient attacks refuse the model
     needs_weights: bool = False  # scores mean nothing without a weights file (KonCept512)
     random_weights_seed: int | None = None  # set: RANDOM weights from this seed (explicit opt-in), scores meaningless

@@ -33,8 +33,9 @@ import numpy as np
 import scipy.signal
 import torch
 
+from evaluator.biqa import BIQAError, spec
 from evaluator.biqa import natural_scene as nss
-from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.biqa.base import BIQAModel
 
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray (ITU-R BT.709)
 MSCN_C = 1 / 255
@@ -45,7 +46,7 @@ N_FEATURES = 36
 MIN_SIZE = 16  # the half scale must still hold a 7x7 window
 
 
-class BrisqueModelError(ValueError):
+class BrisqueModelError(BIQAError):
     """The `brisque` package's model files are missing or malformed (the message names the file and the fix)."""
 
 
@@ -436,14 +437,7 @@ class Brisque(BIQAModel):
         self.register_buffer("gamma", torch.tensor(svr.gamma, dtype=torch.float64))
         self.register_buffer("feature_min", lo)
         self.register_buffer("feature_max", hi)
-        self.info = BIQAInfo(
-            name="brisque",
-            threshold=50.0,
-            score_range=(0.0, 100.0),
-            lower_better=False,
-            weights_sha256=_file_digest(svm_path, norm_path),
-            description="BRISQUE (Mittal et al. 2012) with the SVR of PyPI brisque 0.2.0; quality = 100 - BRISQUE",
-        )
+        self.info = spec("brisque").info(weights_sha256=_file_digest(svm_path, norm_path))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 36 BRISQUE features (N, 36) of RGB `x` (N, 3, H, W) in [0, 1]: full scale then half scale."""

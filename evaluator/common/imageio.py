@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
+from evaluator.common.errors import IntakeError
 from evaluator.common.atomic import atomic_open
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -54,7 +55,7 @@ _OTHER_FORMATS = (
 )
 
 
-class ImageError(ValueError):
+class ImageError(IntakeError, ValueError):
     """An image file the kit refuses; `.path` is the file, the message says what is wrong and what to do."""
 
     def __init__(self, path: str | os.PathLike, problem: str, fix: str = _FIX) -> None:

@@ -4,7 +4,9 @@ Used by run validation (`evaluator.intake`), the look-alike check, the logs and 
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
+from collections.abc import Iterable
 
 
 #: Code points that show nothing (or a blank) yet make a name differ: Unicode's Default_Ignorable_Code_Point
@@ -65,3 +67,9 @@ def escape_text(text: str) -> str:
     if text.isprintable() and not invisible_chars(text):
         return text
     return "".join(_escape(c) if not c.isprintable() or is_invisible(c) else c for c in text)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`" (did you mean 'x'?)"` for the choice closest to a mistyped `name` (difflib, ratio >= 0.6), else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -64,6 +64,8 @@ from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from evaluator.common.errors import JuryPackageError
+
 MANIFEST_NAME = "manifest.json"
 KEY_NAME = "key.json"
 IMAGES_DIR = "images"
@@ -82,7 +84,7 @@ MIN_RUN_NAME_SEARCH = 3  # shorter run names ("a", "01") occur by chance in rand
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class PackageError(ValueError):
+class PackageError(JuryPackageError, ValueError):
     """A jury package that cannot be used; the message names the file, the entry and the fix."""
 
 

@@ -45,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
+from evaluator.common.errors import IntakeError, OriginalsError
 from evaluator.common.imageio import ImageError, ImageHeader, load_rgb, probe_image
 from evaluator.contracts.run_folder import RUN_JSON, REQUIRED_KEYS, Limits, RunIssue, check_run_json
 from evaluator.common.text import describe_chars, invisible_chars, show_name
 from evaluator.intake.safe_zip import ZipReadError, open_checked, read_member
 
 __all__ = [
-    "Limits", "RunIssue", "ValidatedRun", "ImageRef", "OriginalsError", "RunsDirError", "RunReadError",
+    "Limits", "RunIssue", "ValidatedRun", "ImageRef", "RunsDirError", "RunReadError",
     "find_runs", "index_originals", "validate_run", "run_id",
 ]
 
@@ -62,15 +63,11 @@ _JUNK_DIRS = {"__MACOSX"}
 _FIX_LAYOUT = "a run holds only <id>.png or <id>.jpg for each original, and run.json, side by side"
 
 
-class OriginalsError(ValueError):
-    """The originals folder cannot be used: the message names the folder or file and the fix."""
-
-
-class RunsDirError(ValueError):
+class RunsDirError(IntakeError, ValueError):
     """The runs folder does not exist or cannot be listed."""
 
 
-class RunReadError(ValueError):
+class RunReadError(IntakeError, ValueError):
     """A validated image could not be read again (changed, removed, replaced by a link)."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evaluator.common.errors import IntakeError
 from evaluator.common.text import show_name
 from evaluator.contracts.run_folder import Limits, RunIssue
 
@@ -44,7 +45,7 @@ class _BadZip(ValueError):
     """The end records of an archive contradict each other (raised by `_declared_counts`)."""
 
 
-class ZipReadError(ValueError):
+class ZipReadError(IntakeError, ValueError):
     """A member could not be read safely; the message names the member and the reason."""
 
 

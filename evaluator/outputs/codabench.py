@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from evaluator.common.errors import IntakeError, ModelError, OriginalsError
 from evaluator.config import TaskConfigError, load_task
 from evaluator.common.atomic import write_text_atomic
 from evaluator.cli import setup_logging
@@ -37,7 +38,7 @@ SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr
 EXIT_INVALID_SUBMISSION, EXIT_SETUP = 1, 2
 
 
-class SubmissionLayoutError(ValueError):
+class SubmissionLayoutError(IntakeError, ValueError):
     """INPUT/res does not hold one run (the message says what was found)."""
 
 
@@ -115,9 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except TaskConfigError as exc:
         print(f"scoring setup: {exc}", file=sys.stderr)
         return EXIT_SETUP
-    from evaluator.biqa import BIQAError, MissingWeightsError, create
+    from evaluator.biqa import MissingWeightsError, create
     from evaluator.pipeline import evaluate_runs
-    from evaluator.intake.runs import OriginalsError
 
     try:  # the scorer's own setup first: a broken setup must not be reported as the participant's fault
         model = create(task.biqa.model, weights=args.biqa_weights, device=args.device,
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except MissingWeightsError as exc:
         print(f"scoring setup: {exc}", file=sys.stderr)
         return EXIT_SETUP
-    except (BIQAError, ValueError, OSError, RuntimeError) as exc:
+    except ModelError as exc:  # unknown name, weights that do not load, a device not available here
         print(f"scoring setup: BIQA {task.biqa.model!r} does not load: {exc}", file=sys.stderr)
         return EXIT_SETUP
     try:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluator.common.errors import JuryPackageError
 from evaluator.common.imageio import save_png
 from evaluator.contracts.jury_package import (FORMAT_VERSION, IMAGES_DIR, MANIFEST_NAME, MIN_RUN_NAME_SEARCH,
                                               ORIGINALS_DIR, PackageError, PickRule, blinding_problems,
@@ -40,7 +41,7 @@ from evaluator.contracts.jury_package import (FORMAT_VERSION, IMAGES_DIR, MANIFE
 MAX_ID_DRAWS = 1000  # random ids drawn for one candidate before giving up (new_candidate_id)
 
 
-class JuryExportError(RuntimeError):
+class JuryExportError(JuryPackageError, RuntimeError):
     """The jury package cannot be written faithfully (the message says which image and why)."""
 
 

@@ -46,6 +46,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from evaluator.common.errors import ResultsError
 from evaluator.common.atomic import write_bytes_atomic
 from evaluator.contracts.jury_package import KEY_NAME as KEY_FILE
 from evaluator.contracts.jury_package import MANIFEST_NAME as MANIFEST_FILE
@@ -67,7 +68,7 @@ KEPT_PREFIX = "jury-previous-"  # OUT/jury-previous-<generation id>/: key.json +
 RETIRING_PREFIX = ".retiring-"  # .generations/.retiring-<id>: a generation being deleted
 
 
-class ResultsFolderError(OSError):
+class ResultsFolderError(ResultsError, OSError):
     """The results folder cannot be laid out (the message names the path and what to do)."""
 
 

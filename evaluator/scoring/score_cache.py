@@ -23,13 +23,14 @@ from typing import Any
 
 import torch
 
+from evaluator.common.errors import ResultsError
 from evaluator.config import TaskConfig
 
 SCHEMA_VERSION = 1
 NOT_USED = "-"
 
 
-class ScoreCacheError(RuntimeError):
+class ScoreCacheError(ResultsError, RuntimeError):
     """The cache file cannot be opened or is not a score cache (the message says which file and what to do)."""
 
 

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import pkgutil
 
+from evaluator.common.text import did_you_mean
 from submission.attacks.base import (
     Attack,
     AttackContext,
@@ -54,11 +55,12 @@ def available() -> list[str]:
 
 
 def get_attack(name: str) -> type[Attack]:
-    """The attack class registered under `name`; `AttackError` naming the known methods otherwise."""
+    """The attack class registered under `name`; `AttackError` naming the closest and the known methods otherwise."""
     try:
         return ATTACKS[name]
     except KeyError:
-        raise AttackError(f"unknown attack method {name!r}; available: {', '.join(ATTACKS)} (pp-attack --list)") from None
+        raise AttackError(f"unknown attack method {name!r}{did_you_mean(name, ATTACKS)}; available: "
+                          f"{', '.join(ATTACKS)} (pp-attack --list)") from None
 
 
 __all__ = [

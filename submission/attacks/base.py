@@ -54,10 +54,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from evaluator.biqa.base import BIQAModel
-
-
-class AttackError(ValueError):
-    """An attack that cannot run as asked: unknown method, bad parameter, missing file (the message says which)."""
+from evaluator.common.errors import AttackError
 
 
 class ParamError(AttackError):
