@@ -16,11 +16,12 @@ from evaluator.csv_safe import safe_text
 from jury_app.agreement import Agreement, agreement
 from jury_app.ballot import Ballot
 from jury_app.bradley_terry import bradley_terry
-from jury_app.intervals import DEFAULT_INTERVAL, bws_intervals
+from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, bws_intervals
 from jury_app.package import JuryKey
 from jury_app.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
 
-RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank")
+#: `interval` names the interval that produced ci_low / ci_high: "jurors" or "jurors+images" (see `intervals`).
+RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank", "interval")
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,14 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def ranking_csv(scores: Sequence[RunScore]) -> str:
+def ranking_csv(scores: Sequence[RunScore], interval: str) -> str:
+    """The ranking table as CSV (RANKING_COLUMNS); every row names `interval`, the method of its ci_low/ci_high
+    (pass `JuryRanking.interval`)."""
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown interval {interval!r}; choose one of {', '.join(INTERVALS)}")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(RANKING_COLUMNS)
     for s in scores:
-        w.writerow([_fmt(getattr(s, c)) for c in RANKING_COLUMNS])
+        w.writerow([_fmt(getattr(s, c)) for c in RANKING_COLUMNS[:-1]] + [interval])
     return buf.getvalue()

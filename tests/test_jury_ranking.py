@@ -172,7 +172,12 @@ def test_rank_jury_end_to_end_and_csv():
     result = rank_jury(ballots, key)
     table = {s.run: (s.most, s.least, s.appearances, s.rank) for s in result.scores}
     assert table == {"runA": (2, 0, 3, 1), "runB": (1, 1, 3, 2), "runC": (0, 2, 3, 3)}
-    text = ranking_csv(result.scores).splitlines()
-    assert text[0] == "run,most,least,appearances,bws,ci_low,ci_high,rank"
-    assert text[1].startswith("runA,2,0,3,0.6667,")
+    text = ranking_csv(result.scores, result.interval).splitlines()
+    assert text[0] == "run,most,least,appearances,bws,ci_low,ci_high,rank,interval"
+    assert text[1].startswith("runA,2,0,3,0.6667,") and text[1].endswith(",1,jurors")
+    assert all(t.endswith(",jurors") for t in text[1:]) and len(text) == 4
+    two_way = rank_jury(ballots, key, interval="jurors+images")
+    assert all(t.endswith(",jurors+images") for t in ranking_csv(two_way.scores, two_way.interval).splitlines()[1:])
+    with pytest.raises(ValueError, match="unknown interval 'images'"):
+        ranking_csv(result.scores, "images")
     assert result.agreement.too_few_jurors
