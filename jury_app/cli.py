@@ -41,9 +41,9 @@ commands:
   rank DIR [--votes CSV] [--interval jurors|jurors+images]
                             write DIR/ranking.csv and print it (with --votes, the ballots of jurors revoked
                             in DIR/votes.sqlite are left out, with a warning naming them):
-                            run,most,least,appearances,bws,ci_low,ci_high,rank
-                            ci = 95% interval of bws; jurors (default): another jury on these images;
-                            jurors+images: another jury on other images (docs/jury.md)
+                            run,most,least,appearances,bws,ci_low,ci_high,rank,interval
+                            ci = 95% interval of bws; interval = which one: jurors (default): another jury
+                            on these images; jurors+images: another jury on other images (docs/jury.md)
 
 exit codes:
   0  success
@@ -197,7 +197,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(f"warning: left out {sum(dropped.values())} ballot(s) of {len(dropped)} juror(s) revoked in "
               f"{package.store_path} (`pp-jury jurors DIR --revoke`): "
               f"{', '.join(log_safe(j) for j in sorted(dropped))}", file=sys.stderr)
-    text = ranking_csv(result.scores)
+    text = ranking_csv(result.scores, result.interval)
     write_text_atomic(package.root / RANKING_NAME, text)
     sys.stdout.write(text)
     a = result.agreement

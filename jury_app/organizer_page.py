@@ -91,6 +91,7 @@ def _live(ctx: JuryContext) -> None:
     if (warning := result.agreement.warning()) is not None:
         st.warning(warning)
     table = _frame(result.scores)
+    table["interval"] = result.interval  # which interval gave ci_low / ci_high, as in ranking.csv
     table["bradley_terry"] = [result.bradley_terry.get(r, math.nan) for r in table["run"]]
     table = _shown(table)
     st.dataframe(table, hide_index=True)
@@ -112,7 +113,7 @@ def _live(ctx: JuryContext) -> None:
     st.dataframe(_shown(_frame(position_bias(ballots, store.layouts()))), hide_index=True)
     st.download_button("Download votes.csv", votes_to_csv(store.votes()), file_name="votes.csv",
                        mime="text/csv")
-    st.download_button("Download ranking.csv", ranking_csv(result.scores), file_name="ranking.csv",
+    st.download_button("Download ranking.csv", ranking_csv(result.scores, result.interval), file_name="ranking.csv",
                        mime="text/csv")
 
 

@@ -36,7 +36,7 @@ def test_every_csv_of_the_kit_keeps_a_cell_with_cr_or_lf_in_its_row(tmp_path, na
     write_csv(tmp_path / "runs.csv", ["run", "score"], [{"run": name, "score": -1.5}, {"run": "b", "score": 2}])
     assert [(r["run"], r["score"]) for r in read_csv(tmp_path / "runs.csv")] == [(name, "-1.5"), ("b", "2")]
 
-    rows = _rows(ranking_csv([RunScore(name, 3, 1, 4, -0.25, rank=1), RunScore("b", 1, 3, 4, 0.5, rank=2)]))
+    rows = _rows(ranking_csv([RunScore(name, 3, 1, 4, -0.25, rank=1), RunScore("b", 1, 3, 4, 0.5, rank=2)], "jurors"))
     assert len(rows) == 3 and [unsafe_text(r[0]) for r in rows[1:]] == [name, "b"]
     assert rows[1][4] == "-0.2500"  # numbers stay numbers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -323,6 +324,16 @@ def test_organizer_tables_carry_no_formula_cell(tmp_path, monkeypatch):
 
 
 def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
+    import streamlit as st
+    downloads = {}
+    real_download = st.download_button
+
+    def download_button(label, data, *args, **kwargs):  # what the page hands to the browser
+        downloads[label] = data
+        return real_download(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", download_button)
+    ranking_rows = lambda: list(csv.DictReader(io.StringIO(downloads["Download ranking.csv"])))  # noqa: E731
     store = make_store(tmp_path, monkeypatch, images=2)
     admin = store.new_admin_token()
     jurors = [j.juror for j in store.add_jurors(3)]
@@ -335,7 +346,12 @@ def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
     assert choice.value == "jurors" and list(choice.options)[1].endswith("[jurors+images]")
     width = lambda t: (t["ci_high"] - t["ci_low"]).to_numpy()  # noqa: E731
     jurors_only = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    # the downloaded ranking.csv names the interval its ci_low / ci_high come from, and follows the choice
+    assert {r["interval"] for r in ranking_rows()} == {"jurors"} and len(ranking_rows()) == len(RUNS)
     choice.set_value("jurors+images").run()
     assert not at.exception
     two_way = next(d.value for d in at.dataframe if "bws" in d.value.columns)
     assert list(two_way["bws"]) == list(jurors_only["bws"]) and (width(two_way) != width(jurors_only)).any()
+    assert {r["interval"] for r in ranking_rows()} == {"jurors+images"}
+    assert set(jurors_only["interval"]) == {"jurors"} and set(two_way["interval"]) == {"jurors+images"}
+    assert [float(r["ci_low"]) for r in ranking_rows()] == pytest.approx(list(two_way["ci_low"]), abs=1e-4)
