@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jury_app.devserver import free_port, start_server
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.devserver import free_port, start_server
+from jury_app.testing.fixtures import make_demo_package
 from jury_app.package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jury_app.devserver import free_port, start_server
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.devserver import free_port, start_server
+from jury_app.testing.fixtures import make_demo_package
 from jury_app.package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 from png_layout import png_parts
 
 CHROMIUM = "/usr/bin/chromium"
@@ -126,7 +126,7 @@ def predictable_media_ids(root: Path) -> set[str]:
     the bytes)."""
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
-    from jury_app.served_image import candidate_pixels, stored_png, strip_jpeg_metadata
+    from jury_app.web.served_image import candidate_pixels, stored_png, strip_jpeg_metadata
 
     out = set()
     for f in root.glob("images/*.jpg"):

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from jury_app.package import load_package
-from jury_app.simulate import simulate
-from jury_app.store import VoteStore
+from jury_app.testing.simulate import simulate
+from jury_app.votes.store import VoteStore
 
 RUNS = {"clean": 0.0, "mild": 6.0, "medium": 14.0, "heavy": 30.0, "worst": 50.0}
 

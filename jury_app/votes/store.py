@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from jury_app import tokens
-from jury_app.ballot import Ballot, BallotError, BallotLockedError, pick_rule, validate_picks
-from jury_app.layout import Slot, draw_layout
+from jury_app.votes import tokens
+from jury_app.votes.ballot import Ballot, BallotError, BallotLockedError, pick_rule, validate_picks
+from jury_app.votes.layout import Slot, draw_layout
 from jury_app.package import JuryPackage
 
 try:
