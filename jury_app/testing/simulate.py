@@ -28,7 +28,7 @@ from skimage.metrics import structural_similarity
 
 from evaluator.imageio import load_rgb
 from jury_app.votes.ballot import pick_rule
-from jury_app.package import JuryPackage, load_package
+from jury_app.package import STORE_NAME, JuryPackage, load_package
 from jury_app.votes.store import VoteStore
 
 def _noise(seed: int, juror: str, candidate: str) -> float:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
-    print(f"SIMULATED jury: {args.jurors} scripted jurors cast {n} ballots into {args.directory / 'votes.sqlite'}")
+    print(f"SIMULATED jury: {args.jurors} scripted jurors cast {n} ballots into {args.directory / STORE_NAME}")
     return 0
 
 
