@@ -15,15 +15,15 @@ try:
 except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp-evaluate from retiring it
     fcntl = None
 
-from jury_app.ballot import Ballot, BallotError
+from jury_app.votes.ballot import Ballot, BallotError
 from jury_app.package import KEY_NAME, RANKING_NAME, PackageError, check_servable, load_key, load_package
 from evaluator.atomic import write_text_atomic
 from evaluator.results_io import MANIFEST_FILE, SERVE_LOCK
-from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
-from jury_app.report import rank_jury, ranking_csv
-from jury_app.store import StoreError, VoteStore
-from jury_app.tokens import log_safe
-from jury_app.votes_csv import VotesFileError, iter_ballots, votes_to_csv
+from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
+from jury_app.ranking.summary import rank_jury, ranking_csv
+from jury_app.votes.store import StoreError, VoteStore
+from jury_app.votes.tokens import log_safe
+from jury_app.votes.votes_csv import VotesFileError, iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
 

@@ -28,10 +28,10 @@ def _rows(text: str) -> list[list[str]]:
 def test_every_csv_of_the_kit_keeps_a_cell_with_cr_or_lf_in_its_row(tmp_path, name):
     """results_io.write_csv, ranking.csv and the votes export share one writer: a CR inside a cell is quoted."""
     from evaluator.results_io import read_csv, write_csv
-    from jury_app.ranking import RunScore
-    from jury_app.report import ranking_csv
-    from jury_app.store import VoteRow
-    from jury_app.votes_csv import votes_to_csv
+    from jury_app.ranking.ranking import RunScore
+    from jury_app.ranking.summary import ranking_csv
+    from jury_app.votes.store import VoteRow
+    from jury_app.votes.votes_csv import votes_to_csv
 
     write_csv(tmp_path / "runs.csv", ["run", "score"], [{"run": name, "score": -1.5}, {"run": "b", "score": 2}])
     assert [(r["run"], r["score"]) for r in read_csv(tmp_path / "runs.csv")] == [(name, "-1.5"), ("b", "2")]

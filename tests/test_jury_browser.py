@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jury_app.devserver import free_port, start_server
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.browser import CHROMIUM, LAUNCH_ARGS, press
+from jury_app.testing.devserver import free_port, start_server
+from jury_app.testing.fixtures import make_demo_package
 from jury_app.package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 from png_layout import png_parts
 
-CHROMIUM = "/usr/bin/chromium"
 RUNS = [f"TEAMSECRET_run{i}" for i in range(1, 6)]
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run"]
 WAIT_MS = 60_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -96,17 +94,6 @@ class Recorder:
         return found
 
 
-def press(button) -> None:
-    """Click a pill until it reads as pressed (a click during Streamlit's re-mount can be lost)."""
-    for _ in range(5):
-        button.click()
-        for _ in range(20):
-            if button.get_attribute("aria-pressed") == "true":
-                return
-            button.page.wait_for_timeout(100)
-    raise AssertionError("a pill did not register the click")
-
-
 def media_id(url: str) -> str:
     """The file id of a Streamlit media URL (`.../media/<id>.jpg`)."""
     return url.rsplit("/", 1)[-1].split(".")[0]
@@ -136,7 +123,7 @@ def predictable_media_ids(root: Path) -> set[str]:
     the bytes)."""
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
-    from jury_app.served_image import candidate_pixels, stored_png, strip_jpeg_metadata
+    from jury_app.web.served_image import candidate_pixels, stored_png, strip_jpeg_metadata
 
     out = set()
     for f in root.glob("images/*.jpg"):

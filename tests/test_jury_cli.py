@@ -11,9 +11,9 @@ import pytest
 
 from evaluator.csv_safe import unsafe_text
 from jury_app.cli import main
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.fixtures import make_demo_package
 from jury_app.package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3", "TEAMSECRET_run4"]
 

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jury_app.intervals import bws_intervals, juror_interval_arrays, two_way_interval_arrays
-from jury_app.ranking import JuryCounts
+from jury_app.ranking.intervals import bws_intervals, juror_interval_arrays, two_way_interval_arrays
+from jury_app.ranking.ranking import JuryCounts
 
 R, I, MOST, LEAST = 8, 20, 3, 2
 REPLICATES, IMAGE_SETS = 400, 4

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from jury_app.agreement import MIN_JURORS, agreement, kendall_w, split_half
-from jury_app.ballot import Ballot
-from jury_app.bradley_terry import bradley_terry, rank_break
-from jury_app.intervals import bws_intervals
+from jury_app.ranking.agreement import MIN_JURORS, agreement, kendall_w, split_half
+from jury_app.votes.ballot import Ballot
+from jury_app.ranking.bradley_terry import bradley_terry, rank_break
+from jury_app.ranking.intervals import bws_intervals
 from jury_app.package import CandidateKey, JuryKey
-from jury_app.position_bias import position_bias
-from jury_app.ranking import (JuryCounts, RunBallot, count_runs, per_image_counts, score_runs, task_rank,
+from jury_app.ranking.position_bias import position_bias
+from jury_app.ranking.ranking import (JuryCounts, RunBallot, count_runs, per_image_counts, score_runs, task_rank,
                               to_run_ballots)
-from jury_app.report import rank_jury, ranking_csv
+from jury_app.ranking.summary import rank_jury, ranking_csv
 
 RUNS = ["runA", "runB", "runC", "runD", "runE", "runF", "runG"]
 ALL = frozenset(RUNS)

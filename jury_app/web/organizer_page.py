@@ -14,12 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from evaluator.csv_safe import safe_text
-from jury_app.context import JuryContext, guarded_login, jury_context
-from jury_app.intervals import INTERVALS, QUESTION
-from jury_app.package import PackageError, load_key
-from jury_app.position_bias import position_bias
-from jury_app.report import rank_jury, ranking_csv
-from jury_app.votes_csv import votes_to_csv
+from jury_app.web.context import JuryContext, guarded_login, jury_context
+from jury_app.ranking.intervals import INTERVALS, QUESTION
+from jury_app.package import RANKING_NAME, PackageError, load_key
+from jury_app.ranking.position_bias import position_bias
+from jury_app.ranking.summary import rank_jury, ranking_csv
+from jury_app.votes.votes_csv import votes_to_csv
 
 ADMIN_KEY = "admin_token"
 ADMIN_OK_KEY = "admin_accepted"
@@ -113,7 +113,7 @@ def _live(ctx: JuryContext) -> None:
     st.dataframe(_shown(_frame(position_bias(ballots, store.layouts()))), hide_index=True)
     st.download_button("Download votes.csv", votes_to_csv(store.votes()), file_name="votes.csv",
                        mime="text/csv")
-    st.download_button("Download ranking.csv", ranking_csv(result.scores, result.interval), file_name="ranking.csv",
+    st.download_button(f"Download {RANKING_NAME}", ranking_csv(result.scores, result.interval), file_name=RANKING_NAME,
                        mime="text/csv")
 
 

@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from evaluator.csv_safe import CsvWriter, unsafe_text
-from jury_app.ballot import Ballot, BallotError, pick_rule, validate_picks
+from jury_app.votes.ballot import Ballot, BallotError, pick_rule, validate_picks
 from jury_app.package import JuryPackage
-from jury_app.store import VoteRow
+from jury_app.votes.store import VoteRow
 
 VOTE_COLUMNS = ("juror", "image", "candidate", "choice", "timestamp")
 

@@ -81,7 +81,7 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from jury_app.ranking import JuryCounts
+from jury_app.ranking.ranking import JuryCounts
 
 INTERVALS = ("jurors", "jurors+images")
 DEFAULT_INTERVAL = "jurors"

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from evaluator.csv_safe import CsvWriter
-from jury_app.agreement import Agreement, agreement
-from jury_app.ballot import Ballot
-from jury_app.bradley_terry import bradley_terry
-from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, bws_intervals
+from jury_app.ranking.agreement import Agreement, agreement
+from jury_app.votes.ballot import Ballot
+from jury_app.ranking.bradley_terry import bradley_terry
+from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, bws_intervals
 from jury_app.package import JuryKey
-from jury_app.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
+from jury_app.ranking.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
 
 #: `interval` names the interval that produced ci_low / ci_high: "jurors" or "jurors+images" (see `intervals`).
 RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank", "interval")
