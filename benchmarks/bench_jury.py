@@ -20,28 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from jury_app.devserver import free_port, start_server
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.browser import CHROMIUM, LAUNCH_ARGS, press
+from jury_app.testing.devserver import free_port, start_server
+from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run"]
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
 ALL_LOADED = """() => { const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
   return imgs.length === 13 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
-
-
-def press(button) -> None:
-    """Click a pill until it reads as pressed (a click during Streamlit's re-mount can be lost)."""
-    for _ in range(5):
-        button.click()
-        for _ in range(20):
-            if button.get_attribute("aria-pressed") == "true":
-                return
-            button.page.wait_for_timeout(100)
-    raise RuntimeError("a pill did not register the click")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -85,7 +85,7 @@ def main() -> int:
     ap.add_argument("--interval", default="jurors", choices=["jurors", "jurors+images"])
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from jury_app.fixtures import make_demo_package
+    from jury_app.testing.fixtures import make_demo_package
 
     baseline = _run_child()
     table = []

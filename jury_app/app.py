@@ -6,7 +6,7 @@ The navigation is hidden so jurors see no link to the organizer page.
 
 import streamlit as st
 
-from jury_app import juror_page, organizer_page
+from jury_app.web import juror_page, organizer_page
 
 st.set_page_config(page_title="Pixel Privacy jury", layout="wide")
 page = st.navigation(

@@ -15,16 +15,16 @@ try:
 except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp-evaluate from retiring it
     fcntl = None
 
-from jury_app.ballot import Ballot
+from jury_app.votes.ballot import Ballot
 from evaluator.common.errors import KitError, exit_code_help
 from evaluator.contracts.jury_package import (KEY_NAME, MANIFEST_NAME, RANKING_NAME, SERVE_LOCK, PackageError,
                                               check_servable, load_key, load_package)
 from evaluator.common.atomic import write_text_atomic
-from jury_app.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
-from jury_app.report import rank_jury, ranking_csv
-from jury_app.store import StoreError, VoteStore
-from jury_app.tokens import log_safe
-from jury_app.votes_csv import iter_ballots, votes_to_csv
+from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
+from jury_app.ranking.summary import rank_jury, ranking_csv
+from jury_app.votes.store import StoreError, VoteStore
+from jury_app.votes.tokens import log_safe
+from jury_app.votes.votes_csv import iter_ballots, votes_to_csv
 
 log = logging.getLogger("pp-jury")
 
@@ -42,9 +42,9 @@ commands:
   rank DIR [--votes CSV] [--interval jurors|jurors+images]
                             write DIR/ranking.csv and print it (with --votes, the ballots of jurors revoked
                             in DIR/votes.sqlite are left out, with a warning naming them):
-                            run,most,least,appearances,bws,ci_low,ci_high,rank
-                            ci = 95% interval of bws; jurors (default): another jury on these images;
-                            jurors+images: another jury on other images (docs/jury.md)
+                            run,most,least,appearances,bws,ci_low,ci_high,rank,interval
+                            ci = 95% interval of bws; interval = which one: jurors (default): another jury
+                            on these images; jurors+images: another jury on other images (docs/jury.md)
 
 """ + exit_code_help() + "\n"
 
@@ -193,7 +193,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(f"warning: left out {sum(dropped.values())} ballot(s) of {len(dropped)} juror(s) revoked in "
               f"{package.store_path} (`pp-jury jurors DIR --revoke`): "
               f"{', '.join(log_safe(j) for j in sorted(dropped))}", file=sys.stderr)
-    text = ranking_csv(result.scores)
+    text = ranking_csv(result.scores, result.interval)
     write_text_atomic(package.root / RANKING_NAME, text)
     sys.stdout.write(text)
     a = result.agreement

@@ -1,4 +1,4 @@
-"""An independent reader of the PNGs the jury serves (`jury_app.served_image.stored_png`), for the blinding tests.
+"""An independent reader of the PNGs the jury serves (`jury_app.web.served_image.stored_png`), for the blinding tests.
 
 `png_parts(data)` splits a served PNG into what may differ between runs and what must not: the pixels, the key
 chunk, and the skeleton (every other byte, with the two checksums of the pixels left out). It parses the file

@@ -28,15 +28,15 @@ def _rows(text: str) -> list[list[str]]:
 def test_every_csv_of_the_kit_keeps_a_cell_with_cr_or_lf_in_its_row(tmp_path, name):
     """contracts.results.write_csv, ranking.csv and the votes export share one writer: a CR inside a cell is quoted."""
     from evaluator.contracts.results import read_csv, write_csv
-    from jury_app.ranking import RunScore
-    from jury_app.report import ranking_csv
-    from jury_app.store import VoteRow
-    from jury_app.votes_csv import votes_to_csv
+    from jury_app.ranking.ranking import RunScore
+    from jury_app.ranking.summary import ranking_csv
+    from jury_app.votes.store import VoteRow
+    from jury_app.votes.votes_csv import votes_to_csv
 
     write_csv(tmp_path / "runs.csv", ["run", "score"], [{"run": name, "score": -1.5}, {"run": "b", "score": 2}])
     assert [(r["run"], r["score"]) for r in read_csv(tmp_path / "runs.csv")] == [(name, "-1.5"), ("b", "2")]
 
-    rows = _rows(ranking_csv([RunScore(name, 3, 1, 4, -0.25, rank=1), RunScore("b", 1, 3, 4, 0.5, rank=2)]))
+    rows = _rows(ranking_csv([RunScore(name, 3, 1, 4, -0.25, rank=1), RunScore("b", 1, 3, 4, 0.5, rank=2)], "jurors"))
     assert len(rows) == 3 and [unsafe_text(r[0]) for r in rows[1:]] == [name, "b"]
     assert rows[1][4] == "-0.2500"  # numbers stay numbers
 

@@ -32,10 +32,10 @@ def _classes():
     from evaluator.outputs.results_io import ResultsFolderError
     from evaluator.pipeline import PipelineError
     from evaluator.scoring.score_cache import ScoreCacheError
-    from jury_app.ballot import BallotError, BallotLockedError
-    from jury_app.served_image import ServedImageError
-    from jury_app.store import StoreError
-    from jury_app.votes_csv import VotesFileError
+    from jury_app.votes.ballot import BallotError, BallotLockedError
+    from jury_app.web.served_image import ServedImageError
+    from jury_app.votes.store import StoreError
+    from jury_app.votes.votes_csv import VotesFileError
     from submission.attacks import AttackError, ParamError
     from submission.run_folder import IncompleteRunError, RunFolderError
 

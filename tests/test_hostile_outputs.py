@@ -277,7 +277,7 @@ def test_a_new_evaluation_leaves_a_live_jury_working(folders, caplog):
 
     from jury_app import cli
     from evaluator.contracts.jury_package import load_package
-    from jury_app.store import VoteStore
+    from jury_app.votes.store import VoteStore
 
     tmp_path, originals = folders
     write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
@@ -353,7 +353,7 @@ def test_a_vote_store_whose_folder_vanished_says_so(folders):
     import threading
 
     from evaluator.contracts.jury_package import load_package
-    from jury_app.store import StoreError, VoteStore
+    from jury_app.votes.store import StoreError, VoteStore
 
     tmp_path, originals = folders
     write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})
@@ -386,7 +386,7 @@ def test_votes_on_a_copy_of_a_retired_package_can_still_be_ranked(folders, tmp_p
     new evaluation replaced the package: the key is in OUT/jury-previous-<generation id>/."""
     from jury_app import cli
     from evaluator.contracts.jury_package import load_package
-    from jury_app.store import VoteStore
+    from jury_app.votes.store import VoteStore
 
     tmp_path, originals = folders
     write_run(tmp_path / "runs", "dark", {k: darken(v, 0.4) for k, v in originals.items()})

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from jury_app.context import ENV_DIR, HINT
-from jury_app.fixtures import make_demo_package
+from jury_app.web.context import ENV_DIR, HINT
+from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
 APP = str(Path(__file__).resolve().parents[1] / "jury_app" / "app.py")
 RUNS = [f"TEAMSECRET_run{i}" for i in range(1, 6)]
@@ -150,7 +151,7 @@ def test_original_only_when_the_task_says_so(tmp_path, monkeypatch):
 
 
 def organizer_app(token: str | None) -> AppTest:
-    at = AppTest.from_string("from jury_app import organizer_page\norganizer_page.render()",
+    at = AppTest.from_string("from jury_app.web import organizer_page\norganizer_page.render()",
                              default_timeout=TIMEOUT)
     if token is not None:
         at.query_params["admin"] = token
@@ -187,7 +188,7 @@ def test_page_sends_blind_pngs_keyed_per_juror_and_no_image_id(tmp_path, monkeyp
     from PIL import Image
     from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 
-    from jury_app.served_image import blind_screen, candidate_pixels, served_bytes, stored_png
+    from jury_app.web.served_image import blind_screen, candidate_pixels, served_bytes, stored_png
 
     store = make_store(tmp_path, monkeypatch, images=["flower-01", "flower-02"], leak_run_in_metadata=True)
     a, b = store.add_jurors(2)
@@ -244,8 +245,8 @@ def test_wrong_tokens_are_counted_and_logged_escaped_and_never_lock_out(tmp_path
     attacker text escaped. After FREE_FAILURES the client's wrong tokens are refused uncounted while it waits, but
     a right token is checked and accepted all the same (this test asserted the opposite, a lockout, before), and
     the organizer page has its own guard."""
-    from jury_app import tokens
-    from jury_app.tokens import FREE_FAILURES
+    from jury_app.votes import tokens
+    from jury_app.votes.tokens import FREE_FAILURES
 
     monkeypatch.setattr(tokens, "monotonic", lambda: 1000.0)  # the attempts come faster than any wait ends
     store = make_store(tmp_path, monkeypatch)
@@ -275,8 +276,8 @@ def test_right_token_gets_in_while_an_attacker_keeps_sending_wrong_ones(tmp_path
     """The review's attack on the first fix: from the same address (a reverse proxy's), an attacker sends a wrong
     token each time the wait ends, so the wait never ends. The juror, arriving during the wait (their typo is
     refused with the wait), still gets in with the right link every time."""
-    from jury_app import tokens
-    from jury_app.tokens import FREE_FAILURES, LoginGuard
+    from jury_app.votes import tokens
+    from jury_app.votes.tokens import FREE_FAILURES, LoginGuard
 
     now = [1000.0]
     monkeypatch.setattr(tokens, "monotonic", lambda: now[0])
@@ -323,6 +324,16 @@ def test_organizer_tables_carry_no_formula_cell(tmp_path, monkeypatch):
 
 
 def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
+    import streamlit as st
+    downloads = {}
+    real_download = st.download_button
+
+    def download_button(label, data, *args, **kwargs):  # what the page hands to the browser
+        downloads[label] = data
+        return real_download(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", download_button)
+    ranking_rows = lambda: list(csv.DictReader(io.StringIO(downloads["Download ranking.csv"])))  # noqa: E731
     store = make_store(tmp_path, monkeypatch, images=2)
     admin = store.new_admin_token()
     jurors = [j.juror for j in store.add_jurors(3)]
@@ -335,7 +346,12 @@ def test_organizer_page_offers_both_intervals(tmp_path, monkeypatch):
     assert choice.value == "jurors" and list(choice.options)[1].endswith("[jurors+images]")
     width = lambda t: (t["ci_high"] - t["ci_low"]).to_numpy()  # noqa: E731
     jurors_only = next(d.value for d in at.dataframe if "bws" in d.value.columns)
+    # the downloaded ranking.csv names the interval its ci_low / ci_high come from, and follows the choice
+    assert {r["interval"] for r in ranking_rows()} == {"jurors"} and len(ranking_rows()) == len(RUNS)
     choice.set_value("jurors+images").run()
     assert not at.exception
     two_way = next(d.value for d in at.dataframe if "bws" in d.value.columns)
     assert list(two_way["bws"]) == list(jurors_only["bws"]) and (width(two_way) != width(jurors_only)).any()
+    assert {r["interval"] for r in ranking_rows()} == {"jurors+images"}
+    assert set(jurors_only["interval"]) == {"jurors"} and set(two_way["interval"]) == {"jurors+images"}
+    assert [float(r["ci_low"]) for r in ranking_rows()] == pytest.approx(list(two_way["ci_low"]), abs=1e-4)

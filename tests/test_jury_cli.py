@@ -12,9 +12,9 @@ import pytest
 from evaluator.common.csv_safe import unsafe_text
 from evaluator.common.errors import exit_code_help
 from jury_app.cli import main
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3", "TEAMSECRET_run4"]
 
@@ -128,6 +128,12 @@ def test_votes_file_round_trip_and_one_valid_ballot(capsys, pkg, tmp_path):
     code, out2, err = run(capsys, "rank", pkg, "--votes", votes, "--interval", "jurors+images")
     assert code == 0 and "(jurors+images)" in err and "other images" in err
     assert [l.split(",")[:4] for l in out.splitlines()] == [l.split(",")[:4] for l in out2.splitlines()]
+    # ranking.csv says which interval produced ci_low / ci_high, in the file written and in the one printed
+    for text, interval in ((out, "jurors"), (out2, "jurors+images")):
+        table = list(csv.DictReader(io.StringIO(text)))
+        assert list(table[0])[-3:] == ["ci_high", "rank", "interval"]
+        assert {r["interval"] for r in table} == {interval} and len(table) == len(RUNS)
+    assert (pkg / "ranking.csv").read_text() == out2
 
 
 @pytest.mark.parametrize("case, body, line, message", [

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
 N_JURORS = 20
 N_IMAGES = 20

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from jury_app.agreement import agreement, juror_scores, kendall_w, split_half
+from jury_app.ranking.agreement import agreement, juror_scores, kendall_w, split_half
 from evaluator.contracts.jury_package import PickRule
-from jury_app.ballot import Ballot
-from jury_app.bradley_terry import bradley_terry, rank_break
+from jury_app.votes.ballot import Ballot
+from jury_app.ranking.bradley_terry import bradley_terry, rank_break
 from evaluator.contracts.jury_package import CandidateKey, JuryKey, PackageError
-from jury_app.ranking import (JuryCounts, Tally, count_runs, per_image_counts, score_runs, to_run_ballots)
-from jury_app.report import rank_jury
+from jury_app.ranking.ranking import (JuryCounts, Tally, count_runs, per_image_counts, score_runs, to_run_ballots)
+from jury_app.ranking.summary import rank_jury
 
 
 # ---- the previous straightforward implementations (oracle) ----

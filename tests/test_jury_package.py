@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jury_app.fixtures import make_demo_package
+from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import (PackageError, PickRule, blinding_problems, check_blinding, check_servable,
                                               juror_facing_values, jpeg_markers, load_key, load_package)
-from jury_app.served_image import (GRID_MAX_SIDE, Pixels, ServedImageError, blind_screen, candidate_key,
+from jury_app.web.served_image import (GRID_MAX_SIDE, Pixels, ServedImageError, blind_screen, candidate_key,
                                   candidate_pixels, png_length, served_bytes, stored_png, strip_jpeg_metadata)
 from png_layout import png_parts
 

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from jury_app.agreement import MIN_JURORS, agreement, kendall_w, split_half
-from jury_app.ballot import Ballot
-from jury_app.bradley_terry import bradley_terry, rank_break
-from jury_app.intervals import bws_intervals
+from jury_app.ranking.agreement import MIN_JURORS, agreement, kendall_w, split_half
+from jury_app.votes.ballot import Ballot
+from jury_app.ranking.bradley_terry import bradley_terry, rank_break
+from jury_app.ranking.intervals import bws_intervals
 from evaluator.contracts.jury_package import CandidateKey, JuryKey
-from jury_app.position_bias import position_bias
-from jury_app.ranking import (JuryCounts, RunBallot, count_runs, per_image_counts, score_runs, task_rank,
+from jury_app.ranking.position_bias import position_bias
+from jury_app.ranking.ranking import (JuryCounts, RunBallot, count_runs, per_image_counts, score_runs, task_rank,
                               to_run_ballots)
-from jury_app.report import rank_jury, ranking_csv
+from jury_app.ranking.summary import rank_jury, ranking_csv
 
 RUNS = ["runA", "runB", "runC", "runD", "runE", "runF", "runG"]
 ALL = frozenset(RUNS)
@@ -88,22 +88,26 @@ def test_per_image_counts():
 
 def test_juror_interval_resamples_jurors_not_ballots():
     # j1 always picks A most, j2 always picks A least, 10 ballots each: juror-level scores +1 and -1, so the
-    # t interval on 2 jurors (t_1 = 12.7) spans the whole range [-1, 1]. A ballot-level interval would give
-    # about +-0.45: the wide interval shows the juror is the unit.
+    # t interval on 2 jurors (t_1 = 12.7) spans nearly the whole range [-1, 1] (its score form reaches a bound
+    # only when bws is at it). A ballot-level interval would give about +-0.45: the wide interval shows the
+    # juror is the unit.
     runs = ["runA", "runB"]
     ballots = [rb("j1", f"i{k}", {"runA"}, {"runB"}, present=runs) for k in range(10)]
     ballots += [rb("j2", f"i{k}", {"runB"}, {"runA"}, present=runs) for k in range(10)]
     lo, hi = bws_intervals(counts(ballots, runs))["runA"]
-    assert (lo, hi) == (pytest.approx(-1.0), pytest.approx(1.0))
+    assert -1 < lo < -0.99 and 0.99 < hi < 1 and lo == pytest.approx(-hi)
 
 
-def test_interval_of_unanimous_jurors_is_degenerate_and_deterministic():
+def test_interval_of_unanimous_jurors_is_not_a_point_and_deterministic():
+    # every juror gives each run the same score: the variance floor keeps the interval open on the side away
+    # from the bound (before: (1, 1), (0, 0), (-1, -1)); see tests/test_jury_intervals.py for the values
     runs = ["runA", "runB", "runC"]
     ballots = [rb(f"j{j}", f"i{k}", {"runA"}, {"runC"}, present=runs) for j in range(3) for k in range(4)]
-    iv = bws_intervals(counts(ballots, runs))
-    assert iv["runA"] == (pytest.approx(1.0), pytest.approx(1.0))
-    assert iv["runB"] == (pytest.approx(0.0), pytest.approx(0.0))
-    assert iv["runC"] == (pytest.approx(-1.0), pytest.approx(-1.0))
+    for method in ("jurors", "jurors+images"):
+        iv = bws_intervals(counts(ballots, runs), method)
+        assert 0.5 < iv["runA"][0] < 1 and iv["runA"][1] == 1
+        assert -0.5 < iv["runB"][0] < 0 < iv["runB"][1] < 0.5 and iv["runB"][0] == pytest.approx(-iv["runB"][1])
+        assert iv["runC"] == (pytest.approx(-iv["runA"][1]), pytest.approx(-iv["runA"][0]))
     mixed = FIXTURE + [rb("j3", "i1", {"runC", "runD"}, {"runA"})]
     assert bws_intervals(counts(mixed, RUNS)) == bws_intervals(counts(mixed, RUNS))
     lo, hi = bws_intervals(counts(mixed, RUNS))["runA"]
@@ -168,7 +172,12 @@ def test_rank_jury_end_to_end_and_csv():
     result = rank_jury(ballots, key)
     table = {s.run: (s.most, s.least, s.appearances, s.rank) for s in result.scores}
     assert table == {"runA": (2, 0, 3, 1), "runB": (1, 1, 3, 2), "runC": (0, 2, 3, 3)}
-    text = ranking_csv(result.scores).splitlines()
-    assert text[0] == "run,most,least,appearances,bws,ci_low,ci_high,rank"
-    assert text[1].startswith("runA,2,0,3,0.6667,")
+    text = ranking_csv(result.scores, result.interval).splitlines()
+    assert text[0] == "run,most,least,appearances,bws,ci_low,ci_high,rank,interval"
+    assert text[1].startswith("runA,2,0,3,0.6667,") and text[1].endswith(",1,jurors")
+    assert all(t.endswith(",jurors") for t in text[1:]) and len(text) == 4
+    two_way = rank_jury(ballots, key, interval="jurors+images")
+    assert all(t.endswith(",jurors+images") for t in ranking_csv(two_way.scores, two_way.interval).splitlines()[1:])
+    with pytest.raises(ValueError, match="unknown interval 'images'"):
+        ranking_csv(result.scores, "images")
     assert result.agreement.too_few_jurors

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from evaluator.contracts.jury_package import load_package
-from jury_app.simulate import simulate
-from jury_app.store import VoteStore
+from jury_app.testing.simulate import main, simulate
+from jury_app.votes.store import VoteStore
 
 RUNS = {"clean": 0.0, "mild": 6.0, "medium": 14.0, "heavy": 30.0, "worst": 50.0}
 
@@ -80,3 +80,11 @@ def test_missing_original_is_a_clear_error(package, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no original img0"):
         simulate(jury, empty, jurors=1)
+
+
+def test_command_line_names_the_store_it_filled(package, capsys):
+    jury, originals = package
+    assert main([str(jury), "--originals", str(originals), "--jurors", "2"]) == 0
+    store = load_package(jury).store_path
+    assert capsys.readouterr().out.strip().endswith(f"cast 6 ballots into {store}")
+    assert VoteStore(load_package(jury)).count_ballots() == 6

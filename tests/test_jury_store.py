@@ -7,10 +7,10 @@ import sqlite3
 import pytest
 
 from evaluator.contracts.jury_package import PickRule
-from jury_app.ballot import BallotError, BallotLockedError, validate_picks
-from jury_app.fixtures import make_demo_package
+from jury_app.votes.ballot import BallotError, BallotLockedError, validate_picks
+from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
-from jury_app.store import SCHEMA_VERSION, StoreError, VoteStore
+from jury_app.votes.store import SCHEMA_VERSION, StoreError, VoteStore
 
 RUNS = [f"TEAMSECRET_run{i}" for i in range(1, 6)]
 
@@ -215,7 +215,7 @@ def test_cli_revoke(tmp_path, capsys, store):
 
 
 def test_login_guard_backs_off_per_client_and_forgets_the_oldest():
-    from jury_app.tokens import LoginGuard, log_safe
+    from jury_app.votes.tokens import LoginGuard, log_safe
 
     now = [1000.0]
     guard = LoginGuard(free=3, base_s=1.0, max_s=8.0, max_clients=2, clock=lambda: now[0])

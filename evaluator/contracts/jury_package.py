@@ -72,7 +72,9 @@ IMAGES_DIR = "images"
 ORIGINALS_DIR = "originals"
 STORE_NAME = "votes.sqlite"
 RANKING_NAME = "ranking.csv"
-RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank")
+#: `interval` names the interval that produced ci_low / ci_high: "jurors" or "jurors+images"
+#: (`jury_app.ranking.intervals`).
+RANKING_COLUMNS = ("run", "most", "least", "appearances", "bws", "ci_low", "ci_high", "rank", "interval")
 #: Every `pp-jury serve` of a jury folder holds a shared flock on this file for the server's lifetime;
 #: pp-evaluate never retires a jury whose lock it cannot take (`evaluator.outputs.results_io`).
 SERVE_LOCK = ".serve.lock"
@@ -334,7 +336,7 @@ def juror_facing_values(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     These are the only manifest values that differ between the candidates of one image, so the only ones
     that could tell runs apart if they reached a juror. The juror page sends neither (a juror gets letters,
-    the pick counts and the served image bytes, `jury_app/served_image.py`); they are kept free of run names
+    the pick counts and the served image bytes, `jury_app/web/served_image.py`); they are kept free of run names
     all the same. Not listed, because they cannot tell runs apart: the JSON keys, the fixed path parts
     (`images/`, the image extension), image ids and `original` (one per image, shared by its candidates),
     the task and the note. `manifest` is the parsed manifest.json (a writer's dict or the file's content).

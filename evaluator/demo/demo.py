@@ -2,7 +2,7 @@
 
 Stages (each timed): attacks (`pp-attack`, one run folder per method) -> organizer scoring (`pp-evaluate`) ->
 juror links for a real jury (`pp-jury jurors`) -> a SIMULATED jury on a copy of the jury package
-(`python -m jury_app.simulate`, scripted jurors, see its docstring) -> its ranking (`pp-jury rank`).
+(`python -m jury_app.testing.simulate`, scripted jurors, see its docstring) -> its ranking (`pp-jury rank`).
 Every command is printed before it runs, so each stage can be repeated by hand.
 
     python -m evaluator.demo.demo --data data/demo --work demo_out [--images N] [--fast]
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if sim.exists():
         shutil.rmtree(sim)
     shutil.copytree(jury, sim, ignore=shutil.ignore_patterns(f"{STORE_NAME}*"))
-    run([sys.executable, "-m", "jury_app.simulate", str(sim), "--originals", str(originals),
+    run([sys.executable, "-m", "jury_app.testing.simulate", str(sim), "--originals", str(originals),
          "--jurors", str(args.jurors)])
     run([tool("pp-jury"), "rank", str(sim)])
     stage("simulated jury + ranking", t0)

@@ -18,7 +18,7 @@ import math
 import choix
 import numpy as np
 
-from jury_app.ranking import JuryCounts, RunBallot
+from jury_app.ranking.ranking import JuryCounts, RunBallot
 
 
 def rank_break(ballot: RunBallot) -> list[tuple[str, str]]:

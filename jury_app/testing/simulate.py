@@ -13,7 +13,7 @@ appealing" and the `least` lowest as "least appealing" (the task's numbers, shru
 does), then finalizes. Run it on a copy of the jury package (the demo uses `demo_out/simulated_jury/`), never
 on the package real jurors vote in: simulated jurors are ordinary jurors of the store it writes to.
 
-    python -m jury_app.simulate JURY_DIR --originals DIR [--jurors 7] [--sigma 0.02] [--seed 0]
+    python -m jury_app.testing.simulate JURY_DIR --originals DIR [--jurors 7] [--sigma 0.02] [--seed 0]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from skimage.metrics import structural_similarity
 
 from evaluator.common.imageio import load_rgb
 from evaluator.contracts.jury_package import STORE_NAME, JuryPackage, load_package
-from jury_app.store import VoteStore
+from jury_app.votes.store import VoteStore
 
 def _noise(seed: int, juror: str, candidate: str) -> float:
     digest = hashlib.sha256(f"{seed}:{juror}:{candidate}".encode()).digest()
@@ -72,7 +72,7 @@ def simulate(directory: str | Path, originals: str | Path, jurors: int = 7, sigm
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jury_app.simulate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m jury_app.testing.simulate", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="jury package folder (pp-evaluate's results/jury, or a copy)")
     parser.add_argument("--originals", type=Path, required=True, help="folder of the original images")
     parser.add_argument("--jurors", type=int, default=7, help="simulated jurors (2020: 7 people)")

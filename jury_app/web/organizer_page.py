@@ -14,12 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from evaluator.common.csv_safe import safe_text
-from jury_app.context import JuryContext, guarded_login, jury_context
-from jury_app.intervals import INTERVALS, QUESTION
+from jury_app.web.context import JuryContext, guarded_login, jury_context
+from jury_app.ranking.intervals import INTERVALS, QUESTION
 from evaluator.contracts.jury_package import RANKING_NAME, PackageError, load_key
-from jury_app.position_bias import position_bias
-from jury_app.report import rank_jury, ranking_csv
-from jury_app.votes_csv import votes_to_csv
+from jury_app.ranking.position_bias import position_bias
+from jury_app.ranking.summary import rank_jury, ranking_csv
+from jury_app.votes.votes_csv import votes_to_csv
 
 ADMIN_KEY = "admin_token"
 ADMIN_OK_KEY = "admin_accepted"
@@ -91,6 +91,7 @@ def _live(ctx: JuryContext) -> None:
     if (warning := result.agreement.warning()) is not None:
         st.warning(warning)
     table = _frame(result.scores)
+    table["interval"] = result.interval  # which interval gave ci_low / ci_high, as in ranking.csv
     table["bradley_terry"] = [result.bradley_terry.get(r, math.nan) for r in table["run"]]
     table = _shown(table)
     st.dataframe(table, hide_index=True)
@@ -112,7 +113,7 @@ def _live(ctx: JuryContext) -> None:
     st.dataframe(_shown(_frame(position_bias(ballots, store.layouts()))), hide_index=True)
     st.download_button("Download votes.csv", votes_to_csv(store.votes()), file_name="votes.csv",
                        mime="text/csv")
-    st.download_button("Download ranking.csv", ranking_csv(result.scores), file_name=RANKING_NAME,
+    st.download_button(f"Download {RANKING_NAME}", ranking_csv(result.scores, result.interval), file_name=RANKING_NAME,
                        mime="text/csv")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jury_app.ballot import Ballot
+from jury_app.votes.ballot import Ballot
 
 
 @dataclass(frozen=True)

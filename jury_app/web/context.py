@@ -2,7 +2,7 @@
 
 `screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: their
 decoded pixels as uncompressed PNGs of one length, with a private chunk keyed per juror (`blind_screen` in
-`jury_app/served_image.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
+`jury_app/web/served_image.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
 came before it, and every wrong one is logged, escaped, on the logger `pp-jury.login` (the server's stderr). Each
 page has its own `LoginGuard`, so wrong tokens on one page never change what the other answers.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 import streamlit as st
 
 from evaluator.contracts.jury_package import MANIFEST_NAME, JuryImage, JuryPackage, PackageError, load_package
-from jury_app.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
-from jury_app.store import VoteStore
-from jury_app.tokens import LoginGuard, log_safe, token_owner
+from jury_app.web.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
+from jury_app.votes.store import VoteStore
+from jury_app.votes.tokens import LoginGuard, log_safe, token_owner
 
 ENV_DIR = "PP_JURY_DIR"
 HINT = "Appealing could mean that you would like to share the image with your friends on social media."

@@ -107,23 +107,35 @@ def strip_jpeg_metadata(data: bytes, *, source: str = "<bytes>") -> bytes:
     raise ServedImageError(f"{source}: JPEG ends without EOI marker.")
 
 
-def served_bytes(path: Path, *, max_side: int = GRID_MAX_SIDE) -> tuple[bytes, str]:
-    """(bytes, mime type) to send to the browser for this image file."""
-    data = Path(path).read_bytes()
+def _decoded(path: Path, data: bytes, max_side: int, *, jpeg_as_is: bool = False
+             ) -> tuple[Image.Image | None, str | None]:
+    """(RGB image as Pillow decodes `data`, Lanczos down to `max_side` when larger; the file's format).
+
+    With `jpeg_as_is`, a JPEG within `max_side` is not decoded: (None, "JPEG").
+    """
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
             fmt = im.format
             if width * height > MAX_INPUT_PIXELS:
                 raise ServedImageError(f"{path}: {width}x{height} is larger than {MAX_INPUT_PIXELS} pixels.")
-            if fmt == "JPEG" and max(width, height) <= max_side:
-                return strip_jpeg_metadata(data, source=str(path)), "image/jpeg"
+            if jpeg_as_is and fmt == "JPEG" and max(width, height) <= max_side:
+                return None, fmt
             rgb = im.convert("RGB")
     except (OSError, Image.DecompressionBombError) as exc:
         raise ServedImageError(f"{path}: cannot decode ({exc}); regenerate the jury package.") from exc
     if max(width, height) > max_side:
         scale = max_side / max(width, height)
         rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    return rgb, fmt
+
+
+def served_bytes(path: Path, *, max_side: int = GRID_MAX_SIDE) -> tuple[bytes, str]:
+    """(bytes, mime type) to send to the browser for this image file."""
+    data = Path(path).read_bytes()
+    rgb, fmt = _decoded(path, data, max_side, jpeg_as_is=True)
+    if rgb is None:
+        return strip_jpeg_metadata(data, source=str(path)), "image/jpeg"
     rgb = Image.frombytes("RGB", rgb.size, rgb.tobytes())  # a fresh image: Pillow re-saves info["comment"] etc.
     buf = io.BytesIO()
     if fmt == "JPEG":
@@ -135,18 +147,7 @@ def served_bytes(path: Path, *, max_side: int = GRID_MAX_SIDE) -> tuple[bytes, s
 
 def candidate_pixels(path: Path, *, max_side: int = GRID_MAX_SIDE) -> Pixels:
     """The RGB pixels of a candidate file as Pillow decodes it (Lanczos down to `max_side` when larger)."""
-    data = Path(path).read_bytes()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            if width * height > MAX_INPUT_PIXELS:
-                raise ServedImageError(f"{path}: {width}x{height} is larger than {MAX_INPUT_PIXELS} pixels.")
-            rgb = im.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ServedImageError(f"{path}: cannot decode ({exc}); regenerate the jury package.") from exc
-    if max(width, height) > max_side:
-        scale = max_side / max(width, height)
-        rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    rgb, _ = _decoded(path, Path(path).read_bytes(), max_side)
     return Pixels(rgb.width, rgb.height, rgb.tobytes())
 
 

@@ -18,10 +18,10 @@ import math
 
 import streamlit as st
 
-from jury_app.ballot import BallotError
-from jury_app.context import HINT, JuryContext, guarded_login, image_bytes, jury_context, log, screen_images
-from jury_app.store import StoreError
-from jury_app.tokens import log_safe
+from jury_app.votes.ballot import BallotError
+from jury_app.web.context import HINT, JuryContext, guarded_login, image_bytes, jury_context, log, screen_images
+from jury_app.votes.store import StoreError
+from jury_app.votes.tokens import log_safe
 
 TOKEN_KEY = "juror_token"
 JUROR_KEY = "juror_id"  # set once this session's token was accepted

@@ -25,15 +25,15 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from jury_app.votes import tokens
 from evaluator.common.errors import VotesError
-from jury_app import tokens
-from jury_app.ballot import Ballot, BallotError, BallotLockedError, validate_picks
-from jury_app.layout import Slot, draw_layout
+from jury_app.votes.ballot import Ballot, BallotError, BallotLockedError, validate_picks
+from jury_app.votes.layout import Slot, draw_layout
 from evaluator.contracts.jury_package import JuryPackage
 
 try:
@@ -413,11 +413,3 @@ class VoteStore:
         with self._read() as conn:
             return conn.execute("SELECT COUNT(*) FROM ballots").fetchone()[0]
 
-
-def ballots_from_votes(rows: Sequence[VoteRow]) -> list[Ballot]:
-    """Group vote rows (from the store or a votes CSV) back into ballots, sorted by (juror, image)."""
-    grouped: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
-    for r in rows:
-        m, l = grouped.setdefault((r.juror, r.image), ([], []))
-        (m if r.choice == "most" else l).append(r.candidate)
-    return [Ballot(j, i, tuple(sorted(m)), tuple(sorted(l))) for (j, i), (m, l) in sorted(grouped.items())]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jury_app.ballot import Ballot
+from jury_app.votes.ballot import Ballot
 from evaluator.contracts.jury_package import JuryKey, PackageError
 
 

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from evaluator.common.csv_safe import CsvWriter
-from jury_app.agreement import Agreement, agreement
-from jury_app.ballot import Ballot
-from jury_app.bradley_terry import bradley_terry
-from jury_app.intervals import DEFAULT_INTERVAL, bws_intervals
+from jury_app.ranking.agreement import Agreement, agreement
+from jury_app.votes.ballot import Ballot
+from jury_app.ranking.bradley_terry import bradley_terry
+from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, bws_intervals
 from evaluator.contracts.jury_package import RANKING_COLUMNS, JuryKey
-from jury_app.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
+from jury_app.ranking.ranking import ImageRunCount, JuryCounts, RunScore, Tally, score_table
 
 
 
@@ -50,12 +50,15 @@ def _number(value: object) -> str:
     return str(value)
 
 
-def ranking_csv(scores: Sequence[RunScore]) -> str:
-    """ranking.csv through the kit's one CSV writer (`evaluator.common.csv_safe.CsvWriter`): a run named
-    "=HYPERLINK(...)" stays text in a spreadsheet, a run name with a CR stays in its row."""
+def ranking_csv(scores: Sequence[RunScore], interval: str) -> str:
+    """ranking.csv (RANKING_COLUMNS) through the kit's one CSV writer (`evaluator.common.csv_safe.CsvWriter`): a run named
+    "=HYPERLINK(...)" stays text in a spreadsheet, a run name with a CR stays in its row; every row names
+    `interval`, the method of its ci_low/ci_high (pass `JuryRanking.interval`)."""
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown interval {interval!r}; choose one of {', '.join(INTERVALS)}")
     buf = io.StringIO(newline="")
     w = CsvWriter(buf, number=_number)
     w.writerow(RANKING_COLUMNS)
     for s in scores:
-        w.writerow([getattr(s, c) for c in RANKING_COLUMNS])
+        w.writerow([getattr(s, c) for c in RANKING_COLUMNS[:-1]] + [interval])
     return buf.getvalue()

@@ -20,11 +20,11 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from evaluator.common.errors import VotesError
 from evaluator.common.csv_safe import CsvWriter, unsafe_text
-from jury_app.ballot import Ballot, BallotError, validate_picks
+from evaluator.common.errors import VotesError
+from jury_app.votes.ballot import Ballot, BallotError, validate_picks
 from evaluator.contracts.jury_package import JuryPackage
-from jury_app.store import VoteRow
+from jury_app.votes.store import VoteRow
 
 VOTE_COLUMNS = ("juror", "image", "candidate", "choice", "timestamp")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from jury_app.ranking import JuryCounts
+from jury_app.ranking.ranking import JuryCounts
 
 #: below this many jurors the intervals and agreement figures are shown with a warning.
 MIN_JURORS = 5
