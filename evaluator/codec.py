@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import jpeglib
 import numpy as np
 
+from evaluator.common.atomic import write_bytes_atomic
 from evaluator.common.errors import JpegError
 from evaluator.config import LIBJPEG_BUILDS, SUBSAMPLINGS
 
@@ -138,20 +139,6 @@ def block_grid(height: int, width: int, subsampling: str) -> tuple[tuple[int, in
     luma = (math.ceil(height / 8), math.ceil(width / 8))
     chroma = (math.ceil(height * cv / (8 * yv)), math.ceil(width * ch / (8 * yh)))
     return luma, chroma
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, then `os.replace` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_rgb(rgb: object, what: str) -> np.ndarray:
@@ -259,7 +246,7 @@ class OrganizerCodec:
 
     def write_jpeg(self, path: str | Path, rgb: np.ndarray) -> None:
         """Write compress(rgb) to `path` atomically (temporary file in the same folder, then replace)."""
-        _atomic_write(Path(path), self.compress(rgb))
+        write_bytes_atomic(Path(path), self.compress(rgb))
 
     # -- DCT domain --------------------------------------------------------------------------------------------
     def quant_tables(self) -> np.ndarray:
@@ -324,7 +311,7 @@ class OrganizerCodec:
         with libjpeg(self.libjpeg), _scratch("coeffs.jpg") as tmp:
             self._write_dct(tmp, coeffs)
             data = tmp.read_bytes()
-        _atomic_write(Path(path), data)
+        write_bytes_atomic(Path(path), data)
 
     def decode_dct(self, coeffs: DCTCoefficients) -> np.ndarray:
         """(H, W, 3) uint8 RGB that this codec's libjpeg decodes from the coefficients."""

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-import itertools
 import logging
 import math
 import shutil
@@ -47,7 +46,8 @@ from evaluator.scoring import metrics
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig
-from evaluator.common.imageio import load_rgb
+from evaluator.common.device import model_device
+from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
                                          SCORES_CSV, SELECTION_COLUMNS, SELECTION_CSV, JURY_DIR, TASK_JSON,
                                          write_csv, write_task_json)
@@ -78,17 +78,12 @@ class PipelineError(ResultsError, RuntimeError):
 
 
 # -- scoring ---------------------------------------------------------------------------------------------------
-def _model_device(model: torch.nn.Module) -> torch.device:
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 class _BatchScorer:
     """Collects same-shape images and scores them with the model `batch_size` at a time."""
 
     def __init__(self, model: BIQAModel, batch_size: int, on_scored: Callable[[list[str], list[float]], None]):
         self.model, self.batch_size, self.on_scored = model, max(1, batch_size), on_scored
-        self.device = _model_device(model)
+        self.device = model_device(model)
         self.keys: list[str] = []
         self.images: list[np.ndarray] = []
         self.batches = 0
@@ -104,9 +99,7 @@ class _BatchScorer:
     def flush(self) -> None:
         if not self.images:
             return
-        batch = torch.from_numpy(np.stack(self.images))  # (N, H, W, 3) uint8
-        # the same values as `evaluator.common.imageio.to_tensor`, for the whole batch at once
-        x = batch.to(self.device).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+        x = to_batch(self.images, self.device)
         with torch.inference_mode():
             y = self.model(x)
         values = [float(v) for v in y.detach().to("cpu", torch.float64).reshape(-1)]

@@ -38,8 +38,10 @@ import torch
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
-from evaluator.common.imageio import load_rgb, probe_image, save_png
-from submission.attacks.base import Attack, AttackError, psnr
+from evaluator.common.device import model_device
+from evaluator.common.imageio import load_rgb, probe_image, save_png, to_batch, to_tensor, to_uint8
+from evaluator.scoring.metrics import psnr
+from submission.attacks.base import Attack, AttackError
 from evaluator.common.atomic import atomic_open, write_bytes_atomic
 from evaluator.common.errors import EXIT_INCOMPLETE, OriginalsError
 from evaluator.common.imageio import ImageError
@@ -339,8 +341,7 @@ def _batches(paths: list[Path], batch_size: int) -> list[list[Path]]:
 
 @torch.no_grad()
 def _score(model: BIQAModel, rgb: np.ndarray, device: torch.device) -> float:
-    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255.0
-    return float(model(x)[0])
+    return float(model(to_tensor(rgb).to(device))[0])
 
 
 def attack_folder(
@@ -366,7 +367,7 @@ def attack_folder(
     work_dir(out).mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     shard_log = work_dir(out) / shard.log_name
-    device = next((t.device for t in list(model.parameters()) + list(model.buffers())), torch.device("cpu"))
+    device = model_device(model)
     bar = None
     if progress:
         try:
@@ -378,7 +379,7 @@ def attack_folder(
     for group in _batches(todo, batch_size):
         rgbs = [load_rgb(p) for p in group]
         ids = [p.stem for p in group]
-        x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
+        x = to_batch(rgbs)
         result = attack.run(x, model, ids=ids, seed=seed, threshold=threshold)
         per_image = result.seconds / len(group)
         for k, (p, rgb) in enumerate(zip(group, rgbs)):
@@ -392,13 +393,9 @@ def attack_folder(
                 write_bytes_atomic(target, data)
                 (out / f"{p.stem}.png").unlink(missing_ok=True)
             else:
-                written = (
-                    torch.round(result.x_adv[k].clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
-                )
-                save_png(out / f"{p.stem}.png", np.ascontiguousarray(written))
+                written = to_uint8(result.x_adv[k])
+                save_png(out / f"{p.stem}.png", written)
                 (out / f"{p.stem}.jpg").unlink(missing_ok=True)
-            a = torch.from_numpy(np.array(rgb)).float() / 255.0
-            b = torch.from_numpy(np.array(written)).float() / 255.0
             row = {
                 "image": p.stem,
                 "score_before": _fmt(_score(model, rgb, device)),
@@ -406,7 +403,7 @@ def attack_folder(
                 "score_jpeg": _fmt(_score(model, codec.roundtrip(written), device)),
                 "raw_before": _fmt(float(result.raw_before[k])),
                 "raw_after": _fmt(float(result.raw_after[k])),
-                "psnr": _fmt(float(psnr(a.unsqueeze(0), b.unsqueeze(0))[0])),
+                "psnr": _fmt(psnr(rgb, written)),  # the evaluator's PSNR (`evaluator.scoring.metrics.psnr`)
                 "seconds": _fmt(per_image),
             }
             append_log(shard_log, row)

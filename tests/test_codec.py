@@ -126,6 +126,17 @@ def test_written_file_carries_the_codec_tables(codec, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.jpg"]  # no temporary file left
 
 
+def test_written_files_get_the_mode_of_every_result_file(codec, tmp_path):
+    """write_jpeg and write_dct go through the kit's one atomic write (`evaluator.common.atomic`): mode 0666 less
+    the umask, like any file open() creates (a private 0600 temporary file renamed into place would keep 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    codec.write_jpeg(tmp_path / "a.jpg", photo("china", (64, 64)))
+    codec.write_dct(tmp_path / "b.jpg", codec.read_dct(tmp_path / "a.jpg"))
+    for name in ("a.jpg", "b.jpg"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 @pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
 @pytest.mark.parametrize("size", SIZES + [(5, 7)])
 def test_dct_read_write_roundtrip_is_exact(tmp_path, subsampling, size):

@@ -23,10 +23,6 @@ def test_repository_task_file_equals_defaults():
     assert (cfg.selection.images, cfg.jury.most, cfg.jury.least, cfg.jury.show_original) == (20, 3, 2, False)
 
 
-def test_packaged_default_matches_repository_task_file():
-    assert (REPO / "evaluator" / "default_task.toml").read_text() == (REPO / "task.toml").read_text()
-
-
 def test_partial_file_overrides_only_its_keys(tmp_path):
     cfg = load_task(write(tmp_path, "[jpeg]\nquality = 75\n[biqa]\nthreshold = 60.5\n"))
     assert cfg.jpeg.quality == 75 and cfg.biqa.threshold == 60.5

@@ -397,3 +397,25 @@ def test_errors_survive_pickling(tmp_path):
         load_rgb(path)
     again = pickle.loads(pickle.dumps(info.value))
     assert type(again) is UnsupportedFormatError and again.path == path and str(again) == str(info.value)
+
+
+def test_to_batch_is_to_tensor_for_a_batch():
+    rng = np.random.default_rng(3)
+    rgbs = [rng.integers(0, 256, (5, 7, 3), dtype=np.uint8) for _ in range(3)]
+    batch = imageio.to_batch(rgbs)
+    assert batch.shape == (3, 3, 5, 7) and batch.dtype == torch.float32 and batch.is_contiguous()
+    assert torch.equal(batch, torch.cat([imageio.to_tensor(rgb) for rgb in rgbs]))
+    for k, rgb in enumerate(rgbs):
+        np.testing.assert_array_equal(imageio.to_uint8(batch[k]), rgb)
+    with pytest.raises(ValueError, match="to_batch: expected a numpy"):
+        imageio.to_batch([rgbs[0].astype(np.float32)])
+
+
+def test_model_device_is_where_the_first_parameter_or_buffer_is():
+    from evaluator.common.device import model_device
+
+    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(torch.nn.Identity()) == torch.device("cpu")  # nothing to look at: the CPU
+    meta = torch.nn.Linear(2, 2, device="meta")
+    assert model_device(meta) == torch.device("meta")
+

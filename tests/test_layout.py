@@ -135,3 +135,24 @@ def test_the_literal_check_sees_literals_and_skips_docstrings(tmp_path):
     source.write_text('"""writes run.json"""\nA = "runs.csv"\nB = f"{A}/key.json"\nC = "votes.sqlite*"\n'
                       'def f():\n    """ranking.csv"""\n    return "see task.json"\n', encoding="utf-8")
     assert literal_names(source) == {"runs.csv", "key.json", "votes.sqlite"}
+
+
+#: pyproject dependency -> the name the kit imports or locates it by (data-only packages are found by find_spec)
+IMPORT_NAMES = {"pillow": "PIL", "scikit-video": "skvideo", "scikit-image": "skimage", "scikit-learn": "sklearn",
+                "confusable-homoglyphs": "confusable_homoglyphs"}
+
+
+def test_every_runtime_dependency_is_used_by_the_kit():
+    """A dependency nobody imports (as POT was: scipy computes the distances) is not installed for nothing."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in MODULES.values())
+    unused = []
+    for dep in deps:
+        name = re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].strip()
+        module = IMPORT_NAMES.get(name.lower(), name.lower().replace("-", "_"))
+        if not re.search(rf"^\s*(import|from) {module}\b|[\"']{module}[\"']", sources, re.M):
+            unused.append(f"{name} ({module})")
+    assert not unused, f"dependencies no kit module imports: {unused}"

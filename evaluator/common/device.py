@@ -1,6 +1,8 @@
-"""`--device auto`: cuda, then mps, then cpu."""
+"""`--device auto`: cuda, then mps, then cpu (`resolve_device`); the device a model sits on (`model_device`)."""
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -11,6 +13,12 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 class DeviceError(ModelError, ValueError):
     """A device name that is unknown or not available here (the model cannot be placed on it)."""
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of `model`'s first parameter or buffer (cpu for a model that has neither)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from evaluator.biqa import create
+from evaluator.common.errors import KitError
 from evaluator.config import load_task
 from evaluator.common.imageio import save_png, to_tensor
 from evaluator.common.atomic import write_text_atomic
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         kept = build(args.out, args.minimum, args.per_photo, args.task)
-    except (RuntimeError, FileNotFoundError, ValueError) as exc:
+    except (RuntimeError, FileNotFoundError, KitError) as exc:  # too few crops, a missing wheel, the task or model
         print(f"demo_data: {exc}", file=sys.stderr)
         return 1
     print(f"demo set: {len(kept)} images of {WIDTH}x{HEIGHT} in {args.out}/ (manifest.csv lists them)")

@@ -243,10 +243,6 @@ class ValidatedRun:
     def valid(self) -> bool:
         return not self.issues
 
-    def error_text(self, sep: str = " | ") -> str:
-        """All issues in one line (for `runs.csv`)."""
-        return sep.join(str(i) for i in self.issues)
-
 
 # --- finding runs and originals ---------------------------------------------------------------------------
 
