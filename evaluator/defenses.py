@@ -32,7 +32,6 @@ Unknown names raise `DefenseError` (a `ValueError`) listing the known ones, with
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import io
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -43,6 +42,7 @@ import scipy.ndimage
 from PIL import Image
 
 from evaluator.common.errors import EXIT_USAGE, KitError
+from evaluator.common.text import did_you_mean
 from evaluator.codec import OrganizerCodec
 
 SOCIAL_LONG_SIDE = 384
@@ -220,10 +220,7 @@ def names() -> list[str]:
 
 def _unknown(name: object, where: str) -> DefenseError:
     known = ", ".join(DEFENSES)
-    hint = ""
-    if isinstance(name, str):
-        close = difflib.get_close_matches(name.strip().lower(), list(DEFENSES), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name.strip().lower(), DEFENSES) if isinstance(name, str) else ""
     return DefenseError(f"{where}unknown defense {name!r}{hint}; known defenses: {known}")
 
 

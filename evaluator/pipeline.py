@@ -335,7 +335,8 @@ def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
 def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Path, task: TaskConfig,
              model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
              fidelity_threads: int = 1) -> EvaluationResult:
-    """Score every run found in `runs_dir` (see `evaluator.intake.runs.find_runs`) and write the results into `out_dir`."""
+    """Score every run found in `runs_dir` (see `evaluator.intake.runs.find_runs`) and write the results into
+    `out_dir`."""
     runs_path, out_path = Path(runs_dir), Path(out_dir)
     if not runs_path.is_dir():
         raise PipelineError(f"{runs_path}: runs folder not found; pass the folder that holds the run folders/zips")

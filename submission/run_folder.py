@@ -3,8 +3,8 @@
 Layout (the contract `evaluator/contracts/run_folder.py`; docs/design.md): `runs/<run>/` holds, for every
 original `<id>.png`, one `<id>.png` (uint8 RGB, the original's width and height) or `<id>.jpg` (attacks that write
 JPEG bytes), plus `run.json` with `team, run, method, params, biqa, created, kit_version, seed` (and extra keys:
-status, shard count, target, the model's weights hash, the task rules, library versions). The attack's per-image log is `log.csv` in the run's
-work folder `runs/.pp-attack/<run>/`, a hidden sibling: the contract allows only images and run.json inside the
+status, shard count, target, the model's weights hash, the task rules, library versions). The attack's per-image
+log is `log.csv` in the run's work folder `runs/.pp-attack/<run>/`, a hidden sibling: the contract allows only images and run.json inside the
 run, and the evaluator skips names that start with '.':
 
     image, score_before, score_after, score_jpeg, raw_before, raw_after, psnr, seconds

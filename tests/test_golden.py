@@ -1,8 +1,8 @@
 """Golden outputs: the whole flow on a tiny fixed case, compared with `tests/golden/pipeline.json` byte for byte.
 
 originals (5 real photos at 128x96, and one blurred below the threshold) -> pp-attack (noise, jpeg, fgsm,
-identity; one run shipped as a zip again) plus a hand-made invalid run -> pp-evaluate (default BRISQUE, task rules in TASK_TOML) -> the Codabench scoring program on
-one run -> pp-jury rank on scripted votes. Every deterministic output is normalised (time stamps, library versions,
+identity; one run shipped as a zip again) plus a hand-made invalid run -> pp-evaluate (default BRISQUE, task
+rules in TASK_TOML) -> the Codabench scoring program on one run -> pp-jury rank on scripted votes. Every deterministic output is normalised (time stamps, library versions,
 temporary paths and the jury's random candidate ids taken out) and hashed; the test fails naming each output whose
 hash changed. A refactoring must leave every hash as it is.
 

@@ -144,10 +144,11 @@ def test_layout_is_stored_seeded_and_differs_between_jurors(store):
 def test_pick_rule_shrinks_and_says_so():
     task = PickRule(3, 2)
     assert task.for_candidates(13) == task.for_candidates(5) == task and task.shrink_note(5) is None
-    assert [(r.most, r.least) for r in (task.for_candidates(n) for n in (4, 3, 2, 1))] == [(2, 2), (2, 1), (1, 1), (1, 0)]
+    shrunk = [task.for_candidates(n) for n in (4, 3, 2, 1)]
+    assert [(r.most, r.least) for r in shrunk] == [(2, 2), (2, 1), (1, 1), (1, 0)]
     assert "few versions" in task.for_candidates(3).explain(asked=task) and "few" not in task.explain(asked=task)
-    assert task.shrink_note(3) == ("Only 3 candidates per image: picks shrunk from 3 most / 2 least to 2 most / 1 least "
-                                   "(most + least <= candidates)")
+    assert task.shrink_note(3) == ("Only 3 candidates per image: picks shrunk from 3 most / 2 least to 2 most / "
+                                   "1 least (most + least <= candidates)")
     assert PickRule(1, 3).for_candidates(0) == PickRule(1, 0)  # no candidate: the rule of one
     assert PickRule(2, 1, show_original=True).for_candidates(2) == PickRule(1, 1, show_original=True)
     most, least = validate_picks(["a", "b", "c"], task.for_candidates(3), ["b", "a"], ["c"])

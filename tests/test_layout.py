@@ -40,7 +40,8 @@ def imports_of(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
             targets = [base] + [f"{base}.{a.name}" for a in node.names]
         else:
             continue
@@ -156,3 +157,20 @@ def test_every_runtime_dependency_is_used_by_the_kit():
         if not re.search(rf"^\s*(import|from) {module}\b|[\"']{module}[\"']", sources, re.M):
             unused.append(f"{name} ({module})")
     assert not unused, f"dependencies no kit module imports: {unused}"
+
+
+def test_the_project_cites_only_its_own_design_document():
+    """Code, docs and benchmarks cite `docs/design.md`, which exists; nothing points outside the repository."""
+    import re
+    import subprocess
+
+    assert (REPO / "docs/design.md").is_file()
+    files = subprocess.run(["git", "ls-files", "*.py", "*.md", "Makefile", "*.toml"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    bad = []
+    for name in files:
+        text = (REPO / name).read_text(encoding="utf-8")
+        for m in re.finditer(r"[\w./-]*design\.md|\.\./shared\b", text):
+            if m.group(0) != "docs/design.md":
+                bad.append(f"{name}: {m.group(0)}")
+    assert not bad, bad

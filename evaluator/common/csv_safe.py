@@ -7,8 +7,8 @@ CSV the kit writes passes its *text* cells through `safe_text`, which prefixes s
 callers as numbers (a negative score stays `-3.5`), so only strings go through here. `unsafe_text` undoes it for
 readers of the kit's own CSVs.
 
-`CsvWriter` is the one CSV writer of the kit (`evaluator.contracts.results.write_csv`, the jury's `ranking.csv` and votes export):
-it applies `safe_text` to every text cell, and writes a row holding a carriage return in a cell with every cell
+`CsvWriter` is the one CSV writer of the kit (`evaluator.contracts.results.write_csv`, the jury's `ranking.csv`
+and votes export): it applies `safe_text` to every text cell, and writes a row holding a carriage return in a cell with every cell
 quoted: with "\n" line ends Python's csv module quotes a cell with "\n" but not one with a lone "\r", which a
 reader then splits into two rows.
 """

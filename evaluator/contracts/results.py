@@ -65,8 +65,8 @@ def cell(value: Any) -> str:
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """Write `rows` (dicts with exactly `columns`) as UTF-8 CSV with a header line (flushed to disk), through the
-    kit's one writer `evaluator.common.csv_safe.CsvWriter` (text cells spreadsheet-safe, a cell with CR kept in its row);
-    values that are not text are formatted by `cell`."""
+    kit's one writer `evaluator.common.csv_safe.CsvWriter` (text cells spreadsheet-safe, a cell with CR kept in its
+    row); values that are not text are formatted by `cell`."""
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = CsvWriter(f, number=cell)
         writer.writerow(columns)

@@ -1,4 +1,4 @@
-"""Finding and validating submitted runs (design.md, "Run folder contract"); nothing is ever written.
+"""Finding and validating submitted runs (docs/design.md, "The run folder and run.json"); nothing is ever written.
 
 A run is `runs/<run_id>/` or `runs/<run_id>.zip` holding, for every original `<id>.png`, exactly one
 `<id>.png` or `<id>.jpg` of the original's width and height (8-bit RGB, the `evaluator.common.imageio` policy), and

@@ -1,5 +1,6 @@
-"""One juror's ballot for one image and its validation against the pick rule (`evaluator.contracts.jury_package.PickRule`,
-`PickRule.for_candidates` for an image with few candidates); pure functions."""
+"""One juror's ballot for one image and its validation against the pick rule
+(`evaluator.contracts.jury_package.PickRule`, `PickRule.for_candidates` for an image with few candidates); pure
+functions."""
 
 from __future__ import annotations
 
