@@ -18,7 +18,8 @@ results (in --out):
   and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
   current/, itself a link to the committed generation in .generations/: a new evaluation switches that one
   link only when it fully succeeded, so an interrupted run leaves the previous results as they were and a
-  reader never sees old and new files mixed. A jury/ holding votes is moved to jury-previous-<time>/.
+  reader never sees old and new files mixed. A generation whose jury is being served or holds votes is left in
+  place (its path is logged); a retired jury's key.json and manifest.json are kept in jury-previous-<id>/.
 
 random weights:
   --random-weights SEED builds a model that needs weights (koncept512) with random weights from SEED instead of
@@ -26,8 +27,8 @@ random weights:
   (model.random_weights_seed), runs.csv (column random_weights_seed) and report.html (a banner) say so.
 
 """ + exit_code_help() + """
-  pp-evaluate: 2 also for a --runs folder that is missing, an --out that is not writable, in use by another
-  pp-evaluate, or whose .cache is unusable (delete it); 130 leaves the previous results in --out as they were.
+  pp-evaluate: 2 also for an --out in use by another pp-evaluate or whose .cache is unusable (delete it); 130
+  leaves the previous results in --out as they were.
 """
 
 
