@@ -133,7 +133,7 @@ class FGSM(GradientAttack):
         move = (~ctx.objective.reached(raw)).view(-1, 1, 1, 1)
         return torch.where(move, (x - self.params.eps * grad.sign()).clamp(0.0, 1.0), x)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
@@ -147,7 +147,7 @@ class IFGSM(GradientAttack):
         p = self.params
         return iterative_linf(self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
@@ -163,7 +163,7 @@ class MIFGSM(GradientAttack):
             self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum, normalize=p.normalize
         )
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
@@ -207,6 +207,6 @@ class AMIFGSM(GradientAttack):
             row["eps"] = float(eps[i])
         return x_adv, info
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         """eps(I) per image, as `perturb` recorded it."""
         return Budget(Linf(), torch.tensor([float(row["eps"]) for row in info]))

@@ -151,7 +151,7 @@ class UniversalAttack(Attack):
             raise AttackError(f"{self.name}: no perturbation: call prepare(originals, model) first (the CLI does)")
         return (x + self.params.amplitude * fit_to(self.delta.to(x), x.shape[-2:])).clamp(0.0, 1.0)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         """||a * delta||_inf <= a * eps."""
         return Budget(Linf(), torch.full((x.shape[0],), self.params.amplitude * self.params.eps))
 
