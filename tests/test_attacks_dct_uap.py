@@ -153,6 +153,18 @@ def test_uap_cumulative_averages_the_per_image_signed_steps(model, photos):
     assert bool(disagree.any()) and bool((delta[disagree] == 0).all())
 
 
+def test_uap_cumulative_update_gradient_averages_the_unsigned_steps(model, photos):
+    """update=gradient (the MSU text and code): one step from delta = 0 is -step * mean_i g_i, the gradient of the
+    batch-mean score, unsigned (clipped to eps)."""
+    x = batch(photos)
+    delta = get_attack("uap-cumulative")(epochs=1, step=1e-4, update="gradient").train([x], model)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model.raw_score(xg.clamp(0, 1)).mean(), xg)
+    expected = (-1e-4 * g.sum(dim=0)).clamp(-0.1, 0.1)  # d mean_i raw_i / d delta = sum_i of d raw_i/(N d x_i)
+    assert torch.allclose(delta, expected, atol=1e-7, rtol=1e-4)
+    assert delta.unique().numel() > 3  # not an average of two signed steps (values -step, 0, step only)
+
+
 def test_uap_generative_saves_the_perturbation_the_training_optimized(model, photos, monkeypatch):
     """The saved delta is the generator's output in the mode it was trained in: equal to the delta that the next
     training step evaluates (before: a net switched to eval() gave another perturbation)."""
