@@ -1,12 +1,14 @@
 """Attack-loop overhead: per-iteration cost of the I-FGSM / MI-FGSM / PGD-L2 loops vs a bare forward + backward of
 the same model on the same batch (target: at most 1.3x).
 
-    python benchmarks/bench_attack_loop.py [--biqa brisque] [--batch 4] [--size 384x512] [--iters 10] [--device cpu]
+    python benchmarks/bench_attack_loop.py [--task task.toml] [--biqa NAME] [--batch 4] [--size 384x512] [--iters 10]
+                                           [--device cpu]
 
 The bare pass is `model.raw_score(x).sum().backward()` with x requiring grad; the attack loop is the kit's
 `iterative_linf` (what ifgsm / mifgsm / enhance-ifgsm run) and PGD-L2's inner loop, both through
 `GradientAttack.loss_and_grad`. After a warm-up, the bare pass and the loops are timed in turn (interleaved, so
-load from other processes hits all of them alike) `--repeats` times; the minimum of each is reported.
+load from other processes hits all of them alike) `--repeats` times; the minimum of each is reported. The loops
+aim at the BIQA threshold and use the codec of `--task` (default: the kit's task.toml), as pp-attack does.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import argparse
 import time
 
+from pathlib import Path
+
 import torch
 
 from evaluator.biqa import create
+from evaluator.codec import OrganizerCodec
+from evaluator.config import load_task
 from submission.attacks import get_attack
-from submission.attacks.base import AttackContext, default_threshold, image_seed
+from submission.attacks.base import AttackContext, image_seed
 from submission.attacks.fgsm_family import iterative_linf
 
 
@@ -48,7 +54,9 @@ def timed_interleaved(fns: dict, repeats: int, device: torch.device) -> dict[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--biqa", default="brisque")
+    ap.add_argument("--task", type=Path, default=None,
+                    help="task.toml: BIQA threshold, codec and default model (default: the kit's 2020 rules)")
+    ap.add_argument("--biqa", default=None, help="BIQA model (default: the task's)")
     ap.add_argument("--biqa-weights", default=None)
     ap.add_argument("--random-weights", type=int, default=None, metavar="SEED",
                     help="a model that needs weights (koncept512) without a file: random weights from SEED")
@@ -59,6 +67,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    task = load_task(args.task)
+    args.biqa = args.biqa or task.biqa.model
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
     model = create(args.biqa, weights=args.biqa_weights, device=args.device, random_weights_seed=args.random_weights)
@@ -75,8 +85,8 @@ def main() -> None:
     ifgsm = get_attack("ifgsm")(iters=args.iters)
     mifgsm = get_attack("mifgsm")(iters=args.iters)
     pgd = get_attack("pgd-l2")(iters=args.iters)
-    threshold = default_threshold()
-    ctx = AttackContext(ifgsm.objective(threshold), threshold, tuple(image_seed(0, i) for i in ids), tuple(ids))
+    threshold, codec = float(task.biqa.threshold), OrganizerCodec.from_task(task)
+    ctx = AttackContext(ifgsm.objective(threshold), threshold, codec, tuple(image_seed(0, i) for i in ids), tuple(ids))
 
     def loop_ifgsm() -> None:
         p = ifgsm.params
@@ -87,7 +97,7 @@ def main() -> None:
         iterative_linf(mifgsm, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum,
                        normalize=p.normalize)
 
-    pctx = AttackContext(pgd.objective(threshold), threshold, ctx.seeds, ctx.ids)
+    pctx = AttackContext(pgd.objective(threshold), threshold, codec, ctx.seeds, ctx.ids)
 
     def loop_pgd() -> None:
         pgd.pgd(model, x, torch.full((args.batch,), 500.0, device=device), pctx)

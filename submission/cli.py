@@ -2,9 +2,12 @@
 
     pp-attack METHOD --originals DIR --out runs/RUN [--biqa NAME] [--biqa-weights PATH | --random-weights SEED]
               [--target S] [--set key=value ...] [--seed N] [--device auto] [--shard i/n] [--batch-size N]
-              [--team NAME]
+              [--team NAME] [--task task.toml]
     pp-attack --list
     pp-attack finalize runs/RUN [--originals DIR]
+
+The task file (--task, default the kit's 2020 rules) is the one source of the BIQA threshold and of the organizer's
+JPEG (quality, subsampling, libjpeg build): run.json records both (`threshold`, `codec`) next to the whole `task`.
 
 Exit codes (the kit's one table, `evaluator.common.errors`): 0 done; 2 bad input (unknown method or parameter,
 wrong type, target outside [0, 100], an --out holding a different run), nothing written or overwritten; 3 the
@@ -17,6 +20,7 @@ all are done.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -66,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, help="process slice i/n (0-based) of the sorted originals")
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (equal sizes are batched)")
     p.add_argument("--team", default="team", help="team name for run.json")
-    p.add_argument("--task", type=Path, default=None, help="task.toml (default: the kit's 2020 rules)")
+    p.add_argument("--task", type=Path, default=None,
+                   help="task.toml whose [biqa] threshold and [jpeg] codec (quality, subsampling, libjpeg) the attack "
+                        "aims at and optimizes for; recorded in run.json (default: the kit's 2020 rules)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -153,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     model = create(biqa_name, weights=args.biqa_weights, device=str(device), random_weights_seed=args.random_weights)
     if model.info.random_weights_seed is not None:
         log.warning("%s", model.info.random_weights_note())
-    codec = OrganizerCodec.from_task(task)
+    codec = OrganizerCodec.from_task(task)  # the one source of the JPEG settings: the task rules
     threshold = float(task.biqa.threshold)  # the one source of the threshold: the task rules
     params = attack.recorded_params(threshold)  # a target of None is recorded as the score actually aimed at
     spec = RunSpec(
@@ -165,7 +171,10 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         biqa_weights_sha256=model.info.weights_sha256,
         biqa_random_weights_seed=model.info.random_weights_seed,
-        extra={"paper": cls.paper, "threshold": threshold, "task": task.to_dict()},
+        # the codec the attack optimized for (through_jpeg's DiffJPEG, pgd-dct's tables and success check) and
+        # that score_jpeg in the log was measured with: the task's [jpeg] rules, the one source
+        extra={"paper": cls.paper, "threshold": threshold, "codec": dataclasses.asdict(codec),
+               "task": task.to_dict()},
     )
     out = open_run(args.out, spec, n_images=len(originals), shard=shard, originals=args.originals.resolve())
     attack.prepare(originals, model)

@@ -11,7 +11,8 @@ Pipeline, on a [0, 1] RGB batch scaled to 0..255 (ITU-T T.81 with the JFIF colou
   5. inverse DCT, +128, chroma upsampled (bilinear with half-pixel centres, close to libjpeg's "fancy" upsampling),
      YCbCr -> RGB, clamped to 0..255, back to [0, 1].
 The forward pass matches the real codec to within integer-rounding noise of libjpeg (see tests/test_diff_jpeg.py);
-attacks use it to optimize a perturbation that survives the organizer's JPEG-90.
+attacks use `DiffJPEG.from_codec(codec)` with the task's codec (`OrganizerCodec.from_task(task)`: its quality,
+subsampling and libjpeg tables) to optimize a perturbation that survives the organizer's JPEG.
 """
 
 from __future__ import annotations
@@ -125,8 +126,17 @@ class DiffJPEG(nn.Module):
         q = codec_tables(quality, subsampling, libjpeg) if tables is None else np.asarray(tables, dtype=np.float32)
         if q.shape != (2, 8, 8):
             raise ValueError(f"quantization tables must have shape (2, 8, 8), got {q.shape}")
-        self.quality, self.subsampling, self.rounding = quality, subsampling, rounding
+        self.quality, self.subsampling, self.rounding, self.libjpeg = quality, subsampling, rounding, libjpeg
         self.register_buffer("tables", torch.from_numpy(q.copy()))
+
+    @classmethod
+    def from_codec(cls, codec: OrganizerCodec, rounding: str = "ste") -> DiffJPEG:
+        """The approximation of `codec` (the task's `OrganizerCodec.from_task(task)`): its quality, subsampling
+        and the tables its libjpeg build writes."""
+        if not isinstance(codec, OrganizerCodec):
+            raise ValueError(f"DiffJPEG.from_codec: expected an evaluator.codec.OrganizerCodec, got "
+                             f"{type(codec).__name__}; pass OrganizerCodec.from_task(task)")
+        return cls(quality=codec.quality, subsampling=codec.subsampling, rounding=rounding, libjpeg=codec.libjpeg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rnd = round_ste if self.rounding == "ste" else round_cubic

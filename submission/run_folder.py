@@ -357,8 +357,9 @@ def attack_folder(
     threshold: float,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Attack this shard's images not done yet; write each file atomically, then its log row. `threshold` is the
-    task's BIQA threshold (`task.biqa.threshold`), the target of attacks whose target is None.
+    """Attack this shard's images not done yet; write each file atomically, then its log row. `threshold` and
+    `codec` are the task's (`task.biqa.threshold`, `OrganizerCodec.from_task(task)`): the target of attacks whose
+    target is None, and the JPEG the attacks optimize for (through_jpeg, pgd-dct) and score_jpeg is measured with.
 
     Returns {"done_before": ..., "attacked": ..., "shard_images": ...}."""
     mine = shard.take(list(originals))
@@ -380,7 +381,7 @@ def attack_folder(
         rgbs = [load_rgb(p) for p in group]
         ids = [p.stem for p in group]
         x = to_batch(rgbs)
-        result = attack.run(x, model, ids=ids, seed=seed, threshold=threshold)
+        result = attack.run(x, model, ids=ids, seed=seed, threshold=threshold, codec=codec)
         per_image = result.seconds / len(group)
         for k, (p, rgb) in enumerate(zip(group, rgbs)):
             if result.jpeg_bytes is not None:

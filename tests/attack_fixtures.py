@@ -1,4 +1,5 @@
-"""A tiny differentiable BIQA and small real crops, shared by the attack tests (fast: one 3x3 convolution)."""
+"""A tiny differentiable BIQA, small real crops and the task rules, shared by the attack tests (fast: one 3x3
+convolution)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.codec import OrganizerCodec
+
+#: the task's rules every `Attack.run` takes explicitly (those of the kit's task.toml: threshold 50, JPEG quality
+#: 90, 4:2:0, libjpeg-turbo 2.1.0), as pp-attack passes `task.biqa.threshold` and `OrganizerCodec.from_task(task)`
+RULES = {"threshold": 50.0, "codec": OrganizerCodec()}
 
 
 class TinyBIQA(BIQAModel):

@@ -172,6 +172,34 @@ def test_the_task_threshold_is_the_default_target_and_is_recorded(tmp_path, orig
     assert meta["summary"]["success_image"] == pytest.approx(sum(a < 40 for a in after) / len(after))
 
 
+def test_the_task_codec_is_what_pgd_dct_writes_for_and_is_recorded(tmp_path, originals):
+    """task.toml is the one source of the JPEG settings: with quality 75 and 4:4:4 the files pgd-dct writes carry
+    the QF-75 tables and full-size chroma, score_jpeg is the score after that codec's round trip, and run.json says
+    which codec (before: pgd-dct wrote QF-90 4:2:0 files whatever the task said)."""
+    import torch
+
+    from evaluator.biqa import create
+    from evaluator.codec import OrganizerCodec
+
+    task = tmp_path / "task.toml"
+    task.write_text('[jpeg]\nquality = 75\nsubsampling = "4:4:4"\n')
+    run = tmp_path / "runs" / "q75"
+    assert main(["pgd-dct", "--originals", str(originals), "--out", str(run), "--task", str(task), "--quiet",
+                 "--set", "search_steps=1", "--set", "iters=1", "--set", "lambda_steps=1"]) == 0
+    codec = OrganizerCodec(quality=75, subsampling="4:4:4")
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["codec"] == {"quality": 75, "subsampling": "4:4:4", "libjpeg": "turbo210"}
+    assert "quality" not in meta["params"]
+    model = create("brisque")
+    rows = {r["image"]: r for r in log_rows(run)}
+    for p in sorted(originals.glob("*.png")):
+        coeffs = codec.read_dct(run / f"{p.stem}.jpg")
+        assert np.array_equal(coeffs.qt, codec.quant_tables()) and coeffs.Cb.shape == coeffs.Y.shape
+        after = codec.roundtrip(codec.decompress((run / f"{p.stem}.jpg").read_bytes()))
+        x = torch.from_numpy(after).permute(2, 0, 1)[None].float() / 255
+        assert float(rows[p.stem]["score_jpeg"]) == pytest.approx(float(model(x)[0]), abs=0.01)
+
+
 def test_finalize_refuses_a_run_json_without_a_threshold(tmp_path, originals, capsys):
     run = tmp_path / "runs" / "n"
     assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
@@ -202,7 +230,7 @@ def test_list_shows_every_method_with_params_and_paper(capsys):
         (["--target", "150"], r"--target 150 is outside \[0, 100\]"),
         (["--target", "-1"], r"outside \[0, 100\]"),
         (["--target", "30"], "target=30 has no effect with objective=lower"),
-        (["--set", "jpeg_quality=75"], "jpeg_quality=75 has no effect without through_jpeg=true"),
+        (["--set", "jpeg_quality=75"], "unknown parameter .jpeg_quality."),  # the task file sets the codec
         (["--shard", "2/2"], "need 0 <= i < n"),
     ],
 )

@@ -13,10 +13,11 @@ from torch import nn
 
 from evaluator.biqa import create
 from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.codec import OrganizerCodec
 from submission.attacks import ATTACKS, AttackError, ParamError, get_attack
 from submission.attacks.base import L2, MSE, Linf, Objective, image_seed
 
-from attack_fixtures import TinyBIQA
+from attack_fixtures import RULES, TinyBIQA
 
 # Settings for the brisque runs below (the contract of every registered method: tests/test_attack_contract.py).
 FAST: dict[str, dict] = {
@@ -77,7 +78,7 @@ def test_registry_holds_every_method_of_the_issue():
 
 @pytest.mark.parametrize("name", GRADIENT_LOWERING)
 def test_gradient_attacks_lower_the_raw_score_on_brisque(name, brisque, photos):
-    res = get_attack(name)(**FAST[name]).run(photos, brisque, ids=["a", "b"])
+    res = get_attack(name)(**FAST[name]).run(photos, brisque, ids=["a", "b"], **RULES)
     assert (res.raw_after < res.raw_before - 5).all(), (res.raw_before, res.raw_after)
 
 
@@ -87,7 +88,7 @@ def test_gradient_attacks_lower_a_random_weight_model(name, photos):
     params = dict(FAST[name])
     if name == "cw-sensitivity":
         params.update(target=0.0, margin=0.0, alpha=0.0, iters=10)  # never reached: pure descent
-    res = get_attack(name)(**params).run(photos, model)
+    res = get_attack(name)(**params).run(photos, model, **RULES)
     assert (res.raw_after < res.raw_before).all(), (res.raw_before, res.raw_after)
 
 
@@ -95,7 +96,7 @@ def test_ifgsm_follows_msu_defaults_and_stays_in_the_linf_ball(brisque, photos):
     attack = get_attack("ifgsm")()
     p = attack.params
     assert (p.eps, p.step, p.iters, p.objective) == (10 / 255, 1 / 255, 10, "lower")
-    res = get_attack("ifgsm")(eps=3 / 255, iters=5).run(photos, brisque)
+    res = get_attack("ifgsm")(eps=3 / 255, iters=5).run(photos, brisque, **RULES)
     assert float((res.x_adv - photos).abs().max()) <= 3 / 255 + 1e-6
     assert res.info[0]["iterations"] == 5
     m = get_attack("mifgsm")()
@@ -105,27 +106,27 @@ def test_ifgsm_follows_msu_defaults_and_stays_in_the_linf_ball(brisque, photos):
 def test_objective_below_stops_moving_an_image_that_reached_the_goal(brisque, photos):
     before = brisque.raw_score(photos).detach()
     target = float(before.max()) + 20  # both images already 'margin' under it
-    res = get_attack("ifgsm")(objective="below", target=target, margin=5.0).run(photos, brisque)
+    res = get_attack("ifgsm")(objective="below", target=target, margin=5.0).run(photos, brisque, **RULES)
     assert torch.equal(res.x_adv, photos)
 
 
 def test_enhance_ifgsm_aims_below_target_30_from_the_enhanced_image(brisque, photos):
     attack = get_attack("enhance-ifgsm")(iters=10)
     assert (attack.params.target, attack.params.eps, attack.params.step) == (30.0, 0.025, 0.025)
-    res = attack.run(photos, brisque)
-    enhanced = get_attack("enhance")().run(photos, brisque).x_adv
+    res = attack.run(photos, brisque, **RULES)
+    enhanced = get_attack("enhance")().run(photos, brisque, **RULES).x_adv
     assert float((res.x_adv - enhanced).abs().max()) <= 0.025 + 1e-6
     assert (res.raw_after < 30).all() or all(i["iterations"] == 10 for i in res.info)
 
 
 def test_madc_keeps_the_mse_budget(brisque, photos):
-    res = get_attack("madc")(mse=2e-4, iters=3).run(photos, brisque, ids=["a", "b"])
+    res = get_attack("madc")(mse=2e-4, iters=3).run(photos, brisque, ids=["a", "b"], **RULES)
     mse = (res.x_adv - photos).pow(2).flatten(1).mean(1)
     assert torch.allclose(mse, torch.full_like(mse, 2e-4), rtol=0.05)
 
 
 def test_pgd_l2_returns_integer_pixels_and_records_its_budget(brisque, photos):
-    res = get_attack("pgd-l2")(**FAST["pgd-l2"]).run(photos, brisque)
+    res = get_attack("pgd-l2")(**FAST["pgd-l2"]).run(photos, brisque, **RULES)
     q = res.x_adv * 255
     assert torch.allclose(q, torch.round(q), atol=1e-4)
     for info in res.info:
@@ -137,25 +138,25 @@ def test_pgd_l2_returns_integer_pixels_and_records_its_budget(brisque, photos):
 def test_cw_sensitivity_accepts_a_map_file_and_refuses_a_wrong_one(tmp_path, brisque, photos):
     flat = tmp_path / "map.npy"
     np.save(flat, np.full((48, 64), 0.5))
-    res = get_attack("cw-sensitivity")(iters=3, map=flat).run(photos, brisque)
+    res = get_attack("cw-sensitivity")(iters=3, map=flat).run(photos, brisque, **RULES)
     assert res.x_adv.shape == photos.shape
     folder = tmp_path / "maps"
     folder.mkdir()
     Image.fromarray(np.full((48, 64), 128, np.uint8)).save(folder / "a.png")
     with pytest.raises(AttackError, match="b.png or b.npy"):
-        get_attack("cw-sensitivity")(iters=2, map=folder).run(photos, brisque, ids=["a", "b"])
+        get_attack("cw-sensitivity")(iters=2, map=folder).run(photos, brisque, ids=["a", "b"], **RULES)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.full((10, 10), 0.5))
     with pytest.raises(AttackError, match=r"\(H, W\) = \(48, 64\)"):
-        get_attack("cw-sensitivity")(iters=2, map=bad).run(photos, brisque)
+        get_attack("cw-sensitivity")(iters=2, map=bad).run(photos, brisque, **RULES)
 
 
 def test_noise_is_reproducible_per_image_not_per_batch(brisque, photos):
     noise = get_attack("noise")()
-    both = noise.run(photos, brisque, ids=["a", "b"], seed=7).x_adv
-    alone = noise.run(photos[1:], brisque, ids=["b"], seed=7).x_adv
+    both = noise.run(photos, brisque, ids=["a", "b"], seed=7, **RULES).x_adv
+    alone = noise.run(photos[1:], brisque, ids=["b"], seed=7, **RULES).x_adv
     assert torch.equal(both[1:], alone)
-    other = noise.run(photos, brisque, ids=["a", "b"], seed=8).x_adv
+    other = noise.run(photos, brisque, ids=["a", "b"], seed=8, **RULES).x_adv
     assert not torch.equal(both, other)
     assert image_seed(7, "a") != image_seed(7, "b")
 
@@ -163,10 +164,56 @@ def test_noise_is_reproducible_per_image_not_per_batch(brisque, photos):
 def test_through_jpeg_optimizes_the_differentiable_jpeg(brisque, photos):
     from submission.diff_jpeg import DiffJPEG
 
-    res = get_attack("ifgsm")(through_jpeg=True, iters=3).run(photos, brisque)
+    res = get_attack("ifgsm")(through_jpeg=True, iters=3).run(photos, brisque, **RULES)
     with torch.no_grad():
-        jpeg = DiffJPEG(quality=90)
+        jpeg = DiffJPEG.from_codec(RULES["codec"])
         assert (brisque.raw_score(jpeg(res.x_adv)) < brisque.raw_score(jpeg(photos))).all()
+
+
+class RecordingBIQA(TinyBIQA):
+    """TinyBIQA that keeps every batch it scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def raw_score(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return super().raw_score(x)
+
+
+@pytest.mark.parametrize("codec", [OrganizerCodec(quality=75), OrganizerCodec(subsampling="4:2:2")],
+                         ids=["quality75", "422"])
+def test_through_jpeg_approximates_the_tasks_codec(photos, codec):
+    """With through_jpeg the model scores DiffJPEG.from_codec(codec)(x) of the codec given to run (the task's),
+    not a JPEG-90 4:2:0 of the attack's own (before: a jpeg_quality setting, default 90, and 4:2:0)."""
+    from submission.diff_jpeg import DiffJPEG
+
+    model = RecordingBIQA()
+    res = get_attack("fgsm")(through_jpeg=True).run(photos, model, **{**RULES, "codec": codec})
+    scored = model.seen[1]  # [0]: raw_before of x; [1]: the attack's scorer input at x
+    with torch.no_grad():
+        assert torch.allclose(scored, DiffJPEG.from_codec(codec)(photos), atol=1e-6)
+        assert not torch.allclose(scored, DiffJPEG.from_codec(RULES["codec"])(photos), atol=1e-3)
+    default = get_attack("fgsm")(through_jpeg=True).run(photos, TinyBIQA(), **RULES)
+    assert not torch.equal(res.x_adv, default.x_adv)
+
+
+def test_run_takes_the_task_rules_explicitly(photos):
+    """No default threshold or codec: a call without them fails, and bad values are refused with the fix."""
+    model, attack = TinyBIQA(), get_attack("ifgsm")(iters=1)
+    with pytest.raises(TypeError, match="threshold"):
+        attack.run(photos, model, codec=RULES["codec"])
+    with pytest.raises(TypeError, match="codec"):
+        attack.run(photos, model, threshold=50.0)
+    for bad in (None, 0.0, 100.0, float("nan"), "50", True):
+        with pytest.raises(AttackError, match=r"threshold=.*task\.biqa\.threshold"):
+            attack.run(photos, model, threshold=bad, codec=RULES["codec"])
+    with pytest.raises(AttackError, match=r"OrganizerCodec\.from_task\(task\)"):
+        attack.run(photos, model, threshold=50.0, codec=90)
+    below = get_attack("ifgsm")(objective="below", iters=3)  # aims at the threshold minus the margin, 10
+    assert torch.equal(below.run(photos, model, threshold=99.0, codec=RULES["codec"]).x_adv, photos)  # met at rest
+    assert not torch.equal(below.run(photos, model, threshold=10.0, codec=RULES["codec"]).x_adv, photos)
 
 
 def test_amifgsm_bound_one_over_niqe_sets_the_distortion():
@@ -177,7 +224,7 @@ def test_amifgsm_bound_one_over_niqe_sets_the_distortion():
 
     x = torch.from_numpy(np.ascontiguousarray(data.astronaut()[:192, :192])).permute(2, 0, 1)[None].float() / 255
     model = RandomConvBIQA()
-    res = get_attack("amifgsm")(iters=4).run(x, model)
+    res = get_attack("amifgsm")(iters=4).run(x, model, **RULES)
     niqe = float(create("niqe").niqe(x)[0])
     eps = 1.0 / niqe
     assert res.info[0]["niqe"] == pytest.approx(niqe, rel=1e-4)
@@ -185,13 +232,13 @@ def test_amifgsm_bound_one_over_niqe_sets_the_distortion():
     linf = float((res.x_adv - x).abs().max())
     assert eps - 1 / 255 <= linf <= eps + 1e-6
     assert float(res.raw_after[0]) < float(res.raw_before[0])
-    mi = get_attack("mifgsm")(iters=4).run(x, model)
+    mi = get_attack("mifgsm")(iters=4).run(x, model, **RULES)
     assert float((mi.x_adv - x).abs().max()) <= 4 / 255 + 1e-6 < linf
     # half the numerator, half the bound
-    half = get_attack("amifgsm")(iters=4, eps_scale=0.5).run(x, model)
+    half = get_attack("amifgsm")(iters=4, eps_scale=0.5).run(x, model, **RULES)
     assert 0.5 * eps - 1 / 255 <= float((half.x_adv - x).abs().max()) <= 0.5 * eps + 1e-6
     # a fixed step of 1/255 with a bound smaller than the steps' reach: the bound clips
-    clipped = get_attack("amifgsm")(iters=10, step=1 / 255, eps_scale=3 / 255 * niqe).run(x, model)
+    clipped = get_attack("amifgsm")(iters=10, step=1 / 255, eps_scale=3 / 255 * niqe).run(x, model, **RULES)
     assert float((clipped.x_adv - x).abs().max()) == pytest.approx(3 / 255, abs=1e-6)
 
 
@@ -236,9 +283,9 @@ def test_constructor_refuses_unknown_or_ill_typed_settings():
 
 def test_run_refuses_a_bad_batch(brisque):
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
-        get_attack("ifgsm")().run(torch.rand(3, 8, 8), brisque)
+        get_attack("ifgsm")().run(torch.rand(3, 8, 8), brisque, **RULES)
     with pytest.raises(AttackError, match="1 ids for a batch of 2"):
-        get_attack("identity")().run(torch.rand(2, 3, 16, 16), brisque, ids=["a"])
+        get_attack("identity")().run(torch.rand(2, 3, 16, 16), brisque, ids=["a"], **RULES)
 
 
 # ---- objective and distortion --------------------------------------------------------------------------------
@@ -285,7 +332,7 @@ def test_paths_params_parse(tmp_path: Path):
 
 def test_gradient_attacks_work_under_no_grad(brisque, photos):
     with torch.no_grad():
-        res = get_attack("ifgsm")(iters=2).run(photos, brisque)
+        res = get_attack("ifgsm")(iters=2).run(photos, brisque, **RULES)
     assert (res.raw_after < res.raw_before).all()
 
 
@@ -296,12 +343,12 @@ def test_objective_below_stops_at_the_goal_even_with_momentum(name, brisque, pho
     before = brisque.raw_score(photos).detach()
     target = float(before.min()) - 10.0
     attack = get_attack(name)(objective="below", target=target, margin=5.0, iters=10)
-    res = attack.run(photos, brisque)
-    free = get_attack(name)(iters=10).run(photos, brisque)
+    res = attack.run(photos, brisque, **RULES)
+    free = get_attack(name)(iters=10).run(photos, brisque, **RULES)
     assert (free.raw_after < target - 40).all()  # unconstrained, the attack goes far past the goal
     assert (res.raw_after <= target - 5.0).all()
     assert (res.raw_after > target - 25.0).all(), res.raw_after
-    longer = get_attack(name)(objective="below", target=target, margin=5.0, iters=20).run(photos, brisque)
+    longer = get_attack(name)(objective="below", target=target, margin=5.0, iters=20).run(photos, brisque, **RULES)
     assert torch.equal(longer.x_adv, res.x_adv)
 
 
@@ -311,8 +358,9 @@ def test_cw_sensitivity_honours_its_objective(photos):
     model = TinyBIQA()
     before = model.raw_score(photos).detach()
     up = get_attack("cw-sensitivity")(objective="toward", target=100.0, margin=0.0, alpha=0.0, iters=10)
-    assert (up.run(photos, model).raw_after > before).all()
+    assert (up.run(photos, model, **RULES).raw_after > before).all()
     goal = float(before.min()) - 2.0
-    below = get_attack("cw-sensitivity")(objective="below", target=goal + 1.0, margin=1.0, iters=30).run(photos, model)
-    lower = get_attack("cw-sensitivity")(objective="lower", alpha=0.0, iters=30).run(photos, model)
+    below = get_attack("cw-sensitivity")(objective="below", target=goal + 1.0, margin=1.0, iters=30)
+    below = below.run(photos, model, **RULES)
+    lower = get_attack("cw-sensitivity")(objective="lower", alpha=0.0, iters=30).run(photos, model, **RULES)
     assert (below.raw_after <= goal + 0.5).all() and (lower.raw_after < below.raw_after).all()

@@ -11,6 +11,8 @@ from evaluator.biqa import create
 from evaluator.codec import OrganizerCodec
 from submission.attacks import AttackError, get_attack
 
+from attack_fixtures import RULES
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -32,7 +34,7 @@ def batch(images: list[np.ndarray]) -> torch.Tensor:
 def test_pgd_dct_writes_jpegs_that_hold_its_pixels_and_stay_near_the_plain_jpeg(model, photos):
     codec = OrganizerCodec()
     attack = get_attack("pgd-dct")(search_steps=2, iters=5, lambda_steps=3, target=50.0)
-    res = attack.run(batch(photos), model, ids=["a", "b"])
+    res = attack.run(batch(photos), model, ids=["a", "b"], **RULES)
     assert res.jpeg_bytes is not None and len(res.jpeg_bytes) == 2
     for i, blob in enumerate(res.jpeg_bytes):
         assert blob[:2] == b"\xff\xd8"
@@ -46,25 +48,47 @@ def test_pgd_dct_writes_jpegs_that_hold_its_pixels_and_stay_near_the_plain_jpeg(
         assert set(res.info[i]) >= {"eps", "lambda", "success_jpeg", "score_jpeg_raw"}
 
 
-def _dct_of(codec: OrganizerCodec, blob: bytes):
+def _dct_of(codec: OrganizerCodec, blob: bytes, tables: bool = False):
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "x.jpg"
         path.write_bytes(blob)
         c = codec.read_dct(path)
-    return c.Y, c.Cb, c.Cr
+    return (c.Y, c.Cb, c.Cr, c.qt) if tables else (c.Y, c.Cb, c.Cr)
 
 
 def test_pgd_dct_lowers_the_score_after_the_organizer_jpeg(model, photos):
     codec = OrganizerCodec()
     x = batch(photos[:1])
     before = float(model.raw_score(x)[0])
-    res = get_attack("pgd-dct")(search_steps=3, iters=10, lambda_steps=4, target=max(before - 30.0, 1.0)).run(x, model)
+    attack = get_attack("pgd-dct")(search_steps=3, iters=10, lambda_steps=4, target=max(before - 30.0, 1.0))
+    res = attack.run(x, model, **RULES)
     after = codec.roundtrip(codec.decompress(res.jpeg_bytes[0]))
     score_jpeg = float(model.raw_score(batch([after]))[0])
     assert score_jpeg < before - 10.0
     assert abs(score_jpeg - res.info[0]["score_jpeg_raw"]) < 1e-3
+
+
+@pytest.mark.parametrize("codec", [OrganizerCodec(quality=75), OrganizerCodec(subsampling="4:4:4")],
+                         ids=["quality75", "444"])
+def test_pgd_dct_writes_for_and_checks_against_the_tasks_codec(model, photos, codec):
+    """The codec given to run (the task's) is the one pgd-dct writes for: its tables and chroma grid are in the
+    file, its round trip is the success check (score_jpeg_raw), and the max_step bound holds in its steps. Before:
+    a `quality` setting (default 90) and the default subsampling, whatever the task said."""
+    x = batch(photos[:1])
+    attack = get_attack("pgd-dct")(search_steps=1, iters=2, lambda_steps=1, target=50.0)
+    res = attack.run(x, model, **{**RULES, "codec": codec})
+    default = attack.run(x, model, **RULES)
+    assert res.jpeg_bytes != default.jpeg_bytes
+    y, cb, cr, qt = _dct_of(codec, res.jpeg_bytes[0], tables=True)
+    assert np.array_equal(qt, codec.quant_tables())
+    factor = {"4:2:0": 2, "4:4:4": 1}[codec.subsampling]
+    assert cb.shape[:2] == (-(-y.shape[0] // factor), -(-y.shape[1] // factor))
+    after = codec.roundtrip(codec.decompress(res.jpeg_bytes[0]))
+    with torch.no_grad():
+        assert float(model.raw_score(batch([after]))[0]) == pytest.approx(res.info[0]["score_jpeg_raw"], abs=1e-3)
+    assert (res.budget.excess(x, res.x_adv, res.jpeg_bytes) <= 1e-5).all()
 
 
 @pytest.mark.parametrize("method", ["uap-cumulative", "uap-optimized", "uap-generative"])
@@ -79,7 +103,7 @@ def test_uap_trains_lowers_scores_saves_and_reloads(model, photos, tmp_path, met
     attack.prepare(paths, model)
     assert file.is_file()
     x = batch(photos)
-    res = attack.run(x, model)
+    res = attack.run(x, model, **RULES)
     assert float(res.raw_after.mean()) < float(res.raw_before.mean())
     assert float((res.x_adv - x).abs().max()) <= 0.8 * attack.params.eps + 1e-6
     again = get_attack(method)(uap_file=file, amplitude=0.8)
@@ -100,7 +124,7 @@ def test_uap_bad_inputs(model, tmp_path):
     with pytest.raises(AttackError, match="no training images"):
         get_attack("uap-optimized")().prepare([], model)
     with pytest.raises(AttackError, match="prepare"):
-        get_attack("uap-optimized")().run(torch.rand(1, 3, 32, 32), model)
+        get_attack("uap-optimized")().run(torch.rand(1, 3, 32, 32), model, **RULES)
 
 
 def test_uap_settings_are_those_each_method_uses():
@@ -127,6 +151,18 @@ def test_uap_cumulative_averages_the_per_image_signed_steps(model, photos):
     assert torch.allclose(delta, expected, atol=1e-7)
     disagree = grads[0] * grads[1] < 0
     assert bool(disagree.any()) and bool((delta[disagree] == 0).all())
+
+
+def test_uap_cumulative_update_gradient_averages_the_unsigned_steps(model, photos):
+    """update=gradient (the MSU text and code): one step from delta = 0 is -step * mean_i g_i, the gradient of the
+    batch-mean score, unsigned (clipped to eps)."""
+    x = batch(photos)
+    delta = get_attack("uap-cumulative")(epochs=1, step=1e-4, update="gradient").train([x], model)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model.raw_score(xg.clamp(0, 1)).mean(), xg)
+    expected = (-1e-4 * g.sum(dim=0)).clamp(-0.1, 0.1)  # d mean_i raw_i / d delta = sum_i of d raw_i/(N d x_i)
+    assert torch.allclose(delta, expected, atol=1e-7, rtol=1e-4)
+    assert delta.unique().numel() > 3  # not an average of two signed steps (values -step, 0, step only)
 
 
 def test_uap_generative_saves_the_perturbation_the_training_optimized(model, photos, monkeypatch):

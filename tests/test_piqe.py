@@ -22,6 +22,7 @@ from evaluator.biqa import BIQAError, available, create
 from evaluator.biqa.piqe import MIN_SIZE, Piqe, PiqeGradientError, PiqeSizeError, gray_u8
 from evaluator.config import task_from_dict
 from submission.attacks import AttackError, get_attack
+from attack_fixtures import RULES
 
 PHOTOS = ("astronaut", "coffee", "motorcycle_left", "china", "flower", "chelsea", "rocket")
 
@@ -225,18 +226,18 @@ def test_registry_metadata_and_task_config(model: Piqe) -> None:
 def test_gradient_attacks_refuse_a_non_differentiable_model(method: str, model: Piqe) -> None:
     x = to_tensor(photo("coffee")[:64, :64])
     with pytest.raises(AttackError, match=r"gradient attack.*'piqe' is not differentiable"):
-        get_attack(method)().run(x, model)
+        get_attack(method)().run(x, model, **RULES)
 
 
 def test_attacks_that_call_the_model_with_gradients_directly_get_the_models_error(model: Piqe) -> None:
     """pgd-dct is not a GradientAttack subclass; PIQE itself refuses to build a graph."""
     x = to_tensor(photo("coffee")[:64, :64])
     with pytest.raises(BIQAError, match="not differentiable"):
-        get_attack("pgd-dct")(iters=1).run(x, model)
+        get_attack("pgd-dct")(iters=1).run(x, model, **RULES)
 
 
 @pytest.mark.parametrize("method", ["identity", "blur", "noise", "jpeg"])
 def test_attacks_without_gradients_still_run_against_piqe(method: str, model: Piqe) -> None:
     x = to_tensor(photo("coffee")[:64, :64])
-    result = get_attack(method)().run(x, model)
+    result = get_attack(method)().run(x, model, **RULES)
     assert result.x_adv.shape == x.shape and torch.isfinite(result.raw_after).all()

@@ -14,8 +14,13 @@ through a pluggable `Objective`:
 - `toward`: L = |raw - target|                       (HCMUS: aim at a target score)
 
 and a pluggable `Distortion` (the norm that bounds or measures the perturbation: Linf, L2, MSE). With
-`through_jpeg=True` the model scores `DiffJPEG(quality)(x)` (a differentiable approximation of the organizer's
-JPEG, `submission/diff_jpeg.py`), so the perturbation is optimized to survive the compression.
+`through_jpeg=True` the model scores `DiffJPEG.from_codec(codec)(x)`, a differentiable approximation of the
+organizer's JPEG (`submission/diff_jpeg.py`) with the task's quality, subsampling and libjpeg tables, so the
+perturbation is optimized to survive the compression the evaluator applies.
+
+The task's rules reach an attack only through `run`: `threshold` (`task.biqa.threshold`, the target of every
+attack whose target is None) and `codec` (`OrganizerCodec.from_task(task)`, the JPEG the evaluator applies) are
+required arguments, carried to `perturb` and `budget` in the `AttackContext`; no attack keeps a copy of either.
 
 Adding an attack::
 
@@ -32,13 +37,14 @@ Adding an attack::
         def perturb(self, x, model, ctx):
             ...  # return x_adv (N,3,H,W) in [0,1]; use self.loss_and_grad(model, x_adv, ctx)
 
-        def budget(self, x, info):  # optional: the bound the output keeps (Linf, L2 or MSE)
+        def budget(self, x, info, ctx):  # optional: the bound the output keeps (Linf, L2 or MSE)
             return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
-in any module of `submission/attacks/` (discovered automatically). `run` resolves the target (None = the task's
-threshold), rounds the output to 8 bits inside the budget and scores it; tests/test_attack_contract.py checks
-every registered attack against this contract (8-bit output, budget, every setting effective, seeded, objective
-'below' stops at the goal, logged scores = scores of the written files).
+in any module of `submission/attacks/` (discovered automatically), and run it with the task's rules:
+`MyAttack().run(x, model, threshold=task.biqa.threshold, codec=OrganizerCodec.from_task(task))`. `run` resolves
+the target (None = the threshold), rounds the output to 8 bits inside the budget and scores it;
+tests/test_attack_contract.py checks every registered attack against this contract (8-bit output, budget, every
+setting effective, seeded, objective 'below' stops at the goal, logged scores = scores of the written files).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from evaluator.biqa.base import BIQAModel
+from evaluator.codec import OrganizerCodec
 from evaluator.common.errors import AttackError
 
 
@@ -210,7 +217,8 @@ class Params:
 
 @dataclass(frozen=True)
 class GradientParams(Params):
-    """Settings shared by every gradient attack: the objective and the optional differentiable JPEG."""
+    """Settings shared by every gradient attack: the objective and the optional differentiable JPEG (whose
+    quality, subsampling and tables are the task's codec, given to `run`: no setting duplicates them)."""
 
     objective: str = param(
         "below",
@@ -222,8 +230,8 @@ class GradientParams(Params):
         min=0.0, max=100.0, type=float,
     )
     margin: float = param(10.0, "objective 'below': aim this many points under the target", min=0.0, max=100.0)
-    through_jpeg: bool = param(False, "optimize the score of DiffJPEG(x), a differentiable JPEG approximation")
-    jpeg_quality: int = param(90, "quality of the differentiable JPEG when through_jpeg is set", min=1, max=100)
+    through_jpeg: bool = param(False, "optimize the score of DiffJPEG(x), a differentiable approximation of the "
+                               "task's JPEG (its quality, subsampling and libjpeg tables)")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -291,6 +299,12 @@ class Distortion:
     def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def measure_output(self, x_adv: torch.Tensor, center: torch.Tensor, jpeg_bytes: Sequence[bytes] | None
+                       ) -> torch.Tensor:
+        """(N,) distortion of an attack's output from `center`: measure(x_adv - center) for the pixel norms; a
+        norm of the written JPEG's coefficients (pgd-dct's `JPEGSteps`) reads `jpeg_bytes` instead."""
+        return self.measure(x_adv - center)
+
 
 class Linf(Distortion):
     """||delta||_inf; direction = sign(g) (FGSM); projection = clamp to [-eps, eps]."""
@@ -355,8 +369,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class Budget:
     """A distortion bound an attack guarantees: norm.measure(x_adv - center) <= eps * (1 + rel_tol) per image.
 
-    eps: (N,) in the norm's [0, 1] units (Linf, L2, or MSE = mean squared); center: the image the ball is centred
-    on (None = the original x); rel_tol: the relative slack the method states (e.g. MADC's search precision)."""
+    eps: (N,) in the norm's [0, 1] units (Linf, L2, or MSE = mean squared; for a JPEG-writing attack possibly a
+    norm of its coefficients, measured on the bytes it wrote); center: the image the ball is centred on (None =
+    the original x); rel_tol: the relative slack the method states (e.g. MADC's search precision)."""
 
     norm: Distortion
     eps: torch.Tensor
@@ -367,11 +382,12 @@ class Budget:
         center = None if self.center is None else self.center.detach().cpu()
         return Budget(self.norm, self.eps.detach().cpu(), center, self.rel_tol)
 
-    def excess(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        """(N,) measured / allowed - 1 (<= 0 when the bound holds)."""
+    def excess(self, x: torch.Tensor, x_adv: torch.Tensor, jpeg_bytes: Sequence[bytes] | None = None
+               ) -> torch.Tensor:
+        """(N,) measured / allowed - 1 (<= 0 when the bound holds); `jpeg_bytes`: `AttackResult.jpeg_bytes`."""
         c = x if self.center is None else self.center.to(x_adv)
         allowed = self.eps.to(x_adv) * (1.0 + self.rel_tol)
-        return self.norm.measure(x_adv - c) / allowed.clamp_min(1e-30) - 1.0
+        return self.norm.measure_output(x_adv, c, jpeg_bytes).to(x_adv) / allowed.clamp_min(1e-30) - 1.0
 
 
 def to_8bit(x_adv: torch.Tensor, budget: Budget | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -387,13 +403,6 @@ def to_8bit(x_adv: torch.Tensor, budget: Budget | None = None, x: torch.Tensor |
     return q.clamp(0.0, 255.0) / 255.0
 
 
-def default_threshold() -> float:
-    """The BIQA threshold of the default task (`evaluator.config`; task.toml's [biqa] threshold)."""
-    from evaluator.config import load_task
-
-    return float(load_task(None).biqa.threshold)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Context and result
 # --------------------------------------------------------------------------------------------------------------
@@ -401,11 +410,13 @@ def default_threshold() -> float:
 
 @dataclass(frozen=True)
 class AttackContext:
-    """What one `run` call knows besides the pixels: the objective resolved against the model, per-image seeds
-    (derived from the run seed and the image ids, so results do not depend on batching or sharding), image ids."""
+    """What one `run` call knows besides the pixels: the objective resolved against the task's threshold, the
+    task's codec (the JPEG the evaluator applies), per-image seeds (derived from the run seed and the image ids,
+    so results do not depend on batching or sharding), image ids."""
 
     objective: Objective
     threshold: float
+    codec: OrganizerCodec
     seeds: tuple[int, ...]
     ids: tuple[str, ...]
 
@@ -534,9 +545,10 @@ class Attack:
             params["target"] = self.objective(threshold).target
         return params
 
-    def budget(self, x: torch.Tensor, info: Sequence[dict[str, Any]]) -> Budget | None:
+    def budget(self, x: torch.Tensor, info: Sequence[dict[str, Any]], ctx: AttackContext) -> Budget | None:
         """The distortion bound this attack guarantees on its output for the batch `x` (after `perturb`, whose
-        per-image `info` it may read), or None when it declares none. `run` rounds to 8 bits inside it."""
+        per-image `info` and context it may read), or None when it declares none. `run` rounds to 8 bits inside
+        it."""
         return None
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> Any:  # pragma: no cover
@@ -550,14 +562,16 @@ class Attack:
         x: torch.Tensor,
         model: BIQAModel,
         *,
+        threshold: float,
+        codec: OrganizerCodec,
         ids: Sequence[str] | None = None,
         seed: int = 0,
-        threshold: float | None = None,
     ) -> AttackResult:
-        """Attack a batch. `x`: (N, 3, H, W) float in [0, 1] (any device; moved to the model's). `ids` name the
-        images (default '0', '1', ...) and with `seed` give each image its own reproducible random stream.
-        `threshold` is the task's BIQA threshold (`task.biqa.threshold`; None = the default task's), the target
-        of every attack whose target is None.
+        """Attack a batch. `x`: (N, 3, H, W) float in [0, 1] (any device; moved to the model's). The task's rules
+        are required, never defaulted: `threshold` = `task.biqa.threshold`, the target of every attack whose
+        target is None; `codec` = `OrganizerCodec.from_task(task)`, the JPEG the evaluator applies (what
+        `through_jpeg` approximates and what pgd-dct writes for). `ids` name the images (default '0', '1', ...)
+        and with `seed` give each image its own reproducible random stream.
 
         The returned `x_adv` is 8-bit: round(255 x_adv) / 255, kept inside the attack's declared `budget` (a
         Linf bound is applied on the 8-bit grid), so `raw_after` is the score of the file the run will hold."""
@@ -569,10 +583,16 @@ class Attack:
         ids = tuple(str(i) for i in (ids if ids is not None else range(n)))
         if len(ids) != n:
             raise AttackError(f"{self.name}: {len(ids)} ids for a batch of {n} images")
-        threshold = default_threshold() if threshold is None else float(threshold)
+        threshold = _check_threshold(threshold, self.name)
+        if not isinstance(codec, OrganizerCodec):
+            raise AttackError(
+                f"{self.name}: codec must be an evaluator.codec.OrganizerCodec, got {type(codec).__name__}; pass "
+                "codec=OrganizerCodec.from_task(task), the task's [jpeg] rules"
+            )
         ctx = AttackContext(
             objective=self.objective(threshold),
             threshold=threshold,
+            codec=codec,
             seeds=tuple(image_seed(seed, i) for i in ids),
             ids=ids,
         )
@@ -595,7 +615,7 @@ class Attack:
         x_adv = x_adv.detach().clamp(0.0, 1.0)
         if x_adv.shape != x.shape:
             raise AttackError(f"{self.name}: returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
-        budget = self.budget(x, info)
+        budget = self.budget(x, info, ctx)
         x_adv = to_8bit(x_adv, budget, x)
         with torch.no_grad():
             raw_after = model.raw_score(x_adv).detach()
@@ -608,6 +628,18 @@ class Attack:
             seconds=time.perf_counter() - t0,
             budget=budget.cpu() if budget is not None else None,
         )
+
+
+def _check_threshold(threshold: Any, method: str) -> float:
+    """The task's threshold as a float strictly between 0 and 100 (as task.toml requires), or AttackError."""
+    ok = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold)
+    if not ok or not 0.0 < float(threshold) < 100.0:
+        raise AttackError(
+            f"{method}: threshold={threshold!r} is not a score strictly between 0 and 100; pass "
+            "threshold=task.biqa.threshold "
+            "(evaluator.config.load_task(path), the task's [biqa] threshold)"
+        )
+    return float(threshold)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -626,7 +658,7 @@ class GradientAttack(Attack):
 
     def __init__(self, params: Any | None = None, /, **overrides: Any) -> None:
         super().__init__(params, **overrides)
-        self._jpeg: torch.nn.Module | None = None
+        self._jpeg: dict[tuple[OrganizerCodec, str], torch.nn.Module] = {}
 
     def run(self, x: torch.Tensor, model: BIQAModel, **kwargs: Any) -> AttackResult:
         """`Attack.run`, after refusing a model whose metadata says it has no gradient (`info.differentiable`)."""
@@ -640,7 +672,7 @@ class GradientAttack(Attack):
 
     def validate(self) -> None:
         """Refuse settings that would be silently ignored: target / margin under objective 'lower' (unless the
-        attack uses them anyway) and jpeg_quality without through_jpeg. Subclasses call super().validate()."""
+        attack uses them anyway). Subclasses call super().validate()."""
         p, default = self.params, self.Params()
         if getattr(p, "objective", None) == "lower" and not self.target_without_objective:
             for key in ("target", "margin"):
@@ -649,34 +681,27 @@ class GradientAttack(Attack):
                         f"{self.name}: {key}={_show(getattr(p, key))} has no effect with objective=lower; "
                         f"add --set objective=below (or toward), or drop {key}"
                     )
-        if hasattr(p, "jpeg_quality") and not p.through_jpeg and p.jpeg_quality != default.jpeg_quality:
-            raise ParamError(
-                f"{self.name}: jpeg_quality={p.jpeg_quality} has no effect without through_jpeg=true; "
-                f"add --set through_jpeg=true, or drop jpeg_quality"
-            )
 
     def uses_target(self) -> bool:
         if self.target_without_objective and "target" in {s.name for s in self.param_specs()}:
             return True
         return super().uses_target()
 
-    def scorer_input(self, x: torch.Tensor) -> torch.Tensor:
-        """What the model sees: x, or DiffJPEG(x) when `through_jpeg` is set (imported lazily)."""
+    def scorer_input(self, x: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        """What the model sees: x, or DiffJPEG.from_codec(ctx.codec)(x) when `through_jpeg` is set (the task's
+        quality, subsampling and libjpeg tables)."""
         if not getattr(self.params, "through_jpeg", False):
             return x
-        if self._jpeg is None:
-            try:
-                from submission.diff_jpeg import DiffJPEG
-            except ImportError as e:  # pragma: no cover - depends on the module being present
-                raise AttackError(
-                    f"{self.name}: through_jpeg=true needs submission/diff_jpeg.py (DiffJPEG): {e}"
-                ) from e
-            self._jpeg = DiffJPEG(quality=int(getattr(self.params, "jpeg_quality", 90))).to(x.device)
-        return self._jpeg(x)
+        key = (ctx.codec, str(x.device))
+        if key not in self._jpeg:
+            from submission.diff_jpeg import DiffJPEG
 
-    def raw(self, model: BIQAModel, x: torch.Tensor) -> torch.Tensor:
-        """Raw score as the attack optimizes it (through DiffJPEG when asked)."""
-        return model.raw_score(self.scorer_input(x))
+            self._jpeg[key] = DiffJPEG.from_codec(ctx.codec).to(x.device)
+        return self._jpeg[key](x)
+
+    def raw(self, model: BIQAModel, x: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        """Raw score as the attack optimizes it (through the task's DiffJPEG when asked)."""
+        return model.raw_score(self.scorer_input(x, ctx))
 
     def loss_and_grad(
         self, model: BIQAModel, x: torch.Tensor, ctx: AttackContext
@@ -684,7 +709,7 @@ class GradientAttack(Attack):
         """(raw (N,), loss (N,), d sum(loss) / dx) at x; all detached. Images are independent, so the gradient of
         the summed loss is each image's own gradient."""
         xg = x.detach().requires_grad_(True)
-        raw = self.raw(model, xg)
+        raw = self.raw(model, xg, ctx)
         loss = ctx.objective.loss(raw)
         (grad,) = torch.autograd.grad(loss.sum(), xg)
         return raw.detach(), loss.detach(), grad.detach()

@@ -103,7 +103,7 @@ class CWSensitivity(GradientAttack):
         best_d = torch.full((x.shape[0],), float("inf"), device=x.device)
         for _ in range(p.iters):
             x_adv = (torch.tanh(w) + 1) / 2
-            raw = self.raw(model, x_adv)
+            raw = self.raw(model, x_adv, ctx)
             d = ((beta * (x_adv - x) * 255).pow(2)).flatten(1).mean(1)
             loss = (p.alpha * d + ctx.objective.loss(raw)).sum()
             opt.zero_grad()

@@ -90,6 +90,6 @@ class EnhanceIFGSM(GradientAttack):
         x_e = enhance_batch(x, p)
         return iterative_linf(self, x_e, model, ctx, eps=p.eps, step=p.step, iters=p.iters)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         """Linf eps around the enhanced image x_e (not around the original)."""
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps), center=enhance_batch(x, self.params))

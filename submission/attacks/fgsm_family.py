@@ -13,12 +13,20 @@ down the gradient of the objective L (default 'lower': L = raw score):
                                     the per-image bound eps(I) = eps_scale / NIQE(I) in [0, 1] pixel units (MSU
                                     works on [0, 1] images: its I-FGSM bound is 10/255), NIQE(I) the raw NIQE
                                     distance of the original (lower = more natural) from the kit's `niqe` model,
-                                    and the step alpha(I) = eps(I) / T, as MSU's amifgsm code derives its step
-                                    from the bound (lr = eps / iters). The T steps then span exactly the bound,
-                                    so the bound is what sets the distortion: with a fixed alpha = 1/255 and
-                                    T = 10 no pixel could move more than 10/255, a bound of 1/NIQE (0.06..0.13
-                                    for NIQE 8..17) would never bind and AMI-FGSM would be MI-FGSM. `step` set to
-                                    a number restores a fixed alpha (the bound then clips at eps(I)).
+                                    and the step alpha(I) = eps(I) / T. Where each part comes from: the bound
+                                    1/NIQE(I) is the MSU text's; the step rule is borrowed from MSU's amifgsm
+                                    code, which has no NIQE and no eps-ball clip at all: it fixes eps = 10/255
+                                    and steps lr = eps / iters. Applied to the NIQE bound, the T steps span
+                                    exactly eps(I), so the bound sets the distortion (with a fixed alpha = 1/255
+                                    and T = 10 no pixel could move more than 10/255, the bound would never bind
+                                    and AMI-FGSM would be MI-FGSM). `step` set to a number gives a fixed alpha
+                                    (the bound then clips at eps(I)).
+                                    The bound depends on which NIQE: the kit's is the scikit-video port
+                                    (`evaluator/biqa/niqe.py`), which runs higher than the MATLAB release, so
+                                    its 1/NIQE is smaller than a MATLAB-scale NIQE would give (the camera photos
+                                    astronaut, chelsea, coffee, rocket of skimage.data score 8.3..11.7, eps(I)
+                                    22..31/255; docs/attacks.md has the command). `eps_scale` rescales the bound
+                                    (eps_scale = NIQE_kit / NIQE_ref gives the bound on another NIQE's scale).
 
 Clip_{x,eps} keeps ||x_adv - x||_inf <= eps and x_adv in [0, 1]. MSU defaults: eps 10/255, alpha 1/255, T = 10,
 nu = 1.0. With objective 'below' (or 'toward') an image is frozen from the first iterate that meets the goal
@@ -70,9 +78,11 @@ class MIFGSMParams(IFGSMParams):
 class AMIFGSMParams(GradientParams):
     objective: str = param("lower", GradientParams.__dataclass_fields__["objective"].metadata["help"],
                            choices=("lower", "below", "toward"))
-    eps_scale: float = param(1.0, "bound numerator: eps(I) = eps_scale / NIQE(I) in [0, 1] units (MSU: 1)",
+    eps_scale: float = param(1.0, "bound numerator: eps(I) = eps_scale / NIQE(I) in [0, 1] units, NIQE on the "
+                             "kit's (scikit-video) scale (MSU: 1)",
                              min=0.0, max=100.0)
-    step: float | None = param(None, "step alpha in [0, 1] units; none = eps(I) / iters (MSU's amifgsm code)",
+    step: float | None = param(None, "step alpha in [0, 1] units; none = eps(I) / iters (the step rule of MSU's "
+                               "amifgsm code, lr = eps / iters, whose eps is a fixed 10/255)",
                                min=0.0, max=1.0, type=float)
     iters: int = param(10, "iterations T (MSU: 10)", min=1, max=100000)
     momentum: float = param(1.0, "momentum decay nu (MSU: 1.0)", min=0.0, max=100.0)
@@ -133,7 +143,7 @@ class FGSM(GradientAttack):
         move = (~ctx.objective.reached(raw)).view(-1, 1, 1, 1)
         return torch.where(move, (x - self.params.eps * grad.sign()).clamp(0.0, 1.0), x)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
@@ -147,7 +157,7 @@ class IFGSM(GradientAttack):
         p = self.params
         return iterative_linf(self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
@@ -163,7 +173,7 @@ class MIFGSM(GradientAttack):
             self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum, normalize=p.normalize
         )
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
@@ -207,6 +217,6 @@ class AMIFGSM(GradientAttack):
             row["eps"] = float(eps[i])
         return x_adv, info
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         """eps(I) per image, as `perturb` recorded it."""
         return Budget(Linf(), torch.tensor([float(row["eps"]) for row in info]))

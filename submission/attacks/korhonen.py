@@ -79,7 +79,7 @@ class Korhonen(GradientAttack):
             used = [u + int(a) for u, a in zip(used, active.tolist())]
         return (x + delta.detach()).clamp(0.0, 1.0), [{"iterations": u} for u in used]
 
-    def budget(self, x: torch.Tensor, info) -> Budget | None:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget | None:
         if self.params.eps <= 0:
             return None
         return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))

@@ -105,6 +105,6 @@ class MADC(GradientAttack):
         info = [{"mse": float(m)} for m in _mse(x, x_t)]
         return x_t, info
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         """MSE = `mse` to the search's relative precision `mse_tol` (an upper bound here)."""
         return Budget(MSE(), torch.full((x.shape[0],), self.params.mse), rel_tol=self.params.mse_tol)

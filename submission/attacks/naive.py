@@ -47,7 +47,7 @@ class Identity(Attack):
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> torch.Tensor:
         return x.clone()
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         return Budget(Linf(), torch.zeros(x.shape[0]))
 
 

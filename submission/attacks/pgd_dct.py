@@ -1,6 +1,10 @@
 """PGD in the JPEG DCT domain with Lagrangian quantization, written straight into a JPEG (Bonnet et al. 2020, sec. 3.2.2).
 
-Notation (all coefficients in quantization-step units of the organizer's QF-90 tables Delta, on libjpeg's block grid):
+The JPEG is the task's (`run(..., codec=OrganizerCodec.from_task(task))`, carried in `AttackContext.codec`): its
+quality gives the tables, its subsampling the chroma grid, its libjpeg build the writer and the success check; the
+attack has no quality setting of its own, so it always writes for, and checks against, what the evaluator applies.
+
+Notation (all coefficients in quantization-step units of the codec's tables Delta, on libjpeg's block grid):
 z_o = DCT(x)/Delta, the unquantized coefficients of the original (`submission.diff_jpeg.jpeg_forward`);
 decode(z) = the differentiable JPEG decoder (`jpeg_inverse`); L(z) = BIQA_raw(decode(z)) - s_a (their eq. 5).
 
@@ -13,11 +17,15 @@ decode(z) = the differentiable JPEG decoder (`jpeg_inverse`); L(z) = BIQA_raw(de
    z*(lambda) = z_o - lambda G / (2 Delta); the coefficients written are k = round(z*), kept within `max_step`
    quantization steps of z_o (their bound on the quantized perturbation).
 3. lambda is searched (log scale, `lambda_steps` rounds) for the smallest value whose JPEG, decoded and recompressed
-   by the organizer codec, scores below s_a (success after JPEG-90, Bonnet's P_JPEG). lambda = 0 (the plain
+   by the organizer codec, scores below s_a (success after the task's JPEG, Bonnet's P_JPEG). lambda = 0 (the plain
    quantization of z_o) is tried first, so an image the organizer's JPEG already puts below s_a is written
    unperturbed; if neither lambda = 0 nor the largest lambda succeeds, the lower-scoring of the two is written.
 
 The run gets `<id>.jpg` files holding exactly the coefficients k (no re-encoding).
+
+Declared bound (`budget`, `JPEGSteps`): every written coefficient is within `max_step` quantization steps of the
+original's unquantized one, |k - z_o| <= max_step, measured on the JPEG bytes the attack returns (a pixel-domain
+bound would have to allow every coefficient to move, and be too loose to notice a broken clip).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import torch
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import DCTCoefficients, OrganizerCodec
-from submission.attacks.base import Attack, AttackContext, Objective, Params, param
+from submission.attacks.base import Attack, AttackContext, Budget, Distortion, Objective, Params, param
 from submission.diff_jpeg import jpeg_forward, jpeg_inverse
 
 BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator, sec. 3.2.2, eqs. 5-7"
@@ -48,7 +56,36 @@ class PGDDCTParams(Params):
     iters: int = param(10, "PGD iterations per budget (as pgd-l2)", min=1, max=10000)
     max_step: int = param(1, "largest change of a coefficient, in quantization steps", min=1, max=64)
     lambda_steps: int = param(10, "search rounds over the Lagrange multiplier lambda", min=1, max=40)
-    quality: int = param(90, "quality of the organizer codec the coefficients are written for", min=1, max=100)
+
+
+class JPEGSteps(Distortion):
+    """max |k - z_o| over the three planes of a written JPEG, in quantization steps of `codec`: k its coefficients
+    (read back from the bytes), z_o = jpeg_forward(center) the unquantized coefficients of the image it is
+    measured from. Measured on the bytes only (`measure_output`); it has no pixel-domain measure or projection."""
+
+    name = "jpeg-steps"
+
+    def __init__(self, codec: OrganizerCodec) -> None:
+        self.codec = codec
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("jpeg-steps is measured on the written JPEG: use Budget.excess(x, x_adv, jpeg_bytes)")
+
+    def measure_output(self, x_adv: torch.Tensor, center: torch.Tensor, jpeg_bytes) -> torch.Tensor:
+        if jpeg_bytes is None or len(jpeg_bytes) != center.shape[0]:
+            raise ValueError("jpeg-steps: pass the attack's jpeg_bytes (one JPEG per image) to Budget.excess")
+        tables = PGDDCT._tables(self.codec, center.device)
+        with torch.no_grad():
+            z_o = [c.double().cpu().numpy() for c in jpeg_forward(center, tables, self.codec.subsampling)]
+        out = []
+        with tempfile.TemporaryDirectory(prefix="pp-jpeg-steps-") as d:
+            path = Path(d) / "k.jpg"
+            for i, blob in enumerate(jpeg_bytes):
+                path.write_bytes(blob)
+                k = self.codec.read_dct(path)
+                out.append(max(float(np.abs(kp.astype(np.float64) - zp[i]).max())
+                               for kp, zp in zip((k.Y, k.Cb, k.Cr), z_o)))
+        return torch.tensor(out)
 
 
 def _l2(delta: list[torch.Tensor], tables: torch.Tensor) -> torch.Tensor:
@@ -60,13 +97,9 @@ def _l2(delta: list[torch.Tensor], tables: torch.Tensor) -> torch.Tensor:
 class PGDDCT(Attack):
     name = "pgd-dct"
     paper = BONNET
-    summary = "L2 PGD on the JPEG-90 DCT coefficients + Lagrangian quantization, written as a JPEG"
+    summary = "L2 PGD on the DCT coefficients of the task's JPEG + Lagrangian quantization, written as a JPEG"
     Params = PGDDCTParams
     writes_jpeg = True
-
-    def __init__(self, params: Any | None = None, /, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.codec = OrganizerCodec(quality=self.params.quality)
 
     def objective(self, threshold: float) -> Objective:
         """'below' the target s_a (None = the task's BIQA threshold), with the PGD margin: the one loss of stage 1."""
@@ -75,14 +108,14 @@ class PGDDCT(Attack):
 
     # ---- stage 1: PGD over the budget ----
     def _pgd(self, z_o: list[torch.Tensor], tables: torch.Tensor, size: tuple[int, int], model: BIQAModel,
-             objective: Objective, eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        p = self.params
+             ctx: AttackContext, eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        p, objective, ss = self.params, ctx.objective, ctx.codec.subsampling
         z = [c.clone() for c in z_o]
         step = 2.5 * eps / p.iters
         raw = None
         for _ in range(p.iters):
             zg = [c.detach().requires_grad_(True) for c in z]
-            raw = model.raw_score(jpeg_inverse(zg, tables, size))
+            raw = model.raw_score(jpeg_inverse(zg, tables, size, ss))
             grads = torch.autograd.grad(objective.loss(raw).sum(), zg)
             # steepest descent for ||Delta z||_2: move along G / Delta^2, normalized in the Delta-weighted norm
             t = (tables[0], tables[1], tables[1])
@@ -94,27 +127,32 @@ class PGDDCT(Attack):
             scale = torch.clamp(eps / _l2(delta, tables).clamp_min(1e-12), max=1.0).view(view)
             z = [o + d * scale for o, d in zip(z_o, delta)]
         with torch.no_grad():
-            raw = model.raw_score(jpeg_inverse(z, tables, size))
+            raw = model.raw_score(jpeg_inverse(z, tables, size, ss))
         return z, raw
 
     # ---- stage 2: quantization with lambda search, scored after the organizer's JPEG ----
-    def _write(self, k: list[np.ndarray], size: tuple[int, int], tmp: Path) -> bytes:
-        coeffs = DCTCoefficients(Y=k[0], Cb=k[1], Cr=k[2], qt=self.codec.quant_tables(), height=size[0], width=size[1])
-        self.codec.write_dct(tmp, coeffs)
+    @staticmethod
+    def _write(codec: OrganizerCodec, k: list[np.ndarray], size: tuple[int, int], tmp: Path) -> bytes:
+        coeffs = DCTCoefficients(Y=k[0], Cb=k[1], Cr=k[2], qt=codec.quant_tables(), height=size[0], width=size[1])
+        codec.write_dct(tmp, coeffs)
         return tmp.read_bytes()
 
+    @staticmethod
+    def _tables(codec: OrganizerCodec, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(codec.quant_tables().astype(np.float32)).to(device)
+
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> Any:
-        p = self.params
+        p, codec = self.params, ctx.codec
         n, _, h, w = x.shape
         size = (h, w)
         target = ctx.objective.target
-        tables = torch.from_numpy(self.codec.quant_tables().astype(np.float32)).to(x.device)
+        tables = self._tables(codec, x.device)
         with torch.no_grad():
-            z_o = jpeg_forward(x, tables, self.codec.subsampling)
+            z_o = jpeg_forward(x, tables, codec.subsampling)
 
         # stage 1: per-image binary search over eps in (0, eps_max]; images that fail at eps_max keep that result
         eps = torch.full((n,), p.eps_max, device=x.device)
-        best, raw = self._pgd(z_o, tables, size, model, ctx.objective, eps)
+        best, raw = self._pgd(z_o, tables, size, model, ctx, eps)
         best_eps, found = eps.clone(), raw < target
         lo, hi = torch.zeros_like(eps), eps.clone()
         view = (-1, 1, 1, 1, 1)
@@ -122,7 +160,7 @@ class PGDDCT(Attack):
             if not bool(found.any()):
                 break
             eps = (lo + hi) / 2
-            z, raw = self._pgd(z_o, tables, size, model, ctx.objective, eps)
+            z, raw = self._pgd(z_o, tables, size, model, ctx, eps)
             ok = raw < target
             take = ok & found
             best = [torch.where(take.view(view), c, b) for c, b in zip(z, best)]
@@ -132,7 +170,7 @@ class PGDDCT(Attack):
 
         # gradient of L at z_a, w.r.t. the raw coefficients X = Delta z
         zg = [c.detach().requires_grad_(True) for c in z_a]
-        raw_a = model.raw_score(jpeg_inverse(zg, tables, size))
+        raw_a = model.raw_score(jpeg_inverse(zg, tables, size, codec.subsampling))
         grads = torch.autograd.grad(raw_a.sum(), zg)
         t = (tables[0], tables[1], tables[1])
         g_x = [g / q for g, q in zip(grads, t)]  # dL/dX = dL/dz / Delta
@@ -154,9 +192,9 @@ class PGDDCT(Attack):
                         zs = o[i] - lam * s[i]
                         lo_k, hi_k = np.ceil(o[i] - p.max_step), np.floor(o[i] + p.max_step)
                         k.append(np.clip(np.round(zs), lo_k, hi_k).astype(np.int16))
-                    blob = self._write(k, size, tmp)
-                    rgb = self.codec.decompress(blob)
-                    after = self.codec.roundtrip(rgb)
+                    blob = self._write(codec, k, size, tmp)
+                    rgb = codec.decompress(blob)
+                    after = codec.roundtrip(rgb)
                     xa = torch.from_numpy(after).permute(2, 0, 1)[None].float().to(x.device) / 255.0
                     with torch.no_grad():
                         score = float(model.raw_score(xa)[0])
@@ -184,3 +222,7 @@ class PGDDCT(Attack):
                              "success_jpeg": bool(success), "score_jpeg_raw": score})
         x_adv = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float().to(x.device) / 255.0
         return x_adv, blobs, info
+
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
+        """|k - z_o| <= max_step quantization steps of the task's codec, every coefficient (`JPEGSteps`)."""
+        return Budget(JPEGSteps(ctx.codec), torch.full((x.shape[0],), float(self.params.max_step)), rel_tol=1e-4)

@@ -14,8 +14,11 @@ Adversarial means L(x) = BIQA(x) - s_a < 0 (their eq. 5), s_a = target - margin.
    lambda = 0 pulls x_a to the nearest integers toward x; a bisection on lambda finds the smallest lambda whose
    x_q is still adversarial. If none is, x_q = round(x_a) when that is adversarial, else the largest lambda tried.
 Output: the integer image x_q / 255 (a PNG), adversarial in the image domain whenever step 2 succeeded.
-Declared bound: ||255 (x_q - x)||_2 <= eps + 1.5 sqrt(D) (D values), eps the budget found (eps_max if none):
-|round(P + Q)| <= |P| + 1.5 per value.
+Declared bound, per image: ||255 (x_q - x)||_2 <= sqrt(sum_i b_i^2) with b_i = max(|r(X_i + P_i - 1) - X_i|,
+|r(X_i + P_i + 1) - X_i|), X = 255 x, r = clip(round(.), 0, 255): every candidate is r(X + P + Q) with Q in
+[-1, 1] and r is monotone, so each value ends between the two ends (with `quantize=false`, Q = 0 and b_i is the
+rounding of P itself). It is at most ||P||_2 + 1.5 sqrt(D) <= eps + 1.5 sqrt(D) (the looser bound this
+replaces), and it fails as soon as the quantization moves a value more than one step beyond the PGD output.
 With objective 'toward', "adversarial" means within `margin` of the target (`Objective.reached`); 'lower' only
 changes the PGD loss (the search still asks raw < target - margin).
 """
@@ -61,7 +64,7 @@ class PGDL2(GradientAttack):
 
     def adversarial(self, model: BIQAModel, x: torch.Tensor, goal: float, ctx: AttackContext) -> torch.Tensor:
         with torch.no_grad():
-            raw = self.raw(model, x)
+            raw = self.raw(model, x, ctx)
         return ctx.objective.reached(raw) if ctx.objective.kind == "toward" else raw < goal
 
     def quantize(self, model: BIQAModel, x: torch.Tensor, x_a: torch.Tensor, goal: float,
@@ -70,7 +73,7 @@ class PGDL2(GradientAttack):
         view = (-1, 1, 1, 1)
         x255, p = x * 255.0, (x_a - x) * 255.0
         xg = x_a.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.raw(model, xg).sum(), xg)
+        (g,) = torch.autograd.grad(self.raw(model, xg, ctx).sum(), xg)
         g255 = g / 255.0
 
         def candidate(lam: torch.Tensor) -> torch.Tensor:
@@ -119,19 +122,27 @@ class PGDL2(GradientAttack):
             hi = torch.where(ok, mid, hi)
             lo = torch.where(ok, lo, mid)
         found = ~torch.isnan(best_eps)
+        bound = self.quantization_bound(x, best, 1.0 if p.quantize else 0.0)
         if p.quantize:
             x_q, lams = self.quantize(model, x, best, goal, ctx)
         else:
             x_q, lams = torch.round(best * 255.0) / 255.0, [None] * n
         l2 = ((x_q - x) * 255).flatten(1).norm(dim=1)
         info = [
-            {"eps": (float(e) if bool(f) else None), "lambda": lam, "l2_8bit": float(d)}
-            for e, f, lam, d in zip(best_eps, found, lams, l2)
+            {"eps": (float(e) if bool(f) else None), "lambda": lam, "l2_8bit": float(d), "l2_bound_8bit": float(b)}
+            for e, f, lam, d, b in zip(best_eps, found, lams, l2, bound)
         ]
         return x_q, info
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
-        """L2 <= (eps + 1.5 sqrt(D)) / 255 in [0, 1] units, eps the budget found (eps_max if none was)."""
-        d = x[0].numel()
-        eps = [(row["eps"] if row["eps"] is not None else self.params.eps_max) for row in info]
-        return Budget(L2(), (torch.tensor(eps, dtype=torch.float64) + 1.5 * d**0.5).float() / 255.0)
+    @staticmethod
+    def quantization_bound(x: torch.Tensor, x_a: torch.Tensor, q: float) -> torch.Tensor:
+        """(N,) sqrt(sum_i b_i^2), b_i = max(|r(X_i + P_i - q) - X_i|, |r(X_i + P_i + q) - X_i|) in 8-bit units:
+        the L2 distance to x of any clip(round(X + P + Q)) with |Q| <= q (module docstring)."""
+        x255, p = x * 255.0, (x_a - x) * 255.0
+        lo = torch.round(x255 + p - q).clamp(0, 255) - x255
+        hi = torch.round(x255 + p + q).clamp(0, 255) - x255
+        return torch.maximum(lo.abs(), hi.abs()).flatten(1).norm(dim=1)
+
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
+        """L2 <= l2_bound_8bit / 255 in [0, 1] units (the quantization's reach from the PGD output, per image)."""
+        return Budget(L2(), torch.tensor([row["l2_bound_8bit"] for row in info], dtype=torch.float64).float() / 255.0)

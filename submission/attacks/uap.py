@@ -5,9 +5,14 @@ BIQA score, saved to a file and reused; an image is attacked by x_adv = clip_[0,
 the amplitude a in {0.2, 0.4, 0.8} in the MSU runs (their results average the three). Training (loss = mean raw
 score of clip(x + delta), i.e. the target metric with the sign that lowers quality):
 
-- uap-cumulative (Moosavi-Dezfooli et al. 2017, as the MSU text describes it): delta accumulates the batch average
-  of per-image one-step perturbations, delta <- Clip_eps(delta - step * mean_i sign(grad_x raw(x_i + delta))),
-  each image's own signed step (not the sign of the batch-mean gradient).
+- uap-cumulative (Moosavi-Dezfooli et al. 2017's accumulation, in MSU's one-step form): delta accumulates the batch
+  average of per-image one-step perturbations, g_i = grad_delta raw(clip(x_i + delta)) of image i alone:
+  `update=sign` (default): delta <- Clip_eps(delta - step * mean_i sign(g_i)), each image's own signed step (FGSM
+  steps); this is the kit's variant. `update=gradient`: delta <- Clip_eps(delta - step * mean_i g_i), unsigned:
+  the MSU text's "averaging non-universal perturbation[s] ... generated using one step of gradient descent", and
+  what MSU's cumulative-uap/train.py does (it subtracts the gradient of the batch-mean loss, which is mean_i g_i).
+  Under `gradient`, `step` multiplies a raw-score gradient (score points per [0, 1] pixel unit), so its useful
+  scale depends on the BIQA; under `sign` it is in [0, 1] pixel units. Neither takes the sign of the batch mean.
 - uap-optimized (Zhang et al. 2021): delta is a trainable tensor, Adam on L, projected to the eps ball.
 - uap-generative (Poursaeed et al. 2018): a small U-Net G maps fixed uniform noise z ~ U(-1, 1) to
   delta = eps * tanh(G(z)); Adam on G's weights; the saved delta is G(z) with the final weights in the mode every
@@ -55,7 +60,10 @@ class UAPParams(Params):
 
 @dataclass(frozen=True)
 class CumulativeUAPParams(UAPParams):
-    step: float = param(0.005, "step of each accumulated signed update, [0, 1] units", min=0.0, max=1.0)
+    step: float = param(0.005, "step of each accumulated update: [0, 1] units (update=sign), or the factor on the "
+                        "raw-score gradient (update=gradient)", min=0.0, max=1.0)
+    update: str = param("sign", "sign: delta -= step * mean_i sign(g_i) (the kit's); gradient: delta -= step * "
+                        "mean_i g_i, unsigned (the MSU text and code)", choices=("sign", "gradient"))
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ class UniversalAttack(Attack):
             raise AttackError(f"{self.name}: no perturbation: call prepare(originals, model) first (the CLI does)")
         return (x + self.params.amplitude * fit_to(self.delta.to(x), x.shape[-2:])).clamp(0.0, 1.0)
 
-    def budget(self, x: torch.Tensor, info) -> Budget:
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
         """||a * delta||_inf <= a * eps."""
         return Budget(Linf(), torch.full((x.shape[0],), self.params.amplitude * self.params.eps))
 
@@ -159,18 +167,20 @@ class UniversalAttack(Attack):
 class CumulativeUAP(UniversalAttack):
     name = "uap-cumulative"
     paper = MSU_UAP + "; Moosavi-Dezfooli et al. 2017"
-    summary = "universal perturbation: accumulated averages of per-image one-step signed gradients"
+    summary = "universal perturbation: accumulated averages of per-image one-step (signed or unsigned) gradient steps"
     Params = CumulativeUAPParams
 
     def train(self, batches: list[torch.Tensor], model: BIQAModel) -> torch.Tensor:
-        """delta <- Clip_eps(delta - step * mean_i sign(g_i)), g_i = grad raw(clip(x_i + delta)) of image i alone."""
+        """delta <- Clip_eps(delta - step * mean_i u(g_i)), g_i = grad raw(clip(x_i + delta)) of image i alone,
+        u = sign (update=sign) or the identity (update=gradient)."""
         p = self.params
         delta = torch.zeros_like(batches[0][0])
         for _ in range(p.epochs):
             for xb in batches:
                 d = delta.detach().expand_as(xb).clone().requires_grad_(True)  # one copy per image: own gradient
                 (grad,) = torch.autograd.grad(model.raw_score((xb + d).clamp(0.0, 1.0)).sum(), d)
-                delta = (delta - p.step * grad.sign().mean(dim=0)).clamp(-p.eps, p.eps)
+                move = grad.sign() if p.update == "sign" else grad
+                delta = (delta - p.step * move.mean(dim=0)).clamp(-p.eps, p.eps)
         return delta
 
 
