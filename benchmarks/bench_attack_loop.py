@@ -24,8 +24,8 @@ from evaluator.biqa import create
 from evaluator.codec import OrganizerCodec
 from evaluator.config import load_task
 from submission.attacks import get_attack
-from submission.attacks.base import AttackContext, image_seed
-from submission.attacks.fgsm_family import iterative_linf
+from submission.attacks.framework.driver import AttackContext, image_seed
+from submission.attacks.methods.fgsm_family import iterative_linf
 
 
 def _sync(device: torch.device) -> None:

@@ -42,7 +42,7 @@ import torch
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.imageio import load_rgb, probe_image, save_png
-from submission.attacks.base import Attack, AttackError, psnr
+from submission.attacks.framework.driver import Attack, AttackError, psnr
 from evaluator.atomic import atomic_open, write_bytes_atomic
 
 log = logging.getLogger(__name__)

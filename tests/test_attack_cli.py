@@ -67,7 +67,7 @@ def test_ifgsm_run_folder_is_valid_and_complete(tmp_path, originals):
 
 
 def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch):
-    from submission.attacks.fgsm_family import IFGSM
+    from submission.attacks.methods.fgsm_family import IFGSM
 
     run = tmp_path / "runs" / "r"
     real = IFGSM.perturb
@@ -133,7 +133,7 @@ def test_shards_then_finalize(tmp_path, originals, monkeypatch, capsys):
 def test_the_task_threshold_is_the_default_target_and_is_recorded(tmp_path, originals, monkeypatch):
     """task.toml is the one source of the threshold: with threshold = 40 the attack aims at 40, run.json records
     target 40 next to threshold 40, and the summary counts successes below 40 (before: aimed at the model's 50)."""
-    from submission.attacks.fgsm_family import IFGSM
+    from submission.attacks.methods.fgsm_family import IFGSM
 
     task = tmp_path / "task.toml"
     task.write_text("[biqa]\nthreshold = 40\n")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import L2, AttackContext, Budget, GradientAttack, GradientParams, param
+from submission.attacks.framework.driver import L2, AttackContext, Budget, GradientAttack, GradientParams, param
 
 
 @dataclass(frozen=True)

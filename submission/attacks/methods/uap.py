@@ -38,7 +38,7 @@ from torch import nn
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.imageio import load_rgb, to_tensor
-from submission.attacks.base import Attack, AttackContext, AttackError, Budget, Linf, Params, param
+from submission.attacks.framework.driver import Attack, AttackContext, AttackError, Budget, Linf, Params, param
 from evaluator.atomic import atomic_open
 
 log = logging.getLogger(__name__)

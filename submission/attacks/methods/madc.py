@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import MSE, AttackContext, Budget, GradientAttack, GradientParams, param
+from submission.attacks.framework.driver import MSE, AttackContext, Budget, GradientAttack, GradientParams, param
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import AttackContext, Budget, GradientAttack, GradientParams, Linf, param
+from submission.attacks.framework.driver import AttackContext, Budget, GradientAttack, GradientParams, Linf, param
 
 SOBEL = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 

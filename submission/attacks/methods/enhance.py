@@ -21,9 +21,9 @@ import torch
 from PIL import Image, ImageEnhance
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import Attack, AttackContext, Budget, GradientAttack, GradientParams, Linf, Params, param
-from submission.attacks.fgsm_family import iterative_linf
-from submission.attacks.naive import from_uint8_batch, to_uint8_batch
+from submission.attacks.framework.driver import Attack, AttackContext, Budget, GradientAttack, GradientParams, Linf, Params, param
+from submission.attacks.methods.fgsm_family import iterative_linf
+from submission.attacks.methods.naive import from_uint8_batch, to_uint8_batch
 
 HCMUS_PAPER = "HCMUS at Pixel Privacy 2020 (I-FGSM + Pillow enhancement)"
 

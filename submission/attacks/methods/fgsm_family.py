@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import (
+from submission.attacks.framework.driver import (
     AttackContext,
     AttackError,
     Budget,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import Attack, AttackContext, Budget, Linf, Params, param
+from submission.attacks.framework.driver import Attack, AttackContext, Budget, Linf, Params, param
 
 NAIVE_PAPER = "baseline (Liu et al. 2020 task overview: plain degradation)"
 

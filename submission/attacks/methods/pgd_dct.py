@@ -40,7 +40,7 @@ import torch
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import DCTCoefficients, OrganizerCodec
-from submission.attacks.base import Attack, AttackContext, Budget, Distortion, Objective, Params, param
+from submission.attacks.framework.driver import Attack, AttackContext, Budget, Distortion, Objective, Params, param
 from submission.diff_jpeg import jpeg_forward, jpeg_inverse
 
 BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator, sec. 3.2.2, eqs. 5-7"

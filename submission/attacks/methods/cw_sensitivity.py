@@ -29,7 +29,7 @@ from PIL import Image
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.biqa.natural_scene import gaussian_kernel1d, local_mean_and_deviation
-from submission.attacks.base import AttackContext, AttackError, GradientAttack, GradientParams, param
+from submission.attacks.framework.driver import AttackContext, AttackError, GradientAttack, GradientParams, param
 
 
 @dataclass(frozen=True)
