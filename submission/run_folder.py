@@ -42,7 +42,9 @@ import torch
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.imageio import load_rgb, probe_image, save_png
-from submission.attacks.framework.driver import Attack, AttackError, psnr
+from submission.attacks.framework.budget import psnr
+from submission.attacks.framework.driver import Attack
+from submission.attacks.framework.params import AttackError
 from evaluator.atomic import atomic_open, write_bytes_atomic
 
 log = logging.getLogger(__name__)

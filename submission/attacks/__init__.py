@@ -12,23 +12,10 @@ import pkgutil
 
 from submission.attacks import methods
 
-from submission.attacks.framework.driver import (
-    Attack,
-    AttackContext,
-    AttackError,
-    AttackResult,
-    Distortion,
-    GradientAttack,
-    GradientParams,
-    L2,
-    Linf,
-    MSE,
-    Objective,
-    ParamError,
-    Params,
-    ParamSpec,
-    param,
-)
+from submission.attacks.framework.budget import Distortion, L2, Linf, MSE
+from submission.attacks.framework.driver import Attack, AttackContext, AttackResult, GradientAttack
+from submission.attacks.framework.objective import Objective
+from submission.attacks.framework.params import AttackError, GradientParams, ParamError, Params, ParamSpec, param
 
 
 def _discover() -> dict[str, type[Attack]]:

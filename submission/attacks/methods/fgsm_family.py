@@ -42,15 +42,9 @@ from typing import Any
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.framework.driver import (
-    AttackContext,
-    AttackError,
-    Budget,
-    GradientAttack,
-    GradientParams,
-    Linf,
-    param,
-)
+from submission.attacks.framework.budget import Budget, Linf
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import AttackError, GradientParams, param
 
 MSU_PAPER = "MSU metrics robustness benchmark (Antsiferova et al.), FGSM-based attacks"
 

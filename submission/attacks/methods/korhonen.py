@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.framework.driver import AttackContext, Budget, GradientAttack, GradientParams, Linf, param
+from submission.attacks.framework.budget import Budget, Linf
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import GradientParams, param
 
 SOBEL = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.framework.driver import MSE, AttackContext, Budget, GradientAttack, GradientParams, param
+from submission.attacks.framework.budget import MSE, Budget
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import GradientParams, param
 
 
 @dataclass(frozen=True)
