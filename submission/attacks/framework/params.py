@@ -43,6 +43,12 @@ def param(
     return field(default=default, metadata=meta)
 
 
+def redefault(params_cls: type, name: str, default: Any) -> Any:
+    """The field `name` of `params_cls` with another default, the same help, bounds, choices and type: how a
+    subclass changes an inherited setting's default without restating it."""
+    return field(default=default, metadata=dict(params_cls.__dataclass_fields__[name].metadata))
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One setting of an attack, as `--list` shows it and `--set key=value` parses it."""
