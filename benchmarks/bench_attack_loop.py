@@ -24,8 +24,8 @@ from evaluator.biqa import create
 from evaluator.codec import OrganizerCodec
 from evaluator.config import load_task
 from submission.attacks import get_attack
-from submission.attacks.base import AttackContext, image_seed
-from submission.attacks.fgsm_family import iterative_linf
+from submission.attacks.framework.driver import AttackContext, image_seed
+from submission.attacks.methods.fgsm_family import iterative_linf
 
 
 def _sync(device: torch.device) -> None:
@@ -86,7 +86,7 @@ def main() -> None:
     mifgsm = get_attack("mifgsm")(iters=args.iters)
     pgd = get_attack("pgd-l2")(iters=args.iters)
     threshold, codec = float(task.biqa.threshold), OrganizerCodec.from_task(task)
-    ctx = AttackContext(ifgsm.objective(threshold), threshold, codec, tuple(image_seed(0, i) for i in ids), tuple(ids))
+    ctx = AttackContext(ifgsm.objective(threshold), codec, tuple(image_seed(0, i) for i in ids), tuple(ids))
 
     def loop_ifgsm() -> None:
         p = ifgsm.params
@@ -97,7 +97,7 @@ def main() -> None:
         iterative_linf(mifgsm, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum,
                        normalize=p.normalize)
 
-    pctx = AttackContext(pgd.objective(threshold), threshold, codec, ctx.seeds, ctx.ids)
+    pctx = AttackContext(pgd.objective(threshold), codec, ctx.seeds, ctx.ids)
 
     def loop_pgd() -> None:
         pgd.pgd(model, x, torch.full((args.batch,), 500.0, device=device), pctx)

@@ -41,7 +41,8 @@ from evaluator.codec import OrganizerCodec
 from evaluator.common.device import model_device
 from evaluator.common.imageio import load_rgb, probe_image, save_png, to_batch, to_tensor, to_uint8
 from evaluator.scoring.metrics import psnr
-from submission.attacks.base import Attack, AttackError
+from submission.attacks.framework.driver import Attack
+from submission.attacks.framework.params import AttackError
 from evaluator.common.atomic import atomic_open, write_bytes_atomic
 from evaluator.common.errors import EXIT_INCOMPLETE, OriginalsError
 from evaluator.common.imageio import ImageError

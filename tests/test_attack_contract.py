@@ -36,7 +36,7 @@ from PIL import Image
 from attack_fixtures import RULES, TinyBIQA, crops
 from evaluator.common.imageio import load_rgb
 from submission.attacks import ATTACKS, ParamError, get_attack
-from submission.attacks.base import ParamSpec
+from submission.attacks.framework.params import ParamSpec
 
 CODEC = RULES["codec"]
 

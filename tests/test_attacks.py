@@ -15,7 +15,9 @@ from evaluator.biqa import create
 from evaluator.biqa.base import BIQAInfo, BIQAModel
 from evaluator.codec import OrganizerCodec
 from submission.attacks import ATTACKS, AttackError, ParamError, get_attack
-from submission.attacks.base import L2, MSE, Linf, Objective, image_seed
+from submission.attacks.framework.budget import L2, MSE, Linf
+from submission.attacks.framework.driver import image_seed
+from submission.attacks.framework.objective import Objective
 
 from attack_fixtures import RULES, TinyBIQA
 

@@ -168,7 +168,7 @@ def test_uap_cumulative_update_gradient_averages_the_unsigned_steps(model, photo
 def test_uap_generative_saves_the_perturbation_the_training_optimized(model, photos, monkeypatch):
     """The saved delta is the generator's output in the mode it was trained in: equal to the delta that the next
     training step evaluates (before: a net switched to eval() gave another perturbation)."""
-    from submission.attacks.uap import GenerativeUAP
+    from submission.attacks.methods.uap import GenerativeUAP
 
     seen: list[torch.Tensor] = []
     original = GenerativeUAP._loss
@@ -200,7 +200,7 @@ def test_a_uap_file_is_refused_for_other_weights(tmp_path):
     from evaluator_fixtures import BrightnessBIQA
 
     from submission.attacks import get_attack
-    from submission.attacks.base import AttackError
+    from submission.attacks.framework.driver import AttackError
 
     attack = get_attack("uap-cumulative")()
     attack.delta = torch.zeros(3, 8, 8)

@@ -1,7 +1,7 @@
 """Attack registry: `ATTACKS` maps a method name to its class; `get_attack(name)`; `available()`.
 
-Every module of this package is imported once and each concrete `Attack` subclass with a `name` is registered,
-so adding an attack is adding a file (two classes with the same name are an error).
+Every module of `submission.attacks.methods` is imported once and each concrete `Attack` subclass with a `name` is
+registered, so adding an attack is adding a file there (two classes with the same name are an error).
 """
 
 from __future__ import annotations
@@ -11,31 +11,20 @@ import inspect
 import pkgutil
 
 from evaluator.common.text import did_you_mean
-from submission.attacks.base import (
-    Attack,
-    AttackContext,
-    AttackError,
-    AttackResult,
-    Distortion,
-    GradientAttack,
-    GradientParams,
-    L2,
-    Linf,
-    MSE,
-    Objective,
-    ParamError,
-    Params,
-    ParamSpec,
-    param,
-)
+from submission.attacks import methods
+
+from submission.attacks.framework.budget import Distortion, L2, Linf, MSE
+from submission.attacks.framework.driver import Attack, AttackContext, AttackResult, GradientAttack
+from submission.attacks.framework.objective import Objective
+from submission.attacks.framework.params import AttackError, GradientParams, ParamError, Params, ParamSpec, param
 
 
 def _discover() -> dict[str, type[Attack]]:
     found: dict[str, type[Attack]] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "base":
+    for info in sorted(pkgutil.iter_modules(methods.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{methods.__name__}.{info.name}")
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, Attack) and obj.__module__ == module.__name__ and obj.name:
                 if obj.name in found and found[obj.name] is not obj:

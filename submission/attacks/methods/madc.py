@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import MSE, AttackContext, Budget, GradientAttack, GradientParams, param
+from submission.attacks.framework.budget import MSE, Budget
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import GradientParams, param, redefault
 
 
 @dataclass(frozen=True)
 class MADCParams(GradientParams):
-    objective: str = param("lower", "lower: minimize the raw score; below: relu(raw - (target - margin)); "
-                           "toward: |raw - target|", choices=("lower", "below", "toward"))
+    objective: str = redefault(GradientParams, "objective", "lower")
     mse: float = param(3e-4, "fixed MSE budget, [0, 1] units (3e-4 = PSNR 35.2 dB)", min=1e-9, max=1.0)
     step: float = param(1 / 255, "RMS size of each projected-gradient step, [0, 1] units", min=0.0, max=1.0)
     iters: int = param(20, "projected-gradient iterations", min=1, max=100000)

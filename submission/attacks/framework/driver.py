@@ -1,4 +1,7 @@
-"""The one base every attack of the kit builds on: settings, objective, distortion measure, result.
+"""The driver every attack of the kit runs through: `Attack` (settings, hooks, `run`), `GradientAttack`, the
+`AttackContext` a run hands to the method and the `AttackResult` it returns. Settings live in `params.py`, the
+objective in `objective.py`, distortion measures and bounds in `budget.py`, the binary search over a budget in
+`search.py`.
 
 An attack is a small class with a frozen `Params` dataclass (every setting has a default, a type, a help text and
 optional bounds) and one method, `perturb`. `Attack.run(x, model)` takes RGB float `(N, 3, H, W)` in [0, 1] and a
@@ -20,7 +23,8 @@ perturbation is optimized to survive the compression the evaluator applies.
 
 The task's rules reach an attack only through `run`: `threshold` (`task.biqa.threshold`, the target of every
 attack whose target is None) and `codec` (`OrganizerCodec.from_task(task)`, the JPEG the evaluator applies) are
-required arguments, carried to `perturb` and `budget` in the `AttackContext`; no attack keeps a copy of either.
+required arguments; `perturb` and `budget` see them in the `AttackContext` (the threshold as the resolved
+`objective`, the codec as `codec`); no attack keeps a copy of either.
 
 Adding an attack::
 
@@ -40,9 +44,9 @@ Adding an attack::
         def budget(self, x, info, ctx):  # optional: the bound the output keeps (Linf, L2 or MSE)
             return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
-in any module of `submission/attacks/` (discovered automatically), and run it with the task's rules:
-`MyAttack().run(x, model, threshold=task.biqa.threshold, codec=OrganizerCodec.from_task(task))`. `run` resolves
-the target (None = the threshold), rounds the output to 8 bits inside the budget and scores it;
+in a new module of `submission/attacks/methods/` (discovered automatically: nothing to register), and run it with
+the task's rules: `MyAttack().run(x, model, threshold=task.biqa.threshold, codec=OrganizerCodec.from_task(task))`.
+`run` resolves the target (None = the threshold), rounds the output to 8 bits inside the budget and scores it;
 tests/test_attack_contract.py checks every registered attack against this contract (8-bit output, budget, every
 setting effective, seeded, objective 'below' stops at the goal, logged scores = scores of the written files).
 """
@@ -53,7 +57,7 @@ import dataclasses
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -61,351 +65,19 @@ import torch
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
-from evaluator.common.errors import AttackError
-
-
-class ParamError(AttackError):
-    """A parameter that is unknown, of the wrong type or out of range: names the method, key, value and the fix."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Parameters
-# --------------------------------------------------------------------------------------------------------------
-
-PARAM_TYPES: tuple[type, ...] = (bool, int, float, str, Path)
-
-
-def param(
-    default: Any,
-    help: str,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    choices: Sequence[Any] | None = None,
-    type: type | None = None,
-) -> Any:
-    """A dataclass field carrying the metadata `--list` shows and `--set` checks.
-
-    `type` is only needed when the default is None (e.g. an optional file path: `type=Path`)."""
-    meta = {"help": help, "min": min, "max": max, "choices": tuple(choices) if choices else None, "type": type}
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One setting of an attack, as `--list` shows it and `--set key=value` parses it."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[Any, ...] | None = None
-    optional: bool = False  # None is allowed (written `none` on the command line)
-
-    def describe(self) -> str:
-        kind = self.type.__name__ if self.type is not Path else "path"
-        bits = [f"{kind}", f"default {_show(self.default)}"]
-        if self.choices:
-            bits.append("one of " + "|".join(str(c) for c in self.choices))
-        if self.min is not None or self.max is not None:
-            lo = "-inf" if self.min is None else f"{self.min:g}"
-            hi = "inf" if self.max is None else f"{self.max:g}"
-            bits.append(f"range [{lo}, {hi}]")
-        return f"{self.name} ({', '.join(bits)}): {self.help}"
-
-    def parse(self, text: str, method: str) -> Any:
-        """Parse a command-line string into this parameter's type (floats accept fractions like `10/255`)."""
-        where = f"{method}: parameter {self.name}={text!r}"
-        if self.optional and text.strip().lower() in ("none", "null", ""):
-            return None
-        try:
-            if self.type is bool:
-                low = text.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            if self.type is int:
-                return int(text.strip())
-            if self.type is float:
-                t = text.strip()
-                if "/" in t:
-                    num, den = t.split("/", 1)
-                    return float(num) / float(den)
-                return float(t)
-            if self.type is Path:
-                return Path(text)
-            return str(text)
-        except (ValueError, ZeroDivisionError):
-            kind = {bool: "true/false", int: "an integer", float: "a number (fractions like 10/255 work)"}
-            raise ParamError(f"{where} is not {kind.get(self.type, self.type.__name__)}") from None
-
-    def check(self, value: Any, method: str) -> Any:
-        """Validate a typed value (type, bounds, choices); ints are accepted for floats. Returns the value."""
-        where = f"{method}: parameter {self.name}={value!r}"
-        if value is None:
-            if self.optional:
-                return None
-            raise ParamError(f"{where}: a value is required")
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if self.type is Path and isinstance(value, str):
-            value = Path(value)
-        if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
-            raise ParamError(f"{where} must be {self.type.__name__}, got {type(value).__name__}")
-        if self.type is float and not math.isfinite(value):
-            raise ParamError(f"{where} must be a finite number")
-        if self.choices and value not in self.choices:
-            raise ParamError(f"{where} is not allowed; choose one of {', '.join(map(str, self.choices))}")
-        if self.min is not None and value < self.min:
-            raise ParamError(f"{where} is below the minimum {self.min:g}")
-        if self.max is not None and value > self.max:
-            raise ParamError(f"{where} is above the maximum {self.max:g}")
-        return value
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if v is None:
-        return "none"
-    return str(v)
-
-
-def param_specs(params_cls: type) -> list[ParamSpec]:
-    """The `ParamSpec` of every field of a params dataclass, in declaration order."""
-    specs = []
-    for f in dataclasses.fields(params_cls):
-        meta = f.metadata
-        kind = meta.get("type") or type(f.default)
-        if kind not in PARAM_TYPES:
-            if isinstance(f.default, Path):
-                kind = Path
-            else:
-                raise TypeError(f"{params_cls.__name__}.{f.name}: parameter type {kind!r} not supported")
-        specs.append(
-            ParamSpec(
-                name=f.name,
-                type=kind,
-                default=f.default,
-                help=meta.get("help", ""),
-                min=meta.get("min"),
-                max=meta.get("max"),
-                choices=meta.get("choices"),
-                optional=f.default is None,
-            )
-        )
-    return specs
-
-
-def params_to_dict(params: Any) -> dict[str, Any]:
-    """Plain JSON-ready dict of every parameter (paths as strings), for run.json."""
-    out = {}
-    for f in dataclasses.fields(params):
-        v = getattr(params, f.name)
-        out[f.name] = str(v) if isinstance(v, Path) else v
-    return out
-
-
-@dataclass(frozen=True)
-class Params:
-    """Base of every attack's settings. Empty: naive attacks add their own fields."""
-
-
-@dataclass(frozen=True)
-class GradientParams(Params):
-    """Settings shared by every gradient attack: the objective and the optional differentiable JPEG (whose
-    quality, subsampling and tables are the task's codec, given to `run`: no setting duplicates them)."""
-
-    objective: str = param(
-        "below",
-        "lower: minimize the raw score; below: relu(raw - (target - margin)); toward: |raw - target|",
-        choices=("lower", "below", "toward"),
-    )
-    target: float | None = param(
-        None, "target score s_a in [0, 100] (none = the task's threshold; --target sets it)",
-        min=0.0, max=100.0, type=float,
-    )
-    margin: float = param(10.0, "objective 'below': aim this many points under the target", min=0.0, max=100.0)
-    through_jpeg: bool = param(False, "optimize the score of DiffJPEG(x), a differentiable approximation of the "
-                               "task's JPEG (its quality, subsampling and libjpeg tables)")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Objective and distortion
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Objective:
-    """Per-image loss to MINIMIZE as a function of the raw BIQA score (higher raw = better quality).
-
-    kind 'lower': L = raw; 'below': L = relu(raw - (target - margin)); 'toward': L = |raw - target|.
-    `reached(raw)` says which images already meet the goal (below target - margin, or within margin of target
-    for 'toward'; never for 'lower')."""
-
-    kind: str = "below"
-    target: float = 50.0
-    margin: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("lower", "below", "toward"):
-            raise ParamError(f"objective {self.kind!r} unknown; use lower, below or toward")
-        if not 0.0 <= self.target <= 100.0:
-            raise ParamError(f"target score {self.target:g} is outside [0, 100]; pick a target in [0, 100]")
-
-    def loss(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.kind == "lower":
-            return raw
-        if self.kind == "below":
-            return torch.relu(raw - (self.target - self.margin))
-        return (raw - self.target).abs()
-
-    def reached(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.kind == "lower":
-            return torch.zeros_like(raw, dtype=torch.bool)
-        if self.kind == "below":
-            return raw <= self.target - self.margin
-        return (raw - self.target).abs() <= self.margin
-
-    def success(self, score: torch.Tensor, threshold: float) -> torch.Tensor:
-        """The task's criterion: clipped score below the BIQA threshold (low quality)."""
-        return score < threshold
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
-
-
-class Distortion:
-    """A norm on perturbations delta (N, 3, H, W): `measure`, the steepest-descent `direction` of a gradient
-    under that norm, and `project` onto the ball of radius eps (eps a float or a per-image (N,) tensor)."""
-
-    name: ClassVar[str] = ""
-
-    def measure(self, delta: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def direction(self, grad: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
-
-    def measure_output(self, x_adv: torch.Tensor, center: torch.Tensor, jpeg_bytes: Sequence[bytes] | None
-                       ) -> torch.Tensor:
-        """(N,) distortion of an attack's output from `center`: measure(x_adv - center) for the pixel norms; a
-        norm of the written JPEG's coefficients (pgd-dct's `JPEGSteps`) reads `jpeg_bytes` instead."""
-        return self.measure(x_adv - center)
-
-
-class Linf(Distortion):
-    """||delta||_inf; direction = sign(g) (FGSM); projection = clamp to [-eps, eps]."""
-
-    name = "linf"
-
-    def measure(self, delta: torch.Tensor) -> torch.Tensor:
-        return _flat(delta).abs().amax(dim=1)
-
-    def direction(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad.sign()
-
-    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
-        if isinstance(eps, torch.Tensor):
-            e = _view(eps.to(delta), delta)
-            return torch.maximum(torch.minimum(delta, e), -e)
-        return delta.clamp(-eps, eps)
-
-
-class L2(Distortion):
-    """||delta||_2 over all pixels and channels ([0, 1] units); direction = g / ||g||; projection = rescale."""
-
-    name = "l2"
-
-    def measure(self, delta: torch.Tensor) -> torch.Tensor:
-        return _flat(delta).norm(dim=1)
-
-    def direction(self, grad: torch.Tensor) -> torch.Tensor:
-        n = _flat(grad).norm(dim=1).clamp_min(1e-12)
-        return grad / _view(n, grad)
-
-    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
-        n = self.measure(delta).clamp_min(1e-12)
-        e = eps.to(delta) if isinstance(eps, torch.Tensor) else torch.full_like(n, float(eps))
-        return delta * _view(torch.clamp(e / n, max=1.0), delta)
-
-
-class MSE(L2):
-    """mean(delta^2) ([0, 1] units); same direction as L2; eps is an MSE, projected via radius sqrt(eps * D)."""
-
-    name = "mse"
-
-    def measure(self, delta: torch.Tensor) -> torch.Tensor:
-        return _flat(delta).pow(2).mean(dim=1)
-
-    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
-        d = _flat(delta).shape[1]
-        radius = (eps * d) ** 0.5 if not isinstance(eps, torch.Tensor) else (eps * d).sqrt()
-        return L2().project(delta, radius)
-
-
-DISTORTIONS: dict[str, type[Distortion]] = {"linf": Linf, "l2": L2, "mse": MSE}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of [0, 1] batches: 10 log10(1 / MSE) (inf for identical images)."""
-    mse = _flat((a - b).double()).pow(2).mean(dim=1)
-    return 10.0 * torch.log10(1.0 / mse)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A distortion bound an attack guarantees: norm.measure(x_adv - center) <= eps * (1 + rel_tol) per image.
-
-    eps: (N,) in the norm's [0, 1] units (Linf, L2, or MSE = mean squared; for a JPEG-writing attack possibly a
-    norm of its coefficients, measured on the bytes it wrote); center: the image the ball is centred on (None =
-    the original x); rel_tol: the relative slack the method states (e.g. MADC's search precision)."""
-
-    norm: Distortion
-    eps: torch.Tensor
-    center: torch.Tensor | None = None
-    rel_tol: float = 0.0
-
-    def cpu(self) -> Budget:
-        center = None if self.center is None else self.center.detach().cpu()
-        return Budget(self.norm, self.eps.detach().cpu(), center, self.rel_tol)
-
-    def excess(self, x: torch.Tensor, x_adv: torch.Tensor, jpeg_bytes: Sequence[bytes] | None = None
-               ) -> torch.Tensor:
-        """(N,) measured / allowed - 1 (<= 0 when the bound holds); `jpeg_bytes`: `AttackResult.jpeg_bytes`."""
-        c = x if self.center is None else self.center.to(x_adv)
-        allowed = self.eps.to(x_adv) * (1.0 + self.rel_tol)
-        return self.norm.measure_output(x_adv, c, jpeg_bytes).to(x_adv) / allowed.clamp_min(1e-30) - 1.0
-
-
-def to_8bit(x_adv: torch.Tensor, budget: Budget | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
-    """round(255 x_adv) / 255; under a Linf budget each value is then clamped to the 8-bit levels within eps of
-    the centre (ceil(255 (c - eps)) .. floor(255 (c + eps))), so rounding never leaves the ball."""
-    q = torch.round(x_adv * 255.0)
-    if budget is not None and isinstance(budget.norm, Linf):
-        c = budget.center if budget.center is not None else x
-        if c is not None:
-            e = _view(budget.eps.to(q), q) * 255.0
-            c255 = c.to(q) * 255.0
-            q = torch.minimum(torch.maximum(q, torch.ceil(c255 - e - 1e-4)), torch.floor(c255 + e + 1e-4))
-    return q.clamp(0.0, 255.0) / 255.0
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Context and result
-# --------------------------------------------------------------------------------------------------------------
+from evaluator.common.device import model_device
+from submission.attacks.framework.budget import Budget, to_8bit
+from submission.attacks.framework.objective import Objective
+from submission.attacks.framework.params import (
+    AttackError,
+    ParamError,
+    Params,
+    ParamSpec,
+    GradientParams,
+    show_value,
+    param_specs,
+    params_to_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -415,7 +87,6 @@ class AttackContext:
     so results do not depend on batching or sharding), image ids."""
 
     objective: Objective
-    threshold: float
     codec: OrganizerCodec
     seeds: tuple[int, ...]
     ids: tuple[str, ...]
@@ -577,7 +248,7 @@ class Attack:
         Linf bound is applied on the 8-bit grid), so `raw_after` is the score of the file the run will hold."""
         BIQAModel.check_input(x)
         t0 = time.perf_counter()
-        device = _model_device(model)
+        device = model_device(model)
         x = x.detach().to(device=device, dtype=torch.float32)
         n = x.shape[0]
         ids = tuple(str(i) for i in (ids if ids is not None else range(n)))
@@ -591,7 +262,6 @@ class Attack:
             )
         ctx = AttackContext(
             objective=self.objective(threshold),
-            threshold=threshold,
             codec=codec,
             seeds=tuple(image_seed(seed, i) for i in ids),
             ids=ids,
@@ -642,12 +312,6 @@ def _check_threshold(threshold: Any, method: str) -> float:
     return float(threshold)
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
 class GradientAttack(Attack):
     """Base of the attacks that follow the gradient of the objective on `model.raw_score` (optionally through
     the differentiable JPEG). `loss_and_grad` is the one place the model is called during an attack."""
@@ -678,7 +342,7 @@ class GradientAttack(Attack):
             for key in ("target", "margin"):
                 if hasattr(p, key) and getattr(p, key) != getattr(default, key):
                     raise ParamError(
-                        f"{self.name}: {key}={_show(getattr(p, key))} has no effect with objective=lower; "
+                        f"{self.name}: {key}={show_value(getattr(p, key))} has no effect with objective=lower; "
                         f"add --set objective=below (or toward), or drop {key}"
                     )
 
@@ -713,3 +377,4 @@ class GradientAttack(Attack):
         loss = ctx.objective.loss(raw)
         (grad,) = torch.autograd.grad(loss.sum(), xg)
         return raw.detach(), loss.detach(), grad.detach()
+

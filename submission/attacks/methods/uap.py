@@ -38,7 +38,10 @@ from torch import nn
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.common.imageio import load_rgb, to_tensor
-from submission.attacks.base import Attack, AttackContext, AttackError, Budget, Linf, Params, param
+from submission.attacks.framework.budget import Budget, Linf
+from evaluator.common.device import model_device
+from submission.attacks.framework.driver import Attack, AttackContext
+from submission.attacks.framework.params import AttackError, Params, param
 from evaluator.common.atomic import atomic_open
 
 log = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ class UniversalAttack(Attack):
             paths = sorted(originals)
         if not paths:
             raise AttackError(f"{self.name}: no training images (train_dir={folder}); pass a folder with images")
-        device = next(iter(model.buffers()), torch.zeros(0)).device
+        device = model_device(model)
         batches = _training_batches(paths, (p.height, p.width), p.batch, device)
         log.info("%s: training on %d images for %d epochs", self.name, len(paths), p.epochs)
         self.delta = self.train(batches, model).detach().clamp(-p.eps, p.eps)

@@ -40,7 +40,13 @@ import torch
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import DCTCoefficients, OrganizerCodec
-from submission.attacks.base import Attack, AttackContext, Budget, Distortion, Objective, Params, param
+from evaluator.common.imageio import to_tensor
+from submission.attacks.framework.budget import Budget, Distortion
+from submission.attacks.framework.driver import Attack, AttackContext
+from submission.attacks.framework.objective import Objective
+from submission.attacks.framework.params import Params, param
+from submission.attacks.framework.pixels import from_uint8_images
+from submission.attacks.framework.search import search_budget
 from submission.diff_jpeg import jpeg_forward, jpeg_inverse
 
 BONNET = "Bonnet, Furon, Bas 2020, Fooling an Automatic Image Quality Estimator, sec. 3.2.2, eqs. 5-7"
@@ -151,22 +157,12 @@ class PGDDCT(Attack):
             z_o = jpeg_forward(x, tables, codec.subsampling)
 
         # stage 1: per-image binary search over eps in (0, eps_max]; images that fail at eps_max keep that result
-        eps = torch.full((n,), p.eps_max, device=x.device)
-        best, raw = self._pgd(z_o, tables, size, model, ctx, eps)
-        best_eps, found = eps.clone(), raw < target
-        lo, hi = torch.zeros_like(eps), eps.clone()
-        view = (-1, 1, 1, 1, 1)
-        for _ in range(p.search_steps - 1):
-            if not bool(found.any()):
-                break
-            eps = (lo + hi) / 2
+        # (`search_budget` with late_success=False)
+        def attempt(eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
             z, raw = self._pgd(z_o, tables, size, model, ctx, eps)
-            ok = raw < target
-            take = ok & found
-            best = [torch.where(take.view(view), c, b) for c, b in zip(z, best)]
-            best_eps = torch.where(take, eps, best_eps)
-            hi, lo = torch.where(ok, eps, hi), torch.where(ok, lo, eps)
-        z_a = best
+            return z, raw < target
+
+        z_a, best_eps, found = search_budget(attempt, p.eps_max, p.search_steps, n, x.device, late_success=False)
 
         # gradient of L at z_a, w.r.t. the raw coefficients X = Delta z
         zg = [c.detach().requires_grad_(True) for c in z_a]
@@ -195,7 +191,7 @@ class PGDDCT(Attack):
                     blob = self._write(codec, k, size, tmp)
                     rgb = codec.decompress(blob)
                     after = codec.roundtrip(rgb)
-                    xa = torch.from_numpy(after).permute(2, 0, 1)[None].float().to(x.device) / 255.0
+                    xa = to_tensor(after).to(x.device)
                     with torch.no_grad():
                         score = float(model.raw_score(xa)[0])
                     return score, blob, rgb
@@ -220,7 +216,7 @@ class PGDDCT(Attack):
                 blobs.append(blob)
                 info.append({"eps": float(best_eps[i]), "pgd_success": bool(found[i]), "lambda": chosen,
                              "success_jpeg": bool(success), "score_jpeg_raw": score})
-        x_adv = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float().to(x.device) / 255.0
+        x_adv = from_uint8_images(outs, x)
         return x_adv, blobs, info
 
     def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:

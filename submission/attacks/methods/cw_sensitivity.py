@@ -29,7 +29,8 @@ from PIL import Image
 
 from evaluator.biqa.base import BIQAModel
 from evaluator.biqa.natural_scene import gaussian_kernel1d, local_mean_and_deviation
-from submission.attacks.base import AttackContext, AttackError, GradientAttack, GradientParams, param
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import AttackError, GradientParams, param
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,11 @@ import torch
 from PIL import Image, ImageEnhance
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import Attack, AttackContext, Budget, GradientAttack, GradientParams, Linf, Params, param
-from submission.attacks.fgsm_family import iterative_linf
-from submission.attacks.naive import from_uint8_batch, to_uint8_batch
+from submission.attacks.framework.budget import Budget, Linf
+from submission.attacks.framework.driver import Attack, AttackContext, GradientAttack
+from submission.attacks.framework.params import GradientParams, Params, param
+from submission.attacks.framework.pixels import map_uint8
+from submission.attacks.methods.fgsm_family import iterative_linf
 
 HCMUS_PAPER = "HCMUS at Pixel Privacy 2020 (I-FGSM + Pillow enhancement)"
 
@@ -47,9 +49,8 @@ def pillow_enhance(rgb: np.ndarray, color: float, sharpness: float, brightness: 
 
 
 def enhance_batch(x: torch.Tensor, p: "EnhanceParams | EnhanceIFGSMParams") -> torch.Tensor:
-    imgs = to_uint8_batch(x)
-    out = np.stack([pillow_enhance(im, p.color, p.sharpness, p.brightness, p.contrast) for im in imgs])
-    return from_uint8_batch(out, x)
+    """pillow_enhance on each image of the (N,3,H,W) batch, with p's four factors."""
+    return map_uint8(x, lambda rgb: pillow_enhance(rgb, p.color, p.sharpness, p.brightness, p.contrast))
 
 
 class Enhance(Attack):
@@ -63,16 +64,16 @@ class Enhance(Attack):
 
 
 @dataclass(frozen=True)
-class EnhanceIFGSMParams(GradientParams):
+class EnhanceIFGSMParams(EnhanceParams, GradientParams):
+    """GradientParams' fields (HCMUS's defaults for three of them), then EnhanceParams' four factors, then the
+    I-FGSM settings (the field order --list and run.json show)."""
+
+
     objective: str = param("below", "below with margin 0: HCMUS's L2 loss toward y', stopped once raw <= y'; "
                            "toward: |raw - target|; lower: the raw score", choices=("lower", "below", "toward"))
     target: float | None = param(30.0, "attacking score y' (HCMUS: 30); none = the task's threshold",
                                  min=0.0, max=100.0, type=float)
     margin: float = param(0.0, "objective 'below': stop this many points under y' (HCMUS: 0)", min=0.0, max=100.0)
-    color: float = param(1.51, "ImageEnhance.Color factor (1 = unchanged)", min=0.0, max=10.0)
-    sharpness: float = param(3.01, "ImageEnhance.Sharpness factor", min=0.0, max=10.0)
-    brightness: float = param(1.01, "ImageEnhance.Brightness factor", min=0.0, max=10.0)
-    contrast: float = param(1.51, "ImageEnhance.Contrast factor", min=0.0, max=10.0)
     eps: float = param(0.025, "Linf bound around the enhanced image, [0, 1] units (HCMUS: 0.05 in [-1, 1])",
                        min=0.0, max=1.0)
     step: float = param(0.025, "step alpha, [0, 1] units (HCMUS: 0.05 in [-1, 1])", min=0.0, max=1.0)

@@ -30,7 +30,10 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import L2, AttackContext, Budget, GradientAttack, GradientParams, param
+from submission.attacks.framework.budget import L2, Budget
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import GradientParams, param
+from submission.attacks.framework.search import search_budget
 
 
 @dataclass(frozen=True)
@@ -108,20 +111,12 @@ class PGDL2(GradientAttack):
         p = self.params
         goal = ctx.objective.target - ctx.objective.margin
         n = x.shape[0]
-        lo = torch.zeros(n, device=x.device)
-        hi = torch.full((n,), p.eps_max, device=x.device)
-        best = self.pgd(model, x, hi, ctx)
-        found = self.adversarial(model, best, goal, ctx)
-        best_eps = torch.where(found, hi, torch.full_like(hi, float("nan")))
-        for _ in range(p.search_steps - 1):
-            mid = (lo + hi) / 2
-            x_mid = self.pgd(model, x, mid, ctx)
-            ok = self.adversarial(model, x_mid, goal, ctx)
-            best = torch.where(ok.view(-1, 1, 1, 1), x_mid, best)
-            best_eps = torch.where(ok, mid, best_eps)
-            hi = torch.where(ok, mid, hi)
-            lo = torch.where(ok, lo, mid)
-        found = ~torch.isnan(best_eps)
+
+        def attempt(eps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+            x_eps = self.pgd(model, x, eps, ctx)
+            return [x_eps], self.adversarial(model, x_eps, goal, ctx)
+
+        (best,), best_eps, found = search_budget(attempt, p.eps_max, p.search_steps, n, x.device, late_success=True)
         bound = self.quantization_bound(x, best, 1.0 if p.quantize else 0.0)
         if p.quantize:
             x_q, lams = self.quantize(model, x, best, goal, ctx)

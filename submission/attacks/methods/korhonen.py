@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import AttackContext, Budget, GradientAttack, GradientParams, Linf, param
+from submission.attacks.framework.budget import Budget, Linf
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import GradientParams, param, redefault
 
 SOBEL = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 
@@ -38,8 +40,7 @@ def spatial_activity(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class KorhonenParams(GradientParams):
-    objective: str = param("lower", "lower: minimize the raw score; below: relu(raw - (target - margin)); "
-                           "toward: |raw - target|", choices=("lower", "below", "toward"))
+    objective: str = redefault(GradientParams, "objective", "lower")
     lr: float = param(0.005, "Adam learning rate, [0, 1] units (MSU: 0.005)", min=0.0, max=1.0)
     iters: int = param(10, "Adam steps", min=1, max=100000)
     eps: float = param(0.0, "optional Linf bound in [0, 1] units (0 = unbounded)", min=0.0, max=1.0)

@@ -42,23 +42,16 @@ from typing import Any
 import torch
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import (
-    AttackContext,
-    AttackError,
-    Budget,
-    GradientAttack,
-    GradientParams,
-    Linf,
-    param,
-)
+from submission.attacks.framework.budget import Budget, Linf
+from submission.attacks.framework.driver import AttackContext, GradientAttack
+from submission.attacks.framework.params import AttackError, GradientParams, param, redefault
 
 MSU_PAPER = "MSU metrics robustness benchmark (Antsiferova et al.), FGSM-based attacks"
 
 
 @dataclass(frozen=True)
 class FGSMParams(GradientParams):
-    objective: str = param("lower", GradientParams.__dataclass_fields__["objective"].metadata["help"],
-                           choices=("lower", "below", "toward"))
+    objective: str = redefault(GradientParams, "objective", "lower")
     eps: float = param(10 / 255, "Linf bound in [0, 1] units (MSU: 10/255)", min=0.0, max=1.0)
 
 
@@ -76,8 +69,7 @@ class MIFGSMParams(IFGSMParams):
 
 @dataclass(frozen=True)
 class AMIFGSMParams(GradientParams):
-    objective: str = param("lower", GradientParams.__dataclass_fields__["objective"].metadata["help"],
-                           choices=("lower", "below", "toward"))
+    objective: str = redefault(GradientParams, "objective", "lower")
     eps_scale: float = param(1.0, "bound numerator: eps(I) = eps_scale / NIQE(I) in [0, 1] units, NIQE on the "
                              "kit's (scikit-video) scale (MSU: 1)",
                              min=0.0, max=100.0)
@@ -131,7 +123,14 @@ def iterative_linf(
     return x_adv, [{"iterations": int(u)} for u in used]
 
 
-class FGSM(GradientAttack):
+class LinfEpsAttack(GradientAttack):
+    """Base of the attacks bounded by their `eps` setting: ||x_adv - x||_inf <= eps (not registered: no name)."""
+
+    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
+        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
+
+
+class FGSM(LinfEpsAttack):
     name = "fgsm"
     paper = MSU_PAPER + "; Goodfellow et al. 2015"
     summary = "one signed-gradient step of size eps toward lower quality"
@@ -143,11 +142,8 @@ class FGSM(GradientAttack):
         move = (~ctx.objective.reached(raw)).view(-1, 1, 1, 1)
         return torch.where(move, (x - self.params.eps * grad.sign()).clamp(0.0, 1.0), x)
 
-    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
-        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
-
-class IFGSM(GradientAttack):
+class IFGSM(LinfEpsAttack):
     name = "ifgsm"
     paper = MSU_PAPER + "; Kurakin et al. 2017"
     summary = "I-FGSM: T signed steps of size alpha inside the Linf ball eps"
@@ -157,11 +153,8 @@ class IFGSM(GradientAttack):
         p = self.params
         return iterative_linf(self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters)
 
-    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
-        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
-
-class MIFGSM(GradientAttack):
+class MIFGSM(LinfEpsAttack):
     name = "mifgsm"
     paper = MSU_PAPER + "; Dong et al. 2018"
     summary = "MI-FGSM: I-FGSM on a momentum-accumulated gradient"
@@ -172,9 +165,6 @@ class MIFGSM(GradientAttack):
         return iterative_linf(
             self, x, model, ctx, eps=p.eps, step=p.step, iters=p.iters, momentum=p.momentum, normalize=p.normalize
         )
-
-    def budget(self, x: torch.Tensor, info, ctx: AttackContext) -> Budget:
-        return Budget(Linf(), torch.full((x.shape[0],), self.params.eps))
 
 
 class AMIFGSM(GradientAttack):

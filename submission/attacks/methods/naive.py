@@ -18,19 +18,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evaluator.biqa.base import BIQAModel
-from submission.attacks.base import Attack, AttackContext, Budget, Linf, Params, param
+from submission.attacks.framework.budget import Budget, Linf
+from submission.attacks.framework.driver import Attack, AttackContext
+from submission.attacks.framework.params import Params, param
+from submission.attacks.framework.pixels import map_uint8
 
 NAIVE_PAPER = "baseline (Liu et al. 2020 task overview: plain degradation)"
-
-
-def to_uint8_batch(x: torch.Tensor) -> np.ndarray:
-    """(N,3,H,W) float [0,1] -> (N,H,W,3) uint8, rounding half to even."""
-    return torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8_batch(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    """(N,H,W,3) uint8 -> (N,3,H,W) float [0,1] on like's device and dtype."""
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(like.device, like.dtype) / 255.0
 
 
 @dataclass(frozen=True)
@@ -72,9 +65,7 @@ class Jpeg(Attack):
     Params = JpegParams
 
     def perturb(self, x: torch.Tensor, model: BIQAModel, ctx: AttackContext) -> torch.Tensor:
-        imgs = to_uint8_batch(x)
-        out = np.stack([jpeg_roundtrip_pillow(im, self.params.quality) for im in imgs])
-        return from_uint8_batch(out, x)
+        return map_uint8(x, lambda rgb: jpeg_roundtrip_pillow(rgb, self.params.quality))
 
 
 @dataclass(frozen=True)
