@@ -184,6 +184,49 @@ def test_package_written_by_the_evaluator_loads(tmp_path):
     assert mime == "image/png"
 
 
+def _layout(root):
+    """The package's file layout with candidate ids replaced by their position: what a second writer could get
+    wrong (folder names, suffixes, the original's format, the manifest's keys and version)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    ids = {c["id"]: f"c{k}" for k, c in enumerate(c for im in manifest["images"] for c in im["candidates"])}
+    files = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+    for cid, alias in ids.items():
+        files = [f.replace(cid, alias) for f in files]
+    files.sort()
+    text = json.dumps(manifest)
+    for cid, alias in ids.items():
+        text = text.replace(cid, alias)
+    return files, json.loads(text), [Image.open(root / im["original"]).format for im in manifest["images"]]
+
+
+def test_the_test_fixture_writes_the_layout_the_evaluator_writes(tmp_path, monkeypatch):
+    """jury_app/testing/fixtures.py writes through the contract's writer: same folders, names, PNG originals,
+    manifest keys and FORMAT_VERSION as evaluator/outputs/jury_export.py (issue 11 review: a second writer)."""
+    import hashlib
+
+    from evaluator.contracts import jury_package
+    from evaluator.outputs import jury_export
+
+    monkeypatch.setattr(jury_package, "FORMAT_VERSION", 7)  # both writers must take the version from the contract
+    runs = ["r1x", "r2x"]
+    items, data = [], {}
+    for i, image in enumerate(["img00", "img01"]):
+        for j, run in enumerate(runs):
+            jpeg = _jpeg((np.random.default_rng(10 * i + j).random((16, 16, 3)) * 255).astype(np.uint8))
+            item = jury_export.JuryItem(run, image, hashlib.sha256(jpeg).hexdigest())
+            items.append(item)
+            data[item] = jpeg
+    rule = PickRule(1, 1, show_original=True)
+    monkeypatch.setattr(jury_package, "check_servable", lambda d: None)  # version 7 is not readable, on purpose
+    monkeypatch.setattr(jury_export, "check_servable", lambda d: None)
+    jury_export.write_jury_package(tmp_path / "ev", ["img00", "img01"], items, data.__getitem__, rule, None,
+                                   lambda image: np.zeros((8, 8, 3), np.uint8), runs)
+    make_demo_package(tmp_path / "fx", runs, 2, most=1, least=1, show_original=True, size=8)
+    ev, fx = _layout(tmp_path / "ev"), _layout(tmp_path / "fx")
+    assert ev[1]["version"] == 7 and ev[2] == ["PNG", "PNG"]
+    assert fx == ev
+
+
 HOSTILE_RUNS = ["images", "flower", "jpg", "candidates", "manifest", "json"]
 
 

@@ -1,7 +1,9 @@
 """The jury package contract: the folder `pp-evaluate` writes under `results/jury/` and `pp-jury` reads.
 
 This module is the one place of the contract: its file names, `PickRule` (what a juror is asked per image), the
-reader (`load_package`, `load_key`, `check_servable`), the writer's pieces (`write_manifest`, `write_key`), the
+reader (`load_package`, `load_key`, `check_servable`), the writer's pieces (`build_manifest`, `make_folders`,
+`write_candidate`, `original_path`, `write_manifest`, `write_key`: the evaluator's writer and the test fixture
+`jury_app/testing/fixtures.py` both write through them), the
 blinding rule (`juror_facing_values`, `blinding_problems`) and the metadata rule of the served JPEG bytes
 (`jpeg_markers`, `check_jpeg_metadata_free`). The evaluator writes packages with it
 (`evaluator/outputs/jury_export.py`), the jury app reads them with it.
@@ -61,9 +63,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from evaluator.common.atomic import write_bytes_atomic
 from evaluator.common.errors import JuryPackageError
 
 MANIFEST_NAME = "manifest.json"
@@ -441,15 +444,53 @@ def original_file(image: str) -> str:
     return f"{ORIGINALS_DIR}/{image}.png"
 
 
+def make_folders(directory: str | Path, show_original: bool) -> None:
+    """Create `DIR/images/` (and `DIR/originals/` when the originals are shown) for a new package."""
+    root = Path(directory)
+    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    if show_original:
+        (root / ORIGINALS_DIR).mkdir(exist_ok=True)
+
+
+def write_candidate(directory: str | Path, candidate_id: str, jpeg: bytes) -> Path:
+    """Write a candidate's JPEG bytes to `DIR/images/<id>.jpg` (atomically); return the path."""
+    path = Path(directory) / candidate_file(candidate_id)
+    write_bytes_atomic(path, jpeg)
+    return path
+
+
+def original_path(directory: str | Path, image: str) -> Path:
+    """Where the original of `image` is written when shown: `DIR/originals/<image>.png` (a PNG)."""
+    return Path(directory) / original_file(image)
+
+
+def build_manifest(task: PickRule, images: Sequence[tuple[str, Sequence[str]]],
+                   note: str | None = None) -> dict[str, object]:
+    """The manifest.json object (format above) of `images`: (image id, its candidate ids in listing order), in
+    the order jurors see them. Candidate files are `candidate_file(id)`; each image's `original` is
+    `original_file(image)` when `task.show_original`, else null; "note" only when given."""
+    manifest: dict[str, object] = {
+        "version": FORMAT_VERSION,
+        "task": dataclasses.asdict(task),
+        "images": [{"image": image,
+                    "original": original_file(image) if task.show_original else None,
+                    "candidates": [{"id": cid, "file": candidate_file(cid)} for cid in cids]}
+                   for image, cids in images],
+    }
+    if note:
+        manifest["note"] = note
+    return manifest
+
+
 def _write_json(path: Path, data: Mapping[str, object]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_bytes_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def write_manifest(directory: Path, manifest: Mapping[str, object]) -> None:
-    """Write `DIR/manifest.json` (the format above)."""
+def write_manifest(directory: str | Path, manifest: Mapping[str, object]) -> None:
+    """Write `DIR/manifest.json` (the format above, e.g. from `build_manifest`), atomically."""
     _write_json(Path(directory) / MANIFEST_NAME, manifest)
 
 
-def write_key(directory: Path, key: Mapping[str, Mapping[str, str]]) -> None:
-    """Write `DIR/key.json` from {candidate id: {"run", "image"}}, ids sorted."""
-    _write_json(Path(directory) / KEY_NAME, {"candidates": {cid: key[cid] for cid in sorted(key)}})
+def write_key(directory: str | Path, key: Mapping[str, Mapping[str, str]]) -> None:
+    """Write `DIR/key.json` from {candidate id: {"run", "image"}}, ids sorted, atomically."""
+    _write_json(Path(directory) / KEY_NAME, {"candidates": {cid: dict(key[cid]) for cid in sorted(key)}})

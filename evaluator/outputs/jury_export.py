@@ -20,7 +20,6 @@ images x qualified runs.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import secrets
@@ -33,10 +32,10 @@ import numpy as np
 
 from evaluator.common.errors import JuryPackageError
 from evaluator.common.imageio import save_png
-from evaluator.contracts.jury_package import (FORMAT_VERSION, IMAGES_DIR, MANIFEST_NAME, MIN_RUN_NAME_SEARCH,
-                                              ORIGINALS_DIR, PackageError, PickRule, blinding_problems,
-                                              candidate_file, check_jpeg_metadata_free, check_servable,
-                                              original_file, write_key, write_manifest)
+from evaluator.contracts.jury_package import (MANIFEST_NAME, MIN_RUN_NAME_SEARCH, PackageError, PickRule,
+                                              blinding_problems, build_manifest, check_jpeg_metadata_free,
+                                              check_servable, make_folders, original_path, write_candidate,
+                                              write_key, write_manifest)
 
 MAX_ID_DRAWS = 1000  # random ids drawn for one candidate before giving up (new_candidate_id)
 
@@ -111,18 +110,16 @@ def write_jury_package(
     """
     names = _search_names(run_names)
     show_original = picks.show_original
-    (directory / IMAGES_DIR).mkdir(parents=True)
-    if show_original:
-        (directory / ORIGINALS_DIR).mkdir()
+    directory.mkdir(parents=True, exist_ok=True)
+    make_folders(directory, show_original)
     by_image: dict[str, list[JuryItem]] = {image: [] for image in images}
     for item in items:
         by_image[item.image].append(item)
     taken: set[str] = set()
     key: dict[str, dict[str, str]] = {}
-    entries = []
+    listing: list[tuple[str, list[str]]] = []
     written: list[Path] = []
     for image in images:
-        candidates = []
         files: dict[str, bytes] = {}
         for item in by_image[image]:
             data = jpeg_of(item)
@@ -140,23 +137,12 @@ def write_jury_package(
             cid = new_candidate_id(taken, names)
             files[cid] = data
             key[cid] = {"run": item.run, "image": image}
-            candidates.append({"id": cid, "file": candidate_file(cid)})
-        for cid in sorted(files):  # written in random order, not in the runs' order
-            written.append(directory / candidate_file(cid))
-            written[-1].write_bytes(files[cid])
-        candidates.sort(key=lambda c: c["id"])
-        original = None
+        for cid in sorted(files):  # written and listed in random order, not in the runs' order
+            written.append(write_candidate(directory, cid, files[cid]))
         if show_original:
-            original = original_file(image)
-            save_png(directory / original, original_of(image))
-        entries.append({"image": image, "original": original, "candidates": candidates})
-    manifest: dict[str, object] = {
-        "version": FORMAT_VERSION,
-        "task": dataclasses.asdict(picks),
-        "images": entries,
-    }
-    if note:
-        manifest["note"] = note
+            save_png(original_path(directory, image), original_of(image))
+        listing.append((image, sorted(files)))
+    manifest = build_manifest(picks, listing, note)
     problems = blinding_problems(manifest, run_names)
     if problems:  # cannot happen with ids from new_candidate_id; checked so that serve can never refuse
         raise JuryExportError(f"{directory / MANIFEST_NAME}: {problems[0]}; pp-jury serve would refuse this package. "
@@ -166,7 +152,7 @@ def write_jury_package(
         os.utime(path, ns=(stamp, stamp))
     write_manifest(directory, manifest)
     write_key(directory, key)
-    if entries:
+    if listing:
         try:
             check_servable(directory)
         except PackageError as exc:

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from evaluator.contracts.jury_package import KEY_NAME, MANIFEST_NAME
-
-
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+from evaluator.contracts.jury_package import (PickRule, build_manifest, make_folders, original_path,
+                                              write_candidate, write_key, write_manifest)
 
 
 def _demo_rgb(image_index: int, run_index: int, size: int) -> np.ndarray:
@@ -60,32 +53,22 @@ def make_demo_package(
     comment segment, so tests can check the app strips it before serving.
     """
     root = Path(directory)
-    (root / "images").mkdir(parents=True, exist_ok=True)
+    make_folders(root, show_original)
     image_ids = [f"img{i:02d}" for i in range(images)] if isinstance(images, int) else list(images)
     rng = random.Random(seed)
-    manifest_images = []
+    listing: list[tuple[str, list[str]]] = []
     key: dict[str, dict[str, str]] = {}
-    if show_original:
-        (root / "originals").mkdir(exist_ok=True)
     for i, image_id in enumerate(image_ids):
-        candidates = []
+        cids = []
         for r, run in enumerate(runs):
             cid = f"{rng.getrandbits(64):016x}"
-            data = _jpeg_bytes(_demo_rgb(i, r, size), run if leak_run_in_metadata else None)
-            (root / "images" / f"{cid}.jpg").write_bytes(data)
-            candidates.append({"id": cid, "file": f"images/{cid}.jpg"})
+            write_candidate(root, cid, _jpeg_bytes(_demo_rgb(i, r, size), run if leak_run_in_metadata else None))
+            cids.append(cid)
             key[cid] = {"run": run, "image": image_id}
-        rng.shuffle(candidates)
-        original = None
+        rng.shuffle(cids)
         if show_original:
-            original = f"originals/{image_id}.jpg"
-            (root / original).write_bytes(_jpeg_bytes(_demo_rgb(i, -1, size), None))
-        manifest_images.append({"image": image_id, "original": original, "candidates": candidates})
-    manifest = {
-        "version": 1,
-        "task": {"most": most, "least": least, "show_original": show_original},
-        "images": manifest_images,
-    }
-    _write_json_atomic(root / MANIFEST_NAME, manifest)
-    _write_json_atomic(root / KEY_NAME, {"candidates": key})
+            Image.fromarray(_demo_rgb(i, -1, size)).save(original_path(root, image_id), format="PNG")
+        listing.append((image_id, cids))
+    write_manifest(root, build_manifest(PickRule(most=most, least=least, show_original=show_original), listing))
+    write_key(root, key)
     return root
