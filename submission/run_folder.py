@@ -47,6 +47,7 @@ from evaluator.common.atomic import atomic_open, write_bytes_atomic
 from evaluator.common.errors import EXIT_INCOMPLETE, OriginalsError
 from evaluator.common.imageio import ImageError
 from evaluator.contracts.run_folder import IMAGE_EXTENSIONS, RUN_JSON, new_run_meta, utc_now, write_run_json
+from evaluator.contracts.run_folder import read_run_json as contract_read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +144,13 @@ def check_originals(paths: Iterable[Path]) -> None:
 
 
 def read_run_json(out: Path) -> dict[str, Any]:
-    p = out / RUN_JSON
-    try:
-        meta = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{p}: cannot be read as JSON ({exc}); is this a pp-attack run folder?") from exc
-    if not isinstance(meta, dict):
-        raise RunFolderError(f"{p}: is not a JSON object; is this a pp-attack run folder?")
+    """run.json of the run folder `out`, read by the evaluator's rules (`evaluator.contracts.run_folder.
+    read_run_json`: strict JSON, no NaN or duplicate keys, the required keys and their types); RunFolderError
+    naming every problem otherwise."""
+    meta, issues = contract_read_run_json(out)
+    if meta is None or issues:
+        raise RunFolderError(f"{out / RUN_JSON}: " + "; ".join(f"{i.problem} ({i.fix})" for i in issues)
+                             + ". Is this a pp-attack run folder? pp-evaluate would refuse it too.")
     return meta
 
 

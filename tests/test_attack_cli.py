@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import os
 from pathlib import Path
 
@@ -277,6 +278,28 @@ def test_unreadable_original_is_named_and_nothing_is_written(tmp_path, originals
     assert not run.exists()
     assert main(["ifgsm", "--originals", str(tmp_path / "missing"), "--out", str(run)]) == 3
     assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: re.sub(r'"sigma": [0-9.e-]+', '"sigma": NaN', text), "NaN"),
+    (lambda text: text.replace('{\n', '{\n  "team": "other",\n', 1), "key 'team' twice"),
+    (lambda text: text.replace('"team":', '"teem":', 1), "missing the key(s) team"),
+])
+def test_resume_and_finalize_read_run_json_by_the_evaluators_rules(tmp_path, originals, capsys, edit, message):
+    """pp-attack reads its run.json back with the evaluator's one strict reader (issue 11 review): a run.json
+    pp-evaluate would refuse (NaN, a duplicate key, a missing key) is refused on resume and on finalize, untouched."""
+    run = tmp_path / "runs" / "n"
+    args = ["noise", "--originals", str(originals), "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    text = (run / "run.json").read_text()
+    bad = edit(text)
+    assert bad != text
+    (run / "run.json").write_text(bad)
+    for again in (args, ["finalize", str(run)]):
+        assert main(again) == 2
+        err = capsys.readouterr().err
+        assert "run.json" in err and message in err
+        assert (run / "run.json").read_text() == bad
 
 
 def test_out_holding_a_different_run_is_refused_untouched(tmp_path, originals, capsys):

@@ -1,6 +1,7 @@
 """The run folder contract (docs/design.md, "The run folder and run.json"): what a participant submits, written
 by pp-attack (`submission/run_folder.py`, through `new_run_meta` and `write_run_json`) and read by the evaluator
-(`evaluator/intake/runs.py`, through `check_run_json`, `Limits` and `RunIssue`).
+(`evaluator/intake/runs.py`, through `check_run_json`, `Limits` and `RunIssue`); pp-attack reads its own run.json
+back (resume, finalize) through the same rules (`read_run_json`).
 
     runs/<run>/            or runs/<run>.zip (files at its root, or in one folder named like the zip)
       <id>.png | <id>.jpg  one per original <id>.png: the original's width and height, 8-bit RGB
@@ -154,6 +155,18 @@ def check_run_json(data: bytes) -> tuple[dict[str, Any] | None, list[RunIssue]]:
                                f"add them; required keys: {', '.join(REQUIRED_KEYS)}"))
     issues.extend(_check_types(meta))
     return meta, issues
+
+
+def read_run_json(folder: str | Path) -> tuple[dict[str, Any] | None, list[RunIssue]]:
+    """Read `folder/run.json` by `check_run_json`'s rules (the evaluator's and pp-attack's one reader); return
+    (the object or None, the problems found). A file that cannot be read is one problem."""
+    path = Path(folder) / RUN_JSON
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [RunIssue(RUN_JSON, f"cannot be read ({exc.strerror or exc})",
+                               "check that the run folder holds a readable run.json")]
+    return check_run_json(data)
 
 
 # -- the writer's side ------------------------------------------------------------------------------------------
