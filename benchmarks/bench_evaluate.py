@@ -95,6 +95,7 @@ def build_data(work: Path, n_images: int, n_runs: int) -> tuple[Path, Path]:
     """originals/ and runs/ under `work` (reused when a previous call built the same sizes)."""
     from evaluator.demo.demo_data import candidate_crops
     from evaluator.common.imageio import save_png
+    from evaluator.contracts.run_folder import RUN_JSON
 
     stamp = work / "stamp.json"
     want = {"images": n_images, "runs": n_runs}
@@ -120,7 +121,7 @@ def build_data(work: Path, n_images: int, n_runs: int) -> tuple[Path, Path]:
         meta = {"team": "bench", "run": f"run{r:02d}", "method": RUN_METHODS[r % len(RUN_METHODS)],
                 "params": {"strength": 1 + r // len(RUN_METHODS)}, "biqa": "brisque",
                 "created": "2026-01-01T00:00:00Z", "kit_version": "0.1.0", "seed": r}
-        (runs / f"run{r:02d}" / "run.json").write_text(json.dumps(meta))
+        (runs / f"run{r:02d}" / RUN_JSON).write_text(json.dumps(meta))
     stamp.write_text(json.dumps(want))
     print(f"generated {n_images} originals x {n_runs} runs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return originals, runs
@@ -194,11 +195,11 @@ def _child(phase: str, work: Path, args: argparse.Namespace) -> dict:
 
 
 def _score_agreement(work: Path) -> float:
-    from evaluator.contracts.results import read_csv  # text cells are spreadsheet-safe: read_csv undoes it
+    from evaluator.contracts.results import SCORES_CSV, read_csv  # text cells are spreadsheet-safe: read_csv undoes it
 
     baseline = json.loads((work / "baseline_scores.json").read_text())
     worst = 0.0
-    for row in read_csv(work / "out" / "scores.csv"):
+    for row in read_csv(work / "out" / SCORES_CSV):
         worst = max(worst, abs(float(row["score"]) - baseline[f"{row['run']}/{row['image']}"]),
                     abs(float(row["score_clean"]) - baseline[f"clean/{row['image']}"]))
     return worst

@@ -24,8 +24,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from evaluator.contracts.jury_package import JuryKey
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,11 +55,11 @@ def _run_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def write_votes(path: Path, key: dict, n_jurors: int, seed: int = 0) -> int:
+def write_votes(path: Path, key: JuryKey, n_jurors: int, seed: int = 0) -> int:
     """Random valid ballots (3 most, 2 least of each image's candidates) for n_jurors; returns the row count."""
     by_image: dict[str, list[str]] = {}
-    for cid, entry in key.items():
-        by_image.setdefault(entry["image"], []).append(cid)
+    for cid, entry in key.candidates.items():
+        by_image.setdefault(entry.image, []).append(cid)
     images = sorted(by_image)
     rng = np.random.default_rng(seed)
     rows = 0
@@ -85,14 +89,16 @@ def main() -> int:
     ap.add_argument("--interval", default="jurors", choices=["jurors", "jurors+images"])
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    from evaluator.contracts.jury_package import load_key
+    from evaluator.contracts.results import JURY_DIR
     from jury_app.testing.fixtures import make_demo_package
 
     baseline = _run_child()
     table = []
     with tempfile.TemporaryDirectory() as tmp:
-        pkg = make_demo_package(Path(tmp) / "jury", [f"run{k:02d}" for k in range(args.runs)], args.images,
+        pkg = make_demo_package(Path(tmp) / JURY_DIR, [f"run{k:02d}" for k in range(args.runs)], args.images,
                                 size=8)
-        key = json.loads((pkg / "key.json").read_text())["candidates"]
+        key = load_key(pkg)
         for n in args.jurors:
             votes = Path(tmp) / f"votes{n}.csv"
             rows = write_votes(votes, key, n)

@@ -233,10 +233,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def log_file(runs_dir: Path, run: str) -> Path:
     """The attack's per-image log: `runs/.pp-attack/<run>/log.csv` (kept outside the run), else `runs/<run>/log.csv`."""
-    for candidate in (runs_dir / ".pp-attack" / run / "log.csv", runs_dir / run / "log.csv"):
+    from submission.run_folder import LOG_CSV, log_path
+
+    for candidate in (log_path(runs_dir / run), runs_dir / run / LOG_CSV):
         if candidate.is_file():
             return candidate
-    return runs_dir / ".pp-attack" / run / "log.csv"
+    return log_path(runs_dir / run)
 
 
 def done_log_rows(runs_dir: Path, run: str) -> list[dict[str, str]]:
@@ -252,12 +254,16 @@ def _read_results_csv(path: Path) -> list[dict[str, str]]:
 
 
 def read_runs_csv(results: Path) -> dict[str, dict[str, str]]:
-    return {r["run"]: r for r in _read_results_csv(results / "runs.csv")}
+    from evaluator.contracts.results import RUNS_CSV
+
+    return {r["run"]: r for r in _read_results_csv(results / RUNS_CSV)}
 
 
 def read_scores_csv(results: Path) -> dict[str, list[dict[str, str]]]:
     by_run: dict[str, list[dict[str, str]]] = {}
-    for r in _read_results_csv(results / "scores.csv"):
+    from evaluator.contracts.results import SCORES_CSV
+
+    for r in _read_results_csv(results / SCORES_CSV):
         by_run.setdefault(r["run"], []).append(r)
     return by_run
 

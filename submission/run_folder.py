@@ -52,6 +52,7 @@ from evaluator.contracts.run_folder import read_run_json as contract_read_run_js
 log = logging.getLogger(__name__)
 
 LOG_CSV = "log.csv"
+WORK_ROOT = ".pp-attack"  # runs/.pp-attack/<run>/: the work folders, siblings of the runs
 LOG_FIELDS = ("image", "score_before", "score_after", "score_jpeg", "raw_before", "raw_after", "psnr", "seconds")
 ORIGINAL_SUFFIXES = (".png",)
 IDENTITY_KEYS = ("method", "params", "seed", "biqa", "biqa_weights_sha256", "biqa_random_weights_seed")
@@ -266,7 +267,7 @@ def read_log(path: Path) -> dict[str, dict[str, str]]:
 def work_dir(out: str | Path) -> Path:
     """Where a run's logs live: `<parent>/.pp-attack/<run>/` (outside the run, skipped by the evaluator)."""
     out = Path(out)
-    return out.parent / ".pp-attack" / out.name
+    return out.parent / WORK_ROOT / out.name
 
 
 def log_path(out: str | Path) -> Path:

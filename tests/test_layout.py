@@ -105,37 +105,73 @@ CONTRACT_FILES = {
     "key.json": "evaluator.contracts.jury_package",
     "votes.sqlite": "evaluator.contracts.jury_package",
     "ranking.csv": "evaluator.contracts.jury_package",
+    ".serve.lock": "evaluator.contracts.jury_package",
+    "log.csv": "submission.run_folder",  # pp-attack's own log, read back by the benchmarks
 }
+#: each folder of a contract, its module, and which uses of the word count. A folder name is also an ordinary
+#: word ("images" is a manifest key, "jury" a task.toml section), so only its uses as a path count: "path", a
+#: literal with it as a path part ("jury/key.json") or an operand of `/` (`out / "jury"`); "prefix", a path
+#: inside the jury package ("images/x.jpg", f"originals/{id}.png"): `out / "originals"` is the task's originals
+#: folder, another folder of the same name. Its definition as a constant (`IMAGES_DIR = "images"`) counts too.
+#: A literal with white space is a sentence (a message), not a path.
+CONTRACT_DIRS = {
+    "images": ("evaluator.contracts.jury_package", "prefix"),
+    "originals": ("evaluator.contracts.jury_package", "prefix"),
+    "jury": ("evaluator.contracts.results", "path"),
+    ".pp-attack": ("submission.run_folder", "path"),
+}
+#: what is scanned: the kit and the benchmarks (which read the CLIs' outputs, so must name them the same way)
+SCANNED = {**MODULES, **{module_name(p): p for p in sorted((REPO / "benchmarks").rglob("*.py"))}}
 
 
 def literal_names(path: Path) -> set[str]:
     """The contract file names that occur in `path` as a string literal (a docstring is prose, not a literal):
-    the whole literal, a glob of it (`votes.sqlite*`) or a path ending in it (`jury/key.json`)."""
+    the whole literal, a glob of it (`votes.sqlite*`) or a path ending in it (`jury/key.json`); and the contract
+    folder names used as a path (`CONTRACT_DIRS`)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                   and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    constants = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)}
+    divided = {id(side) for node in ast.walk(tree) if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+               for side in (node.left, node.right)}
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             text = node.value.rstrip("*")
             found.update(n for n in CONTRACT_FILES if text == n or text.endswith("/" + n))
+            parts = text.split("/")
+            for d, (_, rule) in CONTRACT_DIRS.items():
+                if any(c.isspace() for c in text):  # a sentence ("see results/jury"), not a path
+                    continue
+                if (text.startswith(d + "/") if rule == "prefix"
+                        else (len(parts) > 1 and d in parts) or (text == d and id(node) in divided)) \
+                        or (text == d and id(node) in constants):  # its definition, `JURY_DIR = "jury"`
+                    found.add(d)
     return found
 
 
 def test_each_contract_file_name_is_a_literal_in_its_contract_module_only():
-    where: dict[str, list[str]] = {name: [] for name in CONTRACT_FILES}
-    for module, path in MODULES.items():
+    names = {**CONTRACT_FILES, **{d: module for d, (module, _) in CONTRACT_DIRS.items()}}
+    where: dict[str, list[str]] = {name: [] for name in names}
+    for module, path in SCANNED.items():
         for name in literal_names(path):
             where[name].append(module)
-    assert where == {name: [module] for name, module in CONTRACT_FILES.items()}
+    assert where == {name: [module] for name, module in names.items()}
 
 
 def test_the_literal_check_sees_literals_and_skips_docstrings(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text('"""writes run.json"""\nA = "runs.csv"\nB = f"{A}/key.json"\nC = "votes.sqlite*"\n'
-                      'def f():\n    """ranking.csv"""\n    return "see task.json"\n', encoding="utf-8")
-    assert literal_names(source) == {"runs.csv", "key.json", "votes.sqlite"}
+    source.write_text('"""writes run.json and jury/"""\nA = "runs.csv"\nB = f"{A}/key.json"\nC = "votes.sqlite*"\n'
+                      'def f():\n    """ranking.csv"""\n    return "see task.json"\n'
+                      'D = {"images": 1, "originals": 2}.get("jury")\nE = out / "jury"\nF = f"originals/{x}.png"\n'
+                      'G = root / ".pp-attack" / "run" / "log.csv"\nIMAGES_DIR = "images"\nH = work / "originals" / "images"\n',
+                      encoding="utf-8")
+    assert literal_names(source) == {"runs.csv", "key.json", "votes.sqlite", "jury", "originals", ".pp-attack",
+                                     "log.csv", "images"}
+    source.write_text('I = "data/originals/images"\nJ = "serve results/jury, or images/ of it"\n', encoding="utf-8")
+    assert literal_names(source) == set()
 
 
 #: pyproject dependency -> the name the kit imports or locates it by (data-only packages are found by find_spec)

@@ -52,6 +52,7 @@ from evaluator.contracts.jury_package import KEY_NAME as KEY_FILE
 from evaluator.contracts.jury_package import MANIFEST_NAME as MANIFEST_FILE
 from evaluator.contracts.jury_package import SERVE_LOCK
 from evaluator.contracts.jury_package import STORE_NAME as VOTES_FILE
+from evaluator.contracts.results import JURY_DIR
 
 try:
     import fcntl
@@ -189,14 +190,14 @@ def _unserved(jury: Path) -> Iterator[bool]:
 def _holds_votes(jury: Path, current: Path | None) -> bool:
     """`jury/votes.sqlite` exists, and is not the very file of the committed generation's jury (a hard link)."""
     return (not jury.is_symlink() and (jury / VOTES_FILE).exists()
-            and not (current is not None and _same_votes(jury, current / "jury")))
+            and not (current is not None and _same_votes(jury, current / JURY_DIR)))
 
 
 def _keep_key(gen: Path, out_dir: Path) -> None:
     """Copy the key.json and manifest.json of generation `gen`'s jury to `OUT/jury-previous-<generation id>/`
     before `gen` is deleted: votes cast on a copy of that package can still be mapped to runs. A package with no
     candidate keeps nothing (it maps nothing)."""
-    jury = gen / "jury"
+    jury = gen / JURY_DIR
     if jury.is_symlink() or not (jury / KEY_FILE).is_file():
         return
     try:
@@ -240,7 +241,7 @@ def _retire_generations(out_dir: Path) -> list[tuple[Path, str]]:
         if gen.name.startswith(RETIRING_PREFIX):  # checked and its key kept before the rename
             shutil.rmtree(gen, ignore_errors=True)
             continue
-        jury = gen / "jury"
+        jury = gen / JURY_DIR
         with _unserved(jury) as free:
             if not free:
                 kept.append((gen, "is being served by `pp-jury serve`"))
@@ -260,7 +261,7 @@ def _report_kept(kept: Sequence[tuple[Path, str]], out_dir: Path, level: int) ->
         log.log(level, "%s was kept, not deleted: its jury %s. A running jury keeps its own generation: jurors "
                 "go on voting there, and `pp-jury rank %s` ranks those votes. The new results' jury %s is another "
                 "package: serve it with new juror links (`pp-jury jurors %s --add N`). Delete %s yourself once "
-                "its votes are no longer needed.", gen, why, gen / "jury", out_dir / "jury", out_dir / "jury", gen)
+                "its votes are no longer needed.", gen, why, gen / JURY_DIR, out_dir / JURY_DIR, out_dir / JURY_DIR, gen)
 
 
 def _copy_as_links(src: Path, dst: Path) -> None:
