@@ -70,6 +70,25 @@ def test_ifgsm_run_folder_is_valid_and_complete(tmp_path, originals):
     assert sorted(p.name for p in run.iterdir()) == ["img0.png", "img1.png", "img2.png", "run.json"]
 
 
+def test_design_md_lists_every_key_pp_attack_writes_to_run_json(tmp_path, originals):
+    """docs/design.md ("The run folder and run.json") names each key of a finished run's run.json, in order."""
+    import re
+    from pathlib import Path
+
+    run = tmp_path / "runs" / "n"
+    assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
+    keys = list(json.loads((run / "run.json").read_text()))
+    design = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text(encoding="utf-8")
+    section = design[design.index("Other keys are allowed. pp-attack writes them"):]
+    section = section[:section.index("\n\n")]
+    named = re.findall(r"`(\w+)`", section)
+    missing = [k for k in keys if k not in named and k not in ("team", "run", "method", "params", "biqa", "created",
+                                                                "kit_version", "seed")]
+    assert not missing, f"run.json keys docs/design.md does not name: {missing}"
+    listed = [k for k in named if k in keys]
+    assert listed == [k for k in keys if k in listed], "docs/design.md lists run.json's keys in another order"
+
+
 def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch):
     from submission.attacks.methods.fgsm_family import IFGSM
 
