@@ -2,9 +2,11 @@
 
 originals (5 real photos at 128x96, and one blurred below the threshold) -> pp-attack (noise, jpeg, fgsm,
 identity; one run shipped as a zip again) plus a hand-made invalid run -> pp-evaluate (default BRISQUE, task
-rules in TASK_TOML) -> the Codabench scoring program on one run -> pp-jury rank on scripted votes. Every deterministic output is normalised (time stamps, library versions,
-temporary paths and the jury's random candidate ids taken out) and hashed; the test fails naming each output whose
-hash changed. A refactoring must leave every hash as it is.
+rules in TASK_TOML) -> the Codabench scoring program on one run -> pp-jury rank on scripted votes. Every output is
+hashed as the bytes written, with only its volatile values replaced in place (`volatile_json`: time stamps, the
+library versions' object, a run's mean seconds, the temporary folder; the CSV log's seconds column), so a change of
+key order, indentation or number format shows; the jury's random candidate ids are drawn from a seeded generator
+(`seeded_ids`). The test fails naming each output whose hash changed. A refactoring must leave every hash as it is.
 
 After an intended change of an output, regenerate the fixture and say why in the commit:
     PP_GOLDEN_UPDATE=1 python -m pytest -q tests/test_golden.py
@@ -66,16 +68,29 @@ def write_originals(folder: Path) -> None:
     im.save(folder / f"img{len(PHOTOS)}.png")
 
 
-def drop_keys(value, keys: set[str]):
-    if isinstance(value, dict):
-        return {k: drop_keys(v, keys) for k, v in value.items() if k not in keys}
-    if isinstance(value, list):
-        return [drop_keys(v, keys) for v in value]
-    return value
+def volatile_json(text: str, tmp: Path | None = None) -> str:
+    """The JSON text as written, with the values that change from one run to the next replaced in place (keys,
+    their order and the formatting kept): `created`/`finished` time stamps, the `versions`/`libraries` object,
+    `mean_seconds`, and the temporary folder's path."""
+    keys = "|".join(sorted(TIME_KEYS))
+    out = re.sub(rf'"({keys})": "[^"]*"', r'"\1": "<time>"', text)
+    out = re.sub(rf'"({"|".join(sorted(VERSION_KEYS))})": \{{[^{{}}]*\}}', r'"\1": "<versions>"', out)
+    out = re.sub(r'"mean_seconds": [-+0-9.eE]+', '"mean_seconds": "<seconds>"', out)
+    return out.replace(str(tmp), "<tmp>") if tmp is not None else out
 
 
-def canonical_json(value) -> str:
-    return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False)
+def seeded_ids(monkeypatch) -> None:
+    """Draw the jury's candidate ids (`secrets.token_urlsafe` in evaluator/outputs/jury_export.py) from a seeded
+    generator: same format, same rules, the same ids every time."""
+    import base64
+    import random
+    import types
+
+    from evaluator.outputs import jury_export
+
+    rng = random.Random(0)
+    fake = types.SimpleNamespace(token_urlsafe=lambda n: base64.urlsafe_b64encode(rng.randbytes(n)).decode())
+    monkeypatch.setattr(jury_export, "secrets", fake)
 
 
 def csv_without(text: str, column: str) -> str:
@@ -109,10 +124,7 @@ def make_runs(tmp: Path, originals: Path, runs: Path) -> dict[str, str]:
     (bad / "run.json").write_text(json.dumps(meta), encoding="utf-8")
     for name, _ in ATTACKS:
         folder = runs / name
-        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        meta = drop_keys(meta, TIME_KEYS | VERSION_KEYS)
-        meta.get("summary", {}).pop("mean_seconds", None)
-        out[f"attack/{name}/run.json"] = canonical_json(meta)
+        out[f"attack/{name}/run.json"] = volatile_json((folder / "run.json").read_text(encoding="utf-8"))
         for f in sorted(folder.iterdir()):
             if f.name != "run.json":
                 out[f"attack/{name}/{f.name}"] = sha(f.read_bytes())
@@ -127,22 +139,13 @@ def jury_labels(jury: Path) -> dict[str, str]:
 
 
 def normalise_jury(jury: Path) -> dict[str, str]:
-    labels = jury_labels(jury)
+    """Every file of the jury package, as written (the candidate ids are seeded: `seeded_ids`), and the listing."""
     out: dict[str, str] = {}
-    manifest = json.loads((jury / "manifest.json").read_text(encoding="utf-8"))
-    for entry in manifest["images"]:
-        entry["candidates"] = sorted(({"id": labels[c["id"]], "file": c["file"].replace(c["id"], labels[c["id"]])}
-                                      for c in entry["candidates"]), key=lambda c: c["id"])
-    out["results/jury/manifest.json"] = canonical_json(manifest)
-    key = json.loads((jury / "key.json").read_text(encoding="utf-8"))
-    out["results/jury/key.json"] = canonical_json({labels[c]: v for c, v in key["candidates"].items()})
     names = []
     for f in sorted(jury.rglob("*")):
         rel = f.relative_to(jury).as_posix()
-        for cid, label in labels.items():
-            rel = rel.replace(cid, label)
         names.append(rel)
-        if f.is_file() and f.name not in ("manifest.json", "key.json"):
+        if f.is_file():
             out[f"results/jury/{rel}"] = sha(f.read_bytes())
     out["results/jury/<listing>"] = "\n".join(sorted(names))
     return out
@@ -181,8 +184,7 @@ def golden_outputs(tmp: Path) -> dict[str, str]:
     assert code == 0
     for name in ("runs.csv", "scores.csv", "selection.csv"):
         out[f"results/{name}"] = (results / name).read_text(encoding="utf-8")
-    meta = json.loads((results / "task.json").read_text(encoding="utf-8"))
-    out["results/task.json"] = canonical_json(drop_keys(meta, TIME_KEYS | VERSION_KEYS)).replace(str(tmp), "<tmp>")
+    out["results/task.json"] = volatile_json((results / "task.json").read_text(encoding="utf-8"), tmp)
     report = (results / "report.html").read_text(encoding="utf-8")
     report = re.sub(r"versions: .*?<br>created: [^<]*", "versions+created", report).replace(str(tmp), "<tmp>")
     out["results/report.html"] = sha(report)
@@ -204,7 +206,8 @@ def golden_outputs(tmp: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_outputs_match_the_golden_fixture(tmp_path):
+def test_outputs_match_the_golden_fixture(tmp_path, monkeypatch):
+    seeded_ids(monkeypatch)
     got = golden_outputs(tmp_path)
     if os.environ.get("PP_GOLDEN_UPDATE") == "1":
         FIXTURE.parent.mkdir(exist_ok=True)
@@ -214,3 +217,20 @@ def test_outputs_match_the_golden_fixture(tmp_path):
     assert not changed, f"outputs changed: {changed}"
     assert sorted(got) == sorted(want), (f"missing: {sorted(want.keys() - got.keys())}, "
                                          f"new: {sorted(got.keys() - want.keys())}")
+
+
+def test_volatile_json_replaces_only_the_volatile_values():
+    """Two writes that differ in time stamps, versions and seconds normalise alike; a change of key order,
+    indentation or a value does not."""
+    def written(meta, **kw):
+        return json.dumps(meta, **{"indent": 2, **kw}) + "\n"
+
+    a = {"team": "t", "created": "2026-01-01T00:00:00Z", "summary": {"mean_seconds": 0.25, "psnr": 31.5},
+         "versions": {"python": "3.12.1", "numpy": "2.0"}, "finished": "2026-01-01T00:01:00Z"}
+    b = {**a, "created": "2027-05-05T10:00:00Z", "summary": {"mean_seconds": 1e-05, "psnr": 31.5},
+         "versions": {"python": "3.13.0", "torch": "not installed"}, "finished": "2027-05-05T10:02:00Z"}
+    assert volatile_json(written(a)) == volatile_json(written(b))
+    reordered = {"created": a["created"], **a}
+    for other in (written(reordered), written(a, indent=1), written(a, sort_keys=True),
+                  written({**a, "summary": {"mean_seconds": 0.25, "psnr": 31.6}})):
+        assert volatile_json(other) != volatile_json(written(a))
