@@ -78,7 +78,7 @@ def test_design_md_lists_every_key_pp_attack_writes_to_run_json(tmp_path, origin
     run = tmp_path / "runs" / "n"
     assert main(["noise", "--originals", str(originals), "--out", str(run), "--quiet"]) == 0
     keys = list(json.loads((run / "run.json").read_text()))
-    design = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text(encoding="utf-8")
+    design = (Path(__file__).resolve().parents[1] / "docs/design.md").read_text(encoding="utf-8")
     section = design[design.index("Other keys are allowed. pp-attack writes them"):]
     section = section[:section.index("\n\n")]
     named = re.findall(r"`(\w+)`", section)
