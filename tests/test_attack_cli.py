@@ -243,15 +243,23 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, originals, capsys, extra
     assert not run.exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--biqa", "nope"], "unknown BIQA model 'nope'"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
-])
-def test_a_model_that_cannot_be_built_exits_4_and_writes_nothing(tmp_path, originals, capsys, extra, message):
+def test_a_device_that_is_not_available_exits_4_and_writes_nothing(tmp_path, originals, capsys):
     """The BIQA stage's exit code, as in pp-evaluate (the kit's one exit-code table)."""
     run = tmp_path / "runs" / "x"
-    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, *extra]) == 4
-    assert message in capsys.readouterr().err
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, "--device", "tpu"]) == 4
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_an_unknown_biqa_name_exits_2_from_the_flag_and_the_task_file(tmp_path, originals, capsys):
+    """An unknown name is bad input (2) whether it comes from --biqa or the task file, as in pp-evaluate."""
+    run = tmp_path / "runs" / "x"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, "--biqa", "niqee"]) == 2
+    assert "unknown BIQA model 'niqee' (did you mean 'niqe'?)" in capsys.readouterr().err
+    task = tmp_path / "task.toml"
+    task.write_text('[biqa]\nmodel = "niqee"\n')
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, "--task", str(task)]) == 2
+    assert "niqee" in capsys.readouterr().err
     assert not run.exists()
 
 

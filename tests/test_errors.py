@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _classes():
-    from evaluator.biqa import BIQAError, MissingWeightsError
+    from evaluator.biqa import BIQAError, MissingWeightsError, UnknownBIQAError
     from evaluator.biqa.brisque import BrisqueModelError
     from evaluator.biqa.koncept512 import WeightsError
     from evaluator.biqa.niqe import NiqeParamsError, NiqeSizeError
@@ -41,7 +41,7 @@ def _classes():
 
     E = errors
     return [  # class, stage, exit code, the built-in base it keeps
-        (TaskConfigError, E.ConfigError, 2, ValueError),
+        (TaskConfigError, E.ConfigError, 2, ValueError), (UnknownBIQAError, E.ConfigError, 2, ValueError),
         (ImageError, E.IntakeError, 2, ValueError), (CorruptImageError, E.IntakeError, 2, ValueError),
         (RunsDirError, E.IntakeError, 2, ValueError), (RunReadError, E.IntakeError, 2, ValueError),
         (ZipReadError, E.IntakeError, 2, ValueError), (SubmissionLayoutError, E.IntakeError, 2, ValueError),

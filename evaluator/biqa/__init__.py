@@ -37,7 +37,7 @@ import torch
 
 from evaluator.biqa.base import BIQAInfo, BIQAModel
 from evaluator.common.device import resolve_device
-from evaluator.common.errors import ModelError
+from evaluator.common.errors import EXIT_USAGE, ConfigError, ModelError
 from evaluator.common.text import did_you_mean
 
 #: `--random-weights` seeds must fit torch's generator (`torch.manual_seed`): 0 <= seed < 2**64.
@@ -46,6 +46,13 @@ MAX_SEED = 2**64 - 1
 
 class BIQAError(ModelError, ValueError):
     """A model that cannot be built: unknown name, or weights that do not load (the message says which)."""
+
+
+class UnknownBIQAError(BIQAError, ConfigError):
+    """A BIQA name the registry does not know: bad input (exit 2, as the same name in the task file), not a model
+    that fails to load (exit 4)."""
+
+    exit_code = EXIT_USAGE
 
 
 class MissingWeightsError(BIQAError):
@@ -162,7 +169,7 @@ def available() -> list[str]:
 def spec(name: str) -> ModelSpec:
     """The registry entry of `name`; `BIQAError` naming the available ones (and the closest) when there is none."""
     if name not in _REGISTRY:
-        raise BIQAError(f"unknown BIQA model {name!r}{did_you_mean(name, available())}; "
+        raise UnknownBIQAError(f"unknown BIQA model {name!r}{did_you_mean(name, available())}; "
                         f"available: {', '.join(available())}")
     return _REGISTRY[name]
 
@@ -209,5 +216,5 @@ def create(name: str = "brisque", weights: str | Path | None = None, device: str
     return model.to(resolve_device(device))
 
 
-__all__ = ["BIQAError", "BIQAInfo", "BIQAModel", "MissingWeightsError", "ModelSpec", "available", "check_seed",
+__all__ = ["BIQAError", "BIQAInfo", "BIQAModel", "MissingWeightsError", "ModelSpec", "UnknownBIQAError", "available", "check_seed",
            "create", "missing_weights_message", "register", "spec"]
