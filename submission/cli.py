@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from evaluator.common.errors import EXIT_OK, EXIT_USAGE, KitError, exit_code_help
+from evaluator.common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KitError, exit_code_help
 
 log = logging.getLogger("pp-attack")
 
@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # each stage's error carries its exit code (evaluator.common.errors)
         print(f"pp-attack: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"pp-attack: interrupted; the images written in {args.out} are kept: rerun the same command to "
+              "resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _finalize_main(argv: list[str]) -> int:
@@ -226,6 +230,9 @@ def _finalize_main(argv: list[str]) -> int:
     except KitError as exc:  # IncompleteRunError: 5; the originals: 3; another run folder problem: 2
         print(f"pp-attack finalize: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"pp-attack finalize: interrupted; {args.run} is left as it was: rerun finalize", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"{args.run}: complete, {meta['n_images']} images; {meta.get('summary')}")
     return EXIT_OK
 

@@ -69,7 +69,7 @@ def test_ifgsm_run_folder_is_valid_and_complete(tmp_path, originals):
     assert sorted(p.name for p in run.iterdir()) == ["img0.png", "img1.png", "img2.png", "run.json"]
 
 
-def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch):
+def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch, capsys):
     from submission.attacks.methods.fgsm_family import IFGSM
 
     run = tmp_path / "runs" / "r"
@@ -83,8 +83,8 @@ def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, or
         return real(self, x, model, ctx)
 
     monkeypatch.setattr(IFGSM, "perturb", crash_on_second_batch)
-    with pytest.raises(KeyboardInterrupt):
-        main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST])
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST]) == 130  # Ctrl-C: the table's 130
+    assert capsys.readouterr().err.splitlines()[-1].startswith("pp-attack: interrupted;")
     assert sorted(p.name for p in run.glob("*.png")) == ["img0.png"]
     assert json.loads((run / "run.json").read_text())["status"] == "in progress"
     first = (run / "img0.png").stat().st_mtime_ns
@@ -241,6 +241,17 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, originals, capsys, extra
 
     assert re.search(message, capsys.readouterr().err)
     assert not run.exists()
+
+
+def test_finalize_interrupted_exits_130(tmp_path, monkeypatch, capsys):
+    import submission.run_folder
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(submission.run_folder, "finalize", interrupted)
+    assert main(["finalize", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip().startswith("pp-attack finalize: interrupted;")
 
 
 def test_a_device_that_is_not_available_exits_4_and_writes_nothing(tmp_path, originals, capsys):
