@@ -9,12 +9,11 @@
 The task file (--task, default the kit's 2020 rules) is the one source of the BIQA threshold and of the organizer's
 JPEG (quality, subsampling, libjpeg build): run.json records both (`threshold`, `codec`) next to the whole `task`.
 
-Exit codes (the kit's one table, `evaluator.common.errors`): 0 done; 2 bad input (unknown method or parameter,
-wrong type, target outside [0, 100], an --out holding a different run), nothing written or overwritten; 3 the
-originals (missing folder, unreadable image, not the run's image set); 4 the BIQA (unknown, weights missing or not
-loading, device not available); 5 finalize found images missing; 1 unexpected failure. Under torchrun (RANK and
-WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the GPU LOCAL_RANK; run `pp-attack finalize` once
-all are done.
+Exit codes: the kit's one exit-code table: README.md, section "The three command-line tools" (also in
+`pp-attack --help`; `evaluator.common.errors.EXIT_CODES`).
+
+Under torchrun (RANK and WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the GPU LOCAL_RANK; run
+`pp-attack finalize` once all are done.
 """
 
 from __future__ import annotations
