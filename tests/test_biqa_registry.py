@@ -60,9 +60,15 @@ def test_registration_refuses_lower_better_scores_bad_ranges_and_twins(scratch_r
 
 
 def test_the_kit_models_carry_the_registry_metadata():
-    assert biqa.available() == ["brisque", "koncept512", "niqe", "piqe"]
-    assert [n for n in biqa.available() if not spec(n).differentiable] == ["piqe"]
-    assert [n for n in biqa.available() if spec(n).needs_weights] == ["koncept512"]
+    """Registry-driven (a new entry is checked too, none has to be listed here); the kit's four are among them."""
+    assert {"brisque", "koncept512", "niqe", "piqe"} <= set(biqa.available()) and biqa.available() == sorted(
+        biqa.available())
+    for name in biqa.available():
+        entry = spec(name)
+        assert entry.name == name and entry.info().name == name
+        assert entry.weights_help if entry.needs_weights else not entry.weights_help, name  # shown when missing
+    assert not spec("piqe").differentiable and spec("brisque").differentiable and spec("koncept512").differentiable
+    assert spec("koncept512").needs_weights and not spec("brisque").needs_weights
     from evaluator.biqa.piqe import Piqe
 
     assert Piqe().info == spec("piqe").info()
@@ -73,7 +79,7 @@ def test_unknown_biqa_names_get_a_suggestion(name, close):
     with pytest.raises(BIQAError) as exc:
         biqa.create(name)
     message = str(exc.value)
-    assert f"unknown BIQA model {name!r}" in message and "available: brisque, koncept512, niqe, piqe" in message
+    assert f"unknown BIQA model {name!r}" in message and f"available: {', '.join(biqa.available())}" in message
     assert (f"did you mean {close!r}?" in message) if close else "did you mean" not in message
     with pytest.raises(TaskConfigError) as exc:
         task_from_dict({"biqa": {"model": name}}, "task.toml")
