@@ -30,14 +30,14 @@ class Flat(BIQAModel):
 
 
 def test_a_registered_model_is_created_validated_and_clipped_by_its_metadata(scratch_registry):
-    @register("flat", score_range=(0.0, 200.0), differentiable=False)
+    @register("flat", differentiable=False)
     def _flat(weights, random_seed):
         return Flat("flat")
 
     assert "flat" in biqa.available() and spec("flat").build is _flat
     model = biqa.create("flat")
     assert model.info.name == "flat" and not model.info.differentiable and not model.info.needs_weights
-    assert model(torch.zeros(2, 3, 8, 8)).tolist() == [200.0, 200.0]  # forward clips to the registered range
+    assert model(torch.zeros(2, 3, 8, 8)).tolist() == [100.0, 100.0]  # forward clips to the registered range
     assert task_from_dict({"biqa": {"model": "flat"}}).biqa.model == "flat"  # the task rules accept it
 
 
@@ -50,11 +50,20 @@ def test_needs_weights_is_read_by_create(scratch_registry):
         biqa.create("heavy")
 
 
-def test_registration_refuses_lower_better_scores_bad_ranges_and_twins(scratch_registry):
-    with pytest.raises(ValueError, match="must grow with quality"):
+@pytest.mark.parametrize("score_range", [(0.0, 200.0), (100.0, 0.0), (0, 1), (-100, 100), "0..100", (0, 50, 100)])
+def test_registration_refuses_a_score_range_other_than_0_to_100(scratch_registry, score_range):
+    """The kit reads scores on 0..100 (metrics divide by 100, --target in [0, 100]): no other range registers."""
+    with pytest.raises(ValueError, match=r"map the model's score onto \[0, 100\]"):
+        register("other", score_range=score_range)
+    assert "other" not in biqa.available()
+    register("same", score_range=(0, 100))(lambda weights, seed: None)  # ints are the same range
+    assert spec("same").score_range == (0.0, 100.0)
+
+
+def test_registration_has_no_higher_better_switch_and_refuses_twins(scratch_registry):
+    """No `higher_better` parameter that is neither stored nor read: a lower-better score is registered mapped."""
+    with pytest.raises(TypeError, match="higher_better"):
         register("raw-brisque", higher_better=False)
-    with pytest.raises(ValueError, match="low < high"):
-        register("upside", score_range=(100.0, 0.0))
     with pytest.raises(ValueError, match="registered twice"):
         register("brisque")(lambda weights, seed: None)
 

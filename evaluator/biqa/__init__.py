@@ -1,11 +1,11 @@
 """BIQA registry: `create("brisque")`, `create("koncept512", weights="koncept512.pth")`, `available()`, `spec()`.
 
 The one place a model is known: a builder decorated with `@register(name, ...)` (like pyiqa's registry), whose
-metadata is read by the kit: `score_range` (the clip of `BIQAModel.forward`), `differentiable` (gradient attacks
-refuse a model without a gradient), `needs_weights` (`create` refuses such a model without its weights file) and
-`higher_better` (the task counts a score >= the threshold as high quality, so a registered score must grow with
-quality: `register` refuses one that does not). The model's `info` is built from the same entry
-(`ModelSpec.info`). The task rules (`evaluator.config`) accept exactly the registered names; an unknown name gets
+metadata is read by the kit: `score_range` (the clip of `BIQAModel.forward`: (0, 100), the kit's one scale),
+`differentiable` (gradient attacks refuse a model without a gradient) and `needs_weights` (`create` refuses such
+a model without its weights file). A registered score must grow with quality (the task counts a score >= the
+threshold as high quality): a lower-better measure is registered through a mapping such as 100 - score. The
+model's `info` is built from the same entry (`ModelSpec.info`). The task rules (`evaluator.config`) accept exactly the registered names; an unknown name gets
 a "did you mean" suggestion. The threshold is not a model fact: the task rules hold it (`task.toml` [biqa]).
 
 Each entry builds a `BIQAModel` (see `base.py`): RGB float (N,3,H,W) in [0,1] in, (N,) scores in [0,100] out,
@@ -39,6 +39,9 @@ from evaluator.biqa.base import BIQAInfo, BIQAModel
 from evaluator.common.device import resolve_device
 from evaluator.common.errors import EXIT_USAGE, ConfigError, ModelError
 from evaluator.common.text import did_you_mean
+
+#: The one BIQA score scale of the kit: every registered model's `forward` clips to it.
+SCORE_RANGE = (0.0, 100.0)
 
 #: `--random-weights` seeds must fit torch's generator (`torch.manual_seed`): 0 <= seed < 2**64.
 MAX_SEED = 2**64 - 1
@@ -87,26 +90,28 @@ Builder = Callable[[Path | None, int | None], BIQAModel]
 
 
 def register(name: str, *, needs_weights: bool = False, weights_help: str = "", differentiable: bool = True,
-             score_range: tuple[float, float] = (0.0, 100.0), higher_better: bool = True
-             ) -> Callable[[Builder], Builder]:
+             score_range: tuple[float, float] = SCORE_RANGE) -> Callable[[Builder], Builder]:
     """Decorator: register `build(weights, random_seed) -> BIQAModel` under `name` with the model's metadata.
 
-    `higher_better=False` is refused (ValueError): the task's accuracy counts score >= threshold as high quality,
-    so a lower-better measure is registered through a mapping such as 100 - score (as brisque, niqe, piqe are)."""
-    if not higher_better:
-        raise ValueError(f"BIQA {name!r}: the task counts a score >= the threshold as high quality, so a BIQA score "
-                         "must grow with quality; register a mapping of it such as 100 - score (as brisque, niqe "
-                         "and piqe do)")
-    lo, hi = score_range
-    if not lo < hi:
-        raise ValueError(f"BIQA {name!r}: score_range {score_range!r} must be (low, high) with low < high")
+    `score_range` must be (0, 100) (ValueError otherwise): the kit reads every score on that scale (the metrics
+    divide by 100, `--target` and the task threshold lie in [0, 100]). A score must also grow with quality (the
+    task counts score >= threshold as high quality): register a lower-better measure through a mapping onto
+    0..100 such as 100 - score, as brisque, niqe and piqe are."""
+    try:
+        lo, hi = (float(v) for v in score_range)
+    except (TypeError, ValueError):
+        lo, hi = float("nan"), float("nan")
+    if (lo, hi) != SCORE_RANGE:
+        raise ValueError(f"BIQA {name!r}: score_range {score_range!r} is not supported: the kit reads every BIQA "
+                         "score on 0..100 (metrics divide by 100, --target and the task threshold lie in [0, 100]); "
+                         "map the model's score onto [0, 100], higher = better, and register score_range=(0, 100)")
 
     def decorate(build: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"BIQA {name!r} is registered twice ({_REGISTRY[name].build.__qualname__} and "
                              f"{build.__qualname__}); give the new model another name")
         _REGISTRY[name] = ModelSpec(name, build, needs_weights=needs_weights, weights_help=weights_help,
-                                    differentiable=differentiable, score_range=(float(lo), float(hi)))
+                                    differentiable=differentiable, score_range=(lo, hi))
         return build
 
     return decorate
