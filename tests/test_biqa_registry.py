@@ -14,8 +14,8 @@ from evaluator.config import TaskConfigError, task_from_dict
 @pytest.fixture()
 def scratch_registry(monkeypatch):
     """A registry the test may add to (restored afterwards)."""
-    monkeypatch.setattr(biqa, "_REGISTRY", dict(biqa._REGISTRY))
-    return biqa._REGISTRY
+    monkeypatch.setattr(biqa.registry, "_REGISTRY", dict(biqa.registry._REGISTRY))
+    return biqa.registry._REGISTRY
 
 
 class Flat(BIQAModel):
