@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from evaluator.common.device import DEVICE_CHOICES
-from evaluator.common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KitError, ModelError, exit_code_help
+from evaluator.common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KitError, exit_code_help
 from evaluator.config import load_task
 from evaluator.contracts.results import REPORT_HTML
 
@@ -124,15 +124,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     index_originals(args.originals)
 
-    from evaluator.biqa import MissingWeightsError, create
+    from evaluator.biqa import create
 
     name = args.biqa or task.biqa.model
-    try:
-        model = create(name, weights=args.biqa_weights, device=args.device, random_weights_seed=args.random_weights)
-    except MissingWeightsError:
-        raise
-    except ModelError as exc:  # unknown name, weights that do not load, a device not available here
-        return _fail(exc.exit_code, f"BIQA {name!r} does not load: {exc}")
+    # its errors name the problem (unknown name: 2; weights, device: 4) and reach main's KitError handler as they are
+    model = create(name, weights=args.biqa_weights, device=args.device, random_weights_seed=args.random_weights)
 
     from evaluator.pipeline import evaluate
 

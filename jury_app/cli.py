@@ -16,7 +16,7 @@ except ImportError:  # Windows: no flock; the jury's votes.sqlite alone keeps pp
     fcntl = None
 
 from jury_app.votes.ballot import Ballot
-from evaluator.common.errors import KitError, exit_code_help
+from evaluator.common.errors import EXIT_INTERRUPTED, KitError, exit_code_help
 from evaluator.contracts.jury_package import (KEY_NAME, MANIFEST_NAME, RANKING_NAME, SERVE_LOCK, PackageError,
                                               check_servable, load_key, load_package)
 from evaluator.common.atomic import write_text_atomic
@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # the jury package, votes file, vote store or a ballot: 2 (evaluator.common.errors)
         print(f"pp-jury: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("pp-jury: interrupted; the vote store keeps every ballot submitted before", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

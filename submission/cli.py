@@ -9,12 +9,11 @@
 The task file (--task, default the kit's 2020 rules) is the one source of the BIQA threshold and of the organizer's
 JPEG (quality, subsampling, libjpeg build): run.json records both (`threshold`, `codec`) next to the whole `task`.
 
-Exit codes (the kit's one table, `evaluator.common.errors`): 0 done; 2 bad input (unknown method or parameter,
-wrong type, target outside [0, 100], an --out holding a different run), nothing written or overwritten; 3 the
-originals (missing folder, unreadable image, not the run's image set); 4 the BIQA (unknown, weights missing or not
-loading, device not available); 5 finalize found images missing; 1 unexpected failure. Under torchrun (RANK and
-WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the GPU LOCAL_RANK; run `pp-attack finalize` once
-all are done.
+Exit codes: the kit's one exit-code table: README.md, section "The three command-line tools" (also in
+`pp-attack --help`; `evaluator.common.errors.EXIT_CODES`).
+
+Under torchrun (RANK and WORLD_SIZE set) each process takes shard RANK/WORLD_SIZE and the GPU LOCAL_RANK; run
+`pp-attack finalize` once all are done.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from evaluator.common.errors import EXIT_OK, EXIT_USAGE, KitError, exit_code_help
+from evaluator.common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KitError, exit_code_help
 
 log = logging.getLogger("pp-attack")
 
@@ -210,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # each stage's error carries its exit code (evaluator.common.errors)
         print(f"pp-attack: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"pp-attack: interrupted; the images written in {args.out} are kept: rerun the same command to "
+              "resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _finalize_main(argv: list[str]) -> int:
@@ -226,6 +229,9 @@ def _finalize_main(argv: list[str]) -> int:
     except KitError as exc:  # IncompleteRunError: 5; the originals: 3; another run folder problem: 2
         print(f"pp-attack finalize: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"pp-attack finalize: interrupted; {args.run} is left as it was: rerun finalize", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"{args.run}: complete, {meta['n_images']} images; {meta.get('summary')}")
     return EXIT_OK
 

@@ -89,7 +89,7 @@ def test_design_md_lists_every_key_pp_attack_writes_to_run_json(tmp_path, origin
     assert listed == [k for k in keys if k in listed], "docs/design.md lists run.json's keys in another order"
 
 
-def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch):
+def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, originals, monkeypatch, capsys):
     from submission.attacks.methods.fgsm_family import IFGSM
 
     run = tmp_path / "runs" / "r"
@@ -103,8 +103,8 @@ def test_rerun_resumes_after_a_crash_and_redoes_only_missing_images(tmp_path, or
         return real(self, x, model, ctx)
 
     monkeypatch.setattr(IFGSM, "perturb", crash_on_second_batch)
-    with pytest.raises(KeyboardInterrupt):
-        main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST])
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST]) == 130  # Ctrl-C: the table's 130
+    assert capsys.readouterr().err.splitlines()[-1].startswith("pp-attack: interrupted;")
     assert sorted(p.name for p in run.glob("*.png")) == ["img0.png"]
     assert json.loads((run / "run.json").read_text())["status"] == "in progress"
     first = (run / "img0.png").stat().st_mtime_ns
@@ -263,15 +263,34 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, originals, capsys, extra
     assert not run.exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--biqa", "nope"], "unknown BIQA model 'nope'"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
-])
-def test_a_model_that_cannot_be_built_exits_4_and_writes_nothing(tmp_path, originals, capsys, extra, message):
+def test_finalize_interrupted_exits_130(tmp_path, monkeypatch, capsys):
+    import submission.run_folder
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(submission.run_folder, "finalize", interrupted)
+    assert main(["finalize", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip().startswith("pp-attack finalize: interrupted;")
+
+
+def test_a_device_that_is_not_available_exits_4_and_writes_nothing(tmp_path, originals, capsys):
     """The BIQA stage's exit code, as in pp-evaluate (the kit's one exit-code table)."""
     run = tmp_path / "runs" / "x"
-    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, *extra]) == 4
-    assert message in capsys.readouterr().err
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, "--device", "tpu"]) == 4
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_an_unknown_biqa_name_exits_2_from_the_flag_and_the_task_file(tmp_path, originals, capsys):
+    """An unknown name is bad input (2) whether it comes from --biqa or the task file, as in pp-evaluate."""
+    run = tmp_path / "runs" / "x"
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, "--biqa", "niqee"]) == 2
+    assert "unknown BIQA model 'niqee' (did you mean 'niqe'?)" in capsys.readouterr().err
+    task = tmp_path / "task.toml"
+    task.write_text('[biqa]\nmodel = "niqee"\n')
+    assert main(["ifgsm", "--originals", str(originals), "--out", str(run), *FAST, "--task", str(task)]) == 2
+    assert "niqee" in capsys.readouterr().err
     assert not run.exists()
 
 

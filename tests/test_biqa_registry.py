@@ -14,8 +14,8 @@ from evaluator.config import TaskConfigError, task_from_dict
 @pytest.fixture()
 def scratch_registry(monkeypatch):
     """A registry the test may add to (restored afterwards)."""
-    monkeypatch.setattr(biqa, "_REGISTRY", dict(biqa._REGISTRY))
-    return biqa._REGISTRY
+    monkeypatch.setattr(biqa.registry, "_REGISTRY", dict(biqa.registry._REGISTRY))
+    return biqa.registry._REGISTRY
 
 
 class Flat(BIQAModel):
@@ -30,14 +30,14 @@ class Flat(BIQAModel):
 
 
 def test_a_registered_model_is_created_validated_and_clipped_by_its_metadata(scratch_registry):
-    @register("flat", score_range=(0.0, 200.0), differentiable=False)
+    @register("flat", differentiable=False)
     def _flat(weights, random_seed):
         return Flat("flat")
 
     assert "flat" in biqa.available() and spec("flat").build is _flat
     model = biqa.create("flat")
     assert model.info.name == "flat" and not model.info.differentiable and not model.info.needs_weights
-    assert model(torch.zeros(2, 3, 8, 8)).tolist() == [200.0, 200.0]  # forward clips to the registered range
+    assert model(torch.zeros(2, 3, 8, 8)).tolist() == [100.0, 100.0]  # forward clips to the registered range
     assert task_from_dict({"biqa": {"model": "flat"}}).biqa.model == "flat"  # the task rules accept it
 
 
@@ -50,19 +50,34 @@ def test_needs_weights_is_read_by_create(scratch_registry):
         biqa.create("heavy")
 
 
-def test_registration_refuses_lower_better_scores_bad_ranges_and_twins(scratch_registry):
-    with pytest.raises(ValueError, match="must grow with quality"):
+@pytest.mark.parametrize("score_range", [(0.0, 200.0), (100.0, 0.0), (0, 1), (-100, 100), "0..100", (0, 50, 100)])
+def test_registration_refuses_a_score_range_other_than_0_to_100(scratch_registry, score_range):
+    """The kit reads scores on 0..100 (metrics divide by 100, --target in [0, 100]): no other range registers."""
+    with pytest.raises(ValueError, match=r"map the model's score onto \[0, 100\]"):
+        register("other", score_range=score_range)
+    assert "other" not in biqa.available()
+    register("same", score_range=(0, 100))(lambda weights, seed: None)  # ints are the same range
+    assert spec("same").score_range == (0.0, 100.0)
+
+
+def test_registration_has_no_higher_better_switch_and_refuses_twins(scratch_registry):
+    """No `higher_better` parameter that is neither stored nor read: a lower-better score is registered mapped."""
+    with pytest.raises(TypeError, match="higher_better"):
         register("raw-brisque", higher_better=False)
-    with pytest.raises(ValueError, match="low < high"):
-        register("upside", score_range=(100.0, 0.0))
     with pytest.raises(ValueError, match="registered twice"):
         register("brisque")(lambda weights, seed: None)
 
 
 def test_the_kit_models_carry_the_registry_metadata():
-    assert biqa.available() == ["brisque", "koncept512", "niqe", "piqe"]
-    assert [n for n in biqa.available() if not spec(n).differentiable] == ["piqe"]
-    assert [n for n in biqa.available() if spec(n).needs_weights] == ["koncept512"]
+    """Registry-driven (a new entry is checked too, none has to be listed here); the kit's four are among them."""
+    assert {"brisque", "koncept512", "niqe", "piqe"} <= set(biqa.available()) and biqa.available() == sorted(
+        biqa.available())
+    for name in biqa.available():
+        entry = spec(name)
+        assert entry.name == name and entry.info().name == name
+        assert entry.weights_help if entry.needs_weights else not entry.weights_help, name  # shown when missing
+    assert not spec("piqe").differentiable and spec("brisque").differentiable and spec("koncept512").differentiable
+    assert spec("koncept512").needs_weights and not spec("brisque").needs_weights
     from evaluator.biqa.piqe import Piqe
 
     assert Piqe().info == spec("piqe").info()
@@ -73,7 +88,7 @@ def test_unknown_biqa_names_get_a_suggestion(name, close):
     with pytest.raises(BIQAError) as exc:
         biqa.create(name)
     message = str(exc.value)
-    assert f"unknown BIQA model {name!r}" in message and "available: brisque, koncept512, niqe, piqe" in message
+    assert f"unknown BIQA model {name!r}" in message and f"available: {', '.join(biqa.available())}" in message
     assert (f"did you mean {close!r}?" in message) if close else "did you mean" not in message
     with pytest.raises(TaskConfigError) as exc:
         task_from_dict({"biqa": {"model": name}}, "task.toml")

@@ -109,6 +109,14 @@ def test_a_model_that_needs_weights_without_them_is_a_setup_error(tmp_path, caps
     assert "scoring setup: BIQA 'koncept512' needs a weights file" in capsys.readouterr().err
 
 
+def test_a_device_that_is_not_available_is_a_setup_error_reported_as_itself(tmp_path, capsys):
+    originals = write_originals(tmp_path / "input" / "ref", {"a": 0.7})
+    shutil.move(write_run(tmp_path, "res", originals), tmp_path / "input" / "res")
+    assert main([str(tmp_path / "input"), str(tmp_path / "output"), "--device", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "scoring setup: unknown device 'tpu'" in err and "does not load" not in err
+
+
 def test_random_weights_are_marked_in_scores_json_and_on_stderr(tmp_path, monkeypatch, capsys):
     import dataclasses
 

@@ -3,6 +3,7 @@ that stage's exit code, keeps the built-in base its callers catch, and the three
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _classes():
-    from evaluator.biqa import BIQAError, MissingWeightsError
+    from evaluator.biqa import BIQAError, MissingWeightsError, UnknownBIQAError
     from evaluator.biqa.brisque import BrisqueModelError
     from evaluator.biqa.koncept512 import WeightsError
     from evaluator.biqa.niqe import NiqeParamsError, NiqeSizeError
@@ -41,7 +42,7 @@ def _classes():
 
     E = errors
     return [  # class, stage, exit code, the built-in base it keeps
-        (TaskConfigError, E.ConfigError, 2, ValueError),
+        (TaskConfigError, E.ConfigError, 2, ValueError), (UnknownBIQAError, E.ConfigError, 2, ValueError),
         (ImageError, E.IntakeError, 2, ValueError), (CorruptImageError, E.IntakeError, 2, ValueError),
         (RunsDirError, E.IntakeError, 2, ValueError), (RunReadError, E.IntakeError, 2, ValueError),
         (ZipReadError, E.IntakeError, 2, ValueError), (SubmissionLayoutError, E.IntakeError, 2, ValueError),
@@ -90,14 +91,47 @@ def test_each_cli_help_shows_the_one_table(argv, main, capsys):
     assert exit_code_help() in capsys.readouterr().out
 
 
-def test_the_readme_shows_the_table():
+POINTER = "the kit's one exit-code table: README.md, section \"The three command-line tools\""
+CODE_ROW = re.compile(r"^\| (\d+) \| .* \|$", re.MULTILINE)
+
+
+def _documents() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "data").glob("*.md"))]
+
+
+def test_the_readme_shows_exactly_the_table():
+    """README's table is the code's table row for row (no missing, extra, reordered or reworded row)."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for code, meaning in EXIT_CODES:
-        assert f"| {code} | {meaning} |" in readme
+    rows = "\n".join(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES)
+    assert f"| code | meaning |\n|---|---|\n{rows}\n" in readme
+    assert len(CODE_ROW.findall(readme)) == len(EXIT_CODES)
+
+
+@pytest.mark.parametrize("path", _documents(), ids=lambda p: p.name)
+def test_no_other_document_holds_a_copy_of_the_table(path):
+    if path.name == "README.md" and path.parent == REPO:
+        return
+    text = path.read_text(encoding="utf-8")
+    assert not [row for row in CODE_ROW.finditer(text) if int(row.group(1)) in dict(EXIT_CODES)
+                and "exit" in text[max(0, row.start() - 2000):row.start()].lower()], f"{path}: an exit-code table"
+
+
+@pytest.mark.parametrize("path", ["docs/jury.md", "docs/design.md", "submission/cli.py"])
+def test_every_other_mention_of_the_exit_codes_points_to_the_one_table(path):
+    text = " ".join((REPO / path).read_text(encoding="utf-8").split())
+    assert POINTER in text
+    for mention in re.finditer(r"Exit codes[^:]*:", text):
+        assert text[mention.end():].lstrip().startswith(POINTER), (path, text[mention.start():mention.end() + 80])
+
+
+def test_the_readme_evaluate_section_points_to_the_table_and_restates_no_code_meaning():
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    mentions = [m.end() for m in re.finditer(r"Exit codes:", readme)]
+    assert mentions and all(readme[end:].lstrip().startswith("the table above") for end in mentions)
 
 
 def test_an_unexpected_model_failure_is_not_reported_as_weights_that_do_not_load(monkeypatch, tmp_path):
-    """pp-evaluate reports a ModelError (exit 4) as a model that does not load; any other exception while
+    """pp-evaluate reports a ModelError (exit 4) with its own message; any other exception while
     building the model is a bug of the kit and is not disguised as one (it propagates: traceback, exit 1)."""
     import evaluator.biqa
     from evaluator.cli import main

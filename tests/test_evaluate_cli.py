@@ -89,13 +89,31 @@ def test_unreadable_original_exits_3(dirs, capsys):
     assert "b.png" in _one_error_line(capsys)
 
 
-def test_unknown_model_and_weights_that_do_not_load_exit_4(dirs, capsys):
-    assert main(_args(dirs, "--biqa", "nosuchmodel")) == 4
-    assert "nosuchmodel" in _one_error_line(capsys)
+def test_an_unknown_model_name_is_bad_input_exit_2_from_the_flag_and_the_task_file(dirs, capsys):
+    """The same mistake, one exit code (2, bad input) and the registry's own message, not "does not load"."""
+    assert main(_args(dirs, "--biqa", "niqee")) == 2
+    line = _one_error_line(capsys)
+    assert "unknown BIQA model 'niqee'" in line and "did you mean 'niqe'" in line and "does not load" not in line
+    task = dirs / "task.toml"
+    task.write_text('[biqa]\nmodel = "niqee"\n')
+    assert main(_args(dirs, "--task", str(task))) == 2
+    assert "niqee" in _one_error_line(capsys)
+    assert not (dirs / "out").exists()
+
+
+def test_a_device_that_is_not_available_is_reported_as_itself(dirs, capsys):
+    """A --device error is printed with its own message, not labelled as a BIQA that does not load."""
+    assert main(_args(dirs, "--device", "tpu")) == 4
+    line = _one_error_line(capsys)
+    assert "unknown device 'tpu'" in line and "does not load" not in line
+
+
+def test_weights_that_do_not_load_exit_4(dirs, capsys):
     bad = dirs / "weights.pth"
     bad.write_bytes(b"not a checkpoint")
     assert main(_args(dirs, "--biqa", "koncept512", "--biqa-weights", str(bad))) == 4
-    assert "koncept512" in _one_error_line(capsys)
+    line = _one_error_line(capsys)  # the loader's own message names the model and the file
+    assert "KonCept512 weights" in line and "weights.pth" in line and "does not load:" not in line
     assert main(_args(dirs, "--biqa-weights", str(bad))) == 4  # brisque takes no weights
     assert "brisque" in _one_error_line(capsys)
     assert not (dirs / "out").exists()

@@ -38,6 +38,18 @@ def test_help_documents_exit_codes(capsys):
     assert exit_code_help() in out  # the kit's one table (evaluator.common.errors)
 
 
+def test_ctrl_c_exits_130_with_one_line(capsys, pkg, monkeypatch):
+    import jury_app.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jury_app.cli, "cmd_export", interrupted)
+    code, out, err = run(capsys, "export", pkg)
+    assert code == 130 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("pp-jury: interrupted;")
+
+
 def test_jurors_links_admin_once_and_rotation(capsys, pkg):
     code, out, err = run(capsys, "jurors", pkg, "--add", 3, "--base-url", "https://jury.example.org/")
     assert code == 0

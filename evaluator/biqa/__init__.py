@@ -1,11 +1,11 @@
 """BIQA registry: `create("brisque")`, `create("koncept512", weights="koncept512.pth")`, `available()`, `spec()`.
 
 The one place a model is known: a builder decorated with `@register(name, ...)` (like pyiqa's registry), whose
-metadata is read by the kit: `score_range` (the clip of `BIQAModel.forward`), `differentiable` (gradient attacks
-refuse a model without a gradient), `needs_weights` (`create` refuses such a model without its weights file) and
-`higher_better` (the task counts a score >= the threshold as high quality, so a registered score must grow with
-quality: `register` refuses one that does not). The model's `info` is built from the same entry
-(`ModelSpec.info`). The task rules (`evaluator.config`) accept exactly the registered names; an unknown name gets
+metadata is read by the kit: `score_range` (the clip of `BIQAModel.forward`: (0, 100), the kit's one scale),
+`differentiable` (gradient attacks refuse a model without a gradient) and `needs_weights` (`create` refuses such
+a model without its weights file). A registered score must grow with quality (the task counts a score >= the
+threshold as high quality): a lower-better measure is registered through a mapping such as 100 - score. The
+model's `info` is built from the same entry (`ModelSpec.info`). The task rules (`evaluator.config`) accept exactly the registered names; an unknown name gets
 a "did you mean" suggestion. The threshold is not a model fact: the task rules hold it (`task.toml` [biqa]).
 
 Each entry builds a `BIQAModel` (see `base.py`): RGB float (N,3,H,W) in [0,1] in, (N,) scores in [0,100] out,
@@ -13,7 +13,7 @@ higher = better quality, differentiable unless `info.differentiable` is False (p
 score attacks optimize.
 
 Adding a BIQA: write a `BIQAModel` subclass whose `info` is `spec("mybiqa").info(...)`, then register its builder
-here:
+here (`register`, `spec`, `ModelSpec` live in `evaluator.biqa.registry`, which the model modules import):
 
     @register("mybiqa", differentiable=True)
     def _mybiqa(weights: Path | None, random_seed: int | None) -> BIQAModel:
@@ -29,88 +29,25 @@ meaningless.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 
 from evaluator.biqa.base import BIQAInfo, BIQAModel
+from evaluator.biqa.registry import (
+    MAX_SEED,
+    SCORE_RANGE,
+    BIQAError,
+    MissingWeightsError,
+    ModelSpec,
+    UnknownBIQAError,
+    available,
+    check_seed,
+    missing_weights_message,
+    register,
+    spec,
+)
 from evaluator.common.device import resolve_device
-from evaluator.common.errors import ModelError
-from evaluator.common.text import did_you_mean
-
-#: `--random-weights` seeds must fit torch's generator (`torch.manual_seed`): 0 <= seed < 2**64.
-MAX_SEED = 2**64 - 1
-
-
-class BIQAError(ModelError, ValueError):
-    """A model that cannot be built: unknown name, or weights that do not load (the message says which)."""
-
-
-class MissingWeightsError(BIQAError):
-    """A model that needs a weights file was asked for without one (and without the random-weights opt-in)."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the registry knows about a model before building it.
-
-    `build(weights, random_seed)` makes the model; `needs_weights`: it scores nothing meaningful without a weights
-    file, so `create` refuses it without `weights` or the explicit `random_weights_seed`; `weights_help`: which
-    file to pass and the formats accepted (shown when it is missing); `differentiable`: False when `raw_score` has
-    no useful gradient (gradient attacks refuse the model); `score_range`: what `forward` clips the raw score to.
-    """
-
-    name: str
-    build: Callable[[Path | None, int | None], BIQAModel]
-    needs_weights: bool = False
-    weights_help: str = ""
-    differentiable: bool = True
-    score_range: tuple[float, float] = (0.0, 100.0)
-
-    def info(self, **details: Any) -> BIQAInfo:
-        """The `BIQAInfo` of a model built from this entry; `details`: its weights_sha256, random_weights_seed."""
-        return BIQAInfo(name=self.name, score_range=self.score_range, differentiable=self.differentiable,
-                        needs_weights=self.needs_weights, **details)
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-Builder = Callable[[Path | None, int | None], BIQAModel]
-
-
-def register(name: str, *, needs_weights: bool = False, weights_help: str = "", differentiable: bool = True,
-             score_range: tuple[float, float] = (0.0, 100.0), higher_better: bool = True
-             ) -> Callable[[Builder], Builder]:
-    """Decorator: register `build(weights, random_seed) -> BIQAModel` under `name` with the model's metadata.
-
-    `higher_better=False` is refused (ValueError): the task's accuracy counts score >= threshold as high quality,
-    so a lower-better measure is registered through a mapping such as 100 - score (as brisque, niqe, piqe are)."""
-    if not higher_better:
-        raise ValueError(f"BIQA {name!r}: the task counts a score >= the threshold as high quality, so a BIQA score "
-                         "must grow with quality; register a mapping of it such as 100 - score (as brisque, niqe "
-                         "and piqe do)")
-    lo, hi = score_range
-    if not lo < hi:
-        raise ValueError(f"BIQA {name!r}: score_range {score_range!r} must be (low, high) with low < high")
-
-    def decorate(build: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"BIQA {name!r} is registered twice ({_REGISTRY[name].build.__qualname__} and "
-                             f"{build.__qualname__}); give the new model another name")
-        _REGISTRY[name] = ModelSpec(name, build, needs_weights=needs_weights, weights_help=weights_help,
-                                    differentiable=differentiable, score_range=(float(lo), float(hi)))
-        return build
-
-    return decorate
-
-
-def missing_weights_message(spec: ModelSpec) -> str:
-    """What is missing and how to pass it (the CLI flags and the Python keyword)."""
-    return (f"BIQA {spec.name!r} needs a weights file and none was given (without one its network is untrained "
-            f"and its scores mean nothing). Pass --biqa-weights PATH (Python: create({spec.name!r}, weights=PATH)): "
-            f"{spec.weights_help}. For tests only, --random-weights SEED (Python: random_weights_seed=SEED) scores "
-            "with a seeded random network; every output then says its scores are meaningless.")
 
 
 @register("brisque")
@@ -154,26 +91,6 @@ def _koncept512(weights: Path | None, random_seed: int | None) -> BIQAModel:
     return KonCept512BIQA(weights=weights, random_seed=random_seed)
 
 
-def available() -> list[str]:
-    """Registry names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def spec(name: str) -> ModelSpec:
-    """The registry entry of `name`; `BIQAError` naming the available ones (and the closest) when there is none."""
-    if name not in _REGISTRY:
-        raise BIQAError(f"unknown BIQA model {name!r}{did_you_mean(name, available())}; "
-                        f"available: {', '.join(available())}")
-    return _REGISTRY[name]
-
-
-def check_seed(seed: object) -> int:
-    """`seed` as a `--random-weights` seed: an int in [0, 2**64 - 1]; `BIQAError` otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise BIQAError(f"--random-weights {seed!r}: the seed must be an integer in [0, {MAX_SEED}]")
-    return seed
-
-
 def create(name: str = "brisque", weights: str | Path | None = None, device: str = "cpu", *,
            random_weights_seed: int | None = None) -> BIQAModel:
     """Build the BIQA `name` in eval mode on `device` ('auto' = cuda, mps, cpu), with gradients enabled.
@@ -209,5 +126,5 @@ def create(name: str = "brisque", weights: str | Path | None = None, device: str
     return model.to(resolve_device(device))
 
 
-__all__ = ["BIQAError", "BIQAInfo", "BIQAModel", "MissingWeightsError", "ModelSpec", "available", "check_seed",
-           "create", "missing_weights_message", "register", "spec"]
+__all__ = ["MAX_SEED", "SCORE_RANGE", "BIQAError", "BIQAInfo", "BIQAModel", "MissingWeightsError", "ModelSpec",
+           "UnknownBIQAError", "available", "check_seed", "create", "missing_weights_message", "register", "spec"]

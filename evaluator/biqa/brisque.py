@@ -33,9 +33,9 @@ import numpy as np
 import scipy.signal
 import torch
 
-from evaluator.biqa import BIQAError, spec
-from evaluator.biqa import natural_scene as nss
+import evaluator.biqa.natural_scene as nss
 from evaluator.biqa.base import BIQAModel
+from evaluator.biqa.registry import BIQAError, spec
 
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray (ITU-R BT.709)
 MSCN_C = 1 / 255

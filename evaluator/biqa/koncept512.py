@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluator.biqa import BIQAError, MissingWeightsError, check_seed, missing_weights_message, spec
 from evaluator.biqa.base import BIQAModel
 from evaluator.biqa.inception_resnet_v2 import InceptionResNetV2, backbone_children
+from evaluator.biqa.registry import BIQAError, MissingWeightsError, check_seed, missing_weights_message, spec
 
 logger = logging.getLogger(__name__)
 

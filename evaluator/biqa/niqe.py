@@ -64,9 +64,9 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
-from evaluator.biqa import BIQAError, spec
 from evaluator.biqa.base import BIQAModel
 from evaluator.biqa.natural_scene import AGGDMoments, aggd_moments, invert_phi, pair_products, safe_sqrt
+from evaluator.biqa.registry import BIQAError, spec
 
 
 PATCH = 96

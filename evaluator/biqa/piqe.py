@@ -45,8 +45,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from evaluator.biqa import BIQAError, spec
 from evaluator.biqa.base import BIQAModel
+from evaluator.biqa.registry import BIQAError, spec
 
 BLOCK = 16
 MIN_SIZE = BLOCK

@@ -22,8 +22,9 @@ types keep that type among their bases (`TaskConfigError` is a `ValueError`, `Re
       VotesError                   2  a votes file, vote store or ballot that cannot be used: jury_app (VotesFileError,
                                       StoreError, BallotError)
       OriginalsError               3  the originals folder or an original image cannot be used
-      ModelError                   4  a BIQA that cannot be built or placed: evaluator.biqa.BIQAError (unknown name,
-                                      weights missing or not loading), evaluator.common.device.DeviceError
+      ModelError                   4  a BIQA that cannot be built or placed: evaluator.biqa.BIQAError (weights
+                                      missing or not loading), evaluator.common.device.DeviceError
+        evaluator.biqa.UnknownBIQAError  2  a BIQA name the registry does not know (bad input, as in the task file)
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = (
     (EXIT_OK, "success (pp-evaluate: every run was handled; an invalid run is a result, see its 'error' in runs.csv)"),
     (EXIT_FAILURE, "unexpected error: a bug of the kit (please report it with the traceback)"),
-    (EXIT_USAGE, "bad input: arguments, task file, attack method or parameters, a folder to write that cannot be "
+    (EXIT_USAGE, "bad input: arguments, task file, an unknown BIQA or attack name, attack parameters, a folder to write that cannot be "
                  "used (--out), a runs folder, jury package, votes file or vote store; nothing was overwritten"),
     (EXIT_ORIGINALS, "the originals: a folder that is missing or holds no image, or an original that cannot be read"),
-    (EXIT_MODEL, "the BIQA model: unknown name, weights missing or not loading (--biqa-weights, --random-weights), "
+    (EXIT_MODEL, "the BIQA model: weights missing or not loading (--biqa-weights, --random-weights), "
                  "or a --device that is not available"),
     (EXIT_INCOMPLETE, "an incomplete run: pp-attack finalize found images missing (rerun the shards it names)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): what was written before is left as it was"),
@@ -116,6 +117,7 @@ class OriginalsError(KitError, ValueError):
 
 
 class ModelError(KitError):
-    """A BIQA model that cannot be built or placed: unknown name, weights missing or not loading, device."""
+    """A BIQA model that cannot be built or placed: weights missing or not loading, device (an unknown name is
+    `evaluator.biqa.UnknownBIQAError`, exit 2)."""
 
     exit_code = EXIT_MODEL

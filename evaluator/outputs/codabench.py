@@ -116,17 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     except TaskConfigError as exc:
         print(f"scoring setup: {exc}", file=sys.stderr)
         return EXIT_SETUP
-    from evaluator.biqa import MissingWeightsError, create
+    from evaluator.biqa import create
     from evaluator.pipeline import evaluate_runs
 
     try:  # the scorer's own setup first: a broken setup must not be reported as the participant's fault
         model = create(task.biqa.model, weights=args.biqa_weights, device=args.device,
                        random_weights_seed=args.random_weights)
-    except MissingWeightsError as exc:
+    except ModelError as exc:  # missing weights, weights that do not load, a device: the message names which
         print(f"scoring setup: {exc}", file=sys.stderr)
-        return EXIT_SETUP
-    except ModelError as exc:  # unknown name, weights that do not load, a device not available here
-        print(f"scoring setup: BIQA {task.biqa.model!r} does not load: {exc}", file=sys.stderr)
         return EXIT_SETUP
     try:
         run_path = locate_run(res)
