@@ -61,30 +61,7 @@ def test_every_module_imports(name):
     importlib.import_module(name)
 
 
-def test_no_import_cycle_among_kit_modules():
-    """Depth-first search for a back edge; a package's `__init__` importing its own submodules is not a cycle."""
-    def edges(name: str) -> set[str]:
-        return {t for t in GRAPH[name] if not t.startswith(name + ".")}
-
-    state: dict[str, int] = {}
-    stack: list[str] = []
-    cycles: list[list[str]] = []
-
-    def visit(name: str) -> None:
-        state[name] = 1
-        stack.append(name)
-        for target in sorted(edges(name)):
-            if state.get(target) == 1:
-                cycles.append(stack[stack.index(target):] + [target])
-            elif target not in state:
-                visit(target)
-        stack.pop()
-        state[name] = 2
-
-    for name in sorted(GRAPH):
-        if name not in state:
-            visit(name)
-    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+# import cycles (packages included): tests/test_import_cycles.py
 
 
 def test_the_evaluator_imports_neither_the_attacks_nor_the_jury_app():
@@ -174,25 +151,7 @@ def test_the_literal_check_sees_literals_and_skips_docstrings(tmp_path):
     assert literal_names(source) == set()
 
 
-#: pyproject dependency -> the name the kit imports or locates it by (data-only packages are found by find_spec)
-IMPORT_NAMES = {"pillow": "PIL", "scikit-video": "skvideo", "scikit-image": "skimage", "scikit-learn": "sklearn",
-                "confusable-homoglyphs": "confusable_homoglyphs"}
-
-
-def test_every_runtime_dependency_is_used_by_the_kit():
-    """A dependency nobody imports (as POT was: scipy computes the distances) is not installed for nothing."""
-    import re
-    import tomllib
-
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
-    sources = "\n".join(p.read_text(encoding="utf-8") for p in MODULES.values())
-    unused = []
-    for dep in deps:
-        name = re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].strip()
-        module = IMPORT_NAMES.get(name.lower(), name.lower().replace("-", "_"))
-        if not re.search(rf"^\s*(import|from) {module}\b|[\"']{module}[\"']", sources, re.M):
-            unused.append(f"{name} ({module})")
-    assert not unused, f"dependencies no kit module imports: {unused}"
+# every runtime dependency imported: tests/test_dependencies.py
 
 
 def test_the_project_cites_only_its_own_design_document():
