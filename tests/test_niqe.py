@@ -9,17 +9,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
-import skimage.data
 import torch
-from PIL import Image, ImageFilter
-from sklearn.datasets import load_sample_image
 
+from parity_images import VERSIONS, photo, to_tensor
 from evaluator.biqa import BIQAError, create
 from evaluator.config import TaskConfig
 from evaluator.biqa.niqe import MIN_SIZE, SCORE_SLOPE, Niqe, NiqeSizeError, half_bicubic, niqe_features
@@ -33,38 +30,6 @@ PHOTOS = ("astronaut", "coffee", "motorcycle_left", "china", "flower")
 # (oracle: clean 20.8, blur 18.8, noise 17.4, JPEG-20 15.4), so "clean is better" is checked on the other four.
 PHOTOS_CLEAN_BEST = ("astronaut", "coffee", "china", "flower")
 
-
-@functools.lru_cache(maxsize=None)
-def photo(name: str) -> np.ndarray:
-    if name == "motorcycle_left":
-        rgb = skimage.data.stereo_motorcycle()[0]
-    elif name in ("china", "flower"):
-        rgb = load_sample_image(f"{name}.jpg")
-    else:
-        rgb = getattr(skimage.data, name)()
-    return np.ascontiguousarray(rgb[:384, :512, :3])
-
-
-def blurred(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(2)))
-
-
-def noisy(rgb: np.ndarray) -> np.ndarray:
-    noise = np.random.default_rng(0).normal(0.0, 15.0, rgb.shape)
-    return np.clip(np.rint(rgb + noise), 0, 255).astype(np.uint8)
-
-
-def jpeg20(rgb: np.ndarray) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=20)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
-VERSIONS = {"clean": lambda rgb: rgb, "blur": blurred, "noise": noisy, "jpeg20": jpeg20}
-
-
-def to_tensor(*rgbs: np.ndarray) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.array(r, copy=True)).permute(2, 0, 1) for r in rgbs]).float() / 255
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,13 @@ versions. pypiqe converts with cv2.COLOR_BGR2GRAY, so it is given the BGR image 
 from __future__ import annotations
 
 import functools
-import io
 import warnings
 
 import numpy as np
 import pytest
-import skimage.data
 import torch
-from PIL import Image, ImageFilter
-from sklearn.datasets import load_sample_image
 
+from parity_images import VERSIONS, photo, to_tensor
 from evaluator.biqa import BIQAError, available, create
 from evaluator.biqa.piqe import MIN_SIZE, Piqe, PiqeGradientError, PiqeSizeError, gray_u8
 from evaluator.config import task_from_dict
@@ -26,38 +23,6 @@ from attack_fixtures import RULES
 
 PHOTOS = ("astronaut", "coffee", "motorcycle_left", "china", "flower", "chelsea", "rocket")
 
-
-@functools.lru_cache(maxsize=None)
-def photo(name: str) -> np.ndarray:
-    if name == "motorcycle_left":
-        rgb = skimage.data.stereo_motorcycle()[0]
-    elif name in ("china", "flower"):
-        rgb = load_sample_image(f"{name}.jpg")
-    else:
-        rgb = getattr(skimage.data, name)()
-    return np.ascontiguousarray(rgb[:384, :512, :3])
-
-
-def blurred(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(2)))
-
-
-def noisy(rgb: np.ndarray) -> np.ndarray:
-    noise = np.random.default_rng(0).normal(0.0, 15.0, rgb.shape)
-    return np.clip(np.rint(rgb + noise), 0, 255).astype(np.uint8)
-
-
-def jpeg20(rgb: np.ndarray) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=20)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
-VERSIONS = {"clean": lambda rgb: rgb, "blur": blurred, "noise": noisy, "jpeg20": jpeg20}
-
-
-def to_tensor(*rgbs: np.ndarray) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.array(r, copy=True)).permute(2, 0, 1) for r in rgbs]).float() / 255
 
 
 def reference(rgb: np.ndarray) -> float:
