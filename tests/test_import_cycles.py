@@ -1,53 +1,10 @@
 """No import cycle among the kit's modules, counting a package's `__init__` like any module: a model module that
 imports `evaluator.biqa` while `evaluator.biqa` imports it back (even lazily, inside a builder) is a cycle, which
-`tests/test_layout.py`'s check lets pass (it skips a package's edges to its own submodules)."""
+a check that skipped a package's edges to its own submodules would let pass."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("evaluator", "submission", "jury_app")
-
-
-def _modules() -> dict[str, Path]:
-    found = {}
-    for pkg in PACKAGES:
-        for path in sorted((REPO / pkg).rglob("*.py")):
-            parts = list(path.relative_to(REPO).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            found[".".join(parts)] = path
-    return found
-
-
-MODULES = _modules()
-
-
-def _imports(name: str, path: Path) -> set[str]:
-    """Every kit module `name` imports anywhere (top level or inside a function): `from P import m`, where m is a
-    submodule, is an edge to P.m only; `from P import x` (not a module) an edge to P."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES]
-            targets = subs + ([base] if len(subs) < len(node.names) else [])
-        else:
-            continue
-        for target in targets:
-            while target and target not in MODULES:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                found.add(target)
-    return found
+from import_graph import GRAPH
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -71,8 +28,6 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             visit(name)
     return cycles
 
-
-GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def test_the_cycle_search_sees_a_package_importing_its_submodule_back():

@@ -1,6 +1,6 @@
-"""The kit's layout rules, checked on the source: every module imports, no import cycle among the kit's modules,
-the evaluator imports nothing from the attacks (`submission`) or the jury app (`jury_app`), and every file name of
-a contract is a string literal in exactly one module (the contract's)."""
+"""The kit's layout rules, checked on the source: every module imports (cycles: `test_import_cycles.py`), the
+evaluator imports nothing from the attacks (`submission`) or the jury app (`jury_app`), and every file name of a
+contract is a string literal in exactly one module (the contract's)."""
 
 from __future__ import annotations
 
@@ -9,51 +9,9 @@ import importlib
 from pathlib import Path
 
 import pytest
+from import_graph import GRAPH, MODULES, REPO, module_name
 
-REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("evaluator", "submission", "jury_app")
 SKIP_IMPORT = {"jury_app.app"}  # a Streamlit script: importing it runs the app
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def kit_modules() -> dict[str, Path]:
-    return {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
-
-
-MODULES = kit_modules()
-
-
-def imports_of(name: str, path: Path) -> set[str]:
-    """The kit modules `name` imports anywhere in its source (top level, functions, TYPE_CHECKING blocks)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
-        else:
-            continue
-        for target in targets:
-            while target and target not in MODULES:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                found.add(target)
-    return found
-
-
-GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
 
 
 @pytest.mark.parametrize("name", sorted(set(MODULES) - SKIP_IMPORT))
