@@ -43,7 +43,7 @@ def test_run_files_at_the_root_of_res(bundle):
     assert (tmp_path / "output" / "details" / "report.html").is_file()
 
 
-def test_one_zipped_run_inside_res_and_untouched_images_give_null_psnr(bundle):
+def test_one_zipped_run_inside_res_and_untouched_images_leave_psnr_out_of_scores_json(bundle):
     tmp_path, originals = bundle
     folder = write_run(tmp_path / "staging", "copy", originals)
     (tmp_path / "input" / "res").mkdir(parents=True)
@@ -53,7 +53,9 @@ def test_one_zipped_run_inside_res_and_untouched_images_give_null_psnr(bundle):
     assert _call(tmp_path) == 0
     scores = _scores(tmp_path)
     assert scores["qualified"] == 0 and scores["accuracy"] == 1.0
-    assert scores["psnr"] is None and scores["ssim"] == pytest.approx(1.0)
+    # Codabench stores scores NOT NULL: a PSNR that is not finite is left out of scores.json (its cell stays empty)
+    assert "psnr" not in scores and list(scores) == [k for k in SCORE_KEYS if k != "psnr"]
+    assert scores["ssim"] == pytest.approx(1.0)
     assert "psnr: NaN" in (tmp_path / "output" / "scores.txt").read_text()
 
 

@@ -4,10 +4,15 @@ Convention: `INPUT/ref/` holds the reference data (the original `<id>.png` image
 `task.toml` of the competition), `INPUT/res/` holds one participant submission: the run's files
 (`<id>.png|jpg` and `run.json`) at its root, or one run folder / `.zip` inside it. Writes:
 - `OUTPUT/scores.json`: {"accuracy", "accuracy_reduction", "qualified" (1 or 0), "mean_score", "psnr", "ssim",
-  "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score"} (null for a value that is
-  not finite, e.g. PSNR of an untouched image), plus "random_weights_seed" when the model scored with random
-  weights (`--random-weights SEED`, tests only: the scores are meaningless);
-- `OUTPUT/scores.txt`: the same as `key: value` lines (CodaLab);
+  "abs_gain", "rel_gain", "robustness_score", "wasserstein_score", "energy_score"}, plus "random_weights_seed"
+  when the model scored with random weights (`--random-weights SEED`, tests only: the scores are meaningless).
+  A value that is not finite (e.g. the PSNR of a run with an untouched image) is left out, and said so on stderr:
+  Codabench stores each score in a NOT NULL `DecimalField(max_digits=20, decimal_places=10)`
+  (`leaderboards.models.SubmissionScore`), so a null would fail the upload of every score of the submission,
+  while a missing key only leaves that leaderboard cell empty;
+- `OUTPUT/scores.txt`: every key as `key: value` lines, NaN for a value that is not finite (CodaLab);
+- `OUTPUT/detailed_results.html`: the per-image table and the gallery of the run, or the problems of an invalid
+  one (`evaluator.outputs.codabench_details`; Codabench shows it with `enable_detailed_results: true`);
 - `OUTPUT/details/`: the full results of `pp-evaluate` (runs.csv, scores.csv, selection.csv, task.json,
   report.html, jury/) as plain files: the evaluation runs in a scratch results folder outside OUTPUT, and only
   its committed generation is copied, so the platform's zip of OUTPUT holds each file once and no link, no
@@ -89,12 +94,18 @@ def _links(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if os.path.islink(os.path.join(folder, n))]
 
 
-def main(argv: list[str] | None = None) -> int:
+def scores_json(values: dict[str, float | int | None]) -> dict[str, float | int]:
+    """scores.json's content: `values` without the keys whose value is not finite (None)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The scorer's arguments (also read by `pp-evaluate codabench-check` to check a bundle's command)."""
     parser = argparse.ArgumentParser(
         prog="python -m evaluator.outputs.codabench",
         description="Codabench/CodaLab scoring program: INPUT/ref = originals (+ optional task.toml), "
-        "INPUT/res = one run; writes OUTPUT/scores.json and OUTPUT/scores.txt. Exit 1: the submission is "
-        "invalid (problems on stderr); 2: the scoring setup is broken (originals, task file, model).",
+        "INPUT/res = one run; writes OUTPUT/scores.json, OUTPUT/scores.txt and OUTPUT/detailed_results.html. "
+        "Exit 1: the submission is invalid (problems on stderr); 2: the scoring setup is broken (originals, task file, model).",
     )
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
@@ -106,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                              "scores.json as random_weights_seed and in every file of details/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging()
 
     ref, res, out = args.input / "ref", args.input / "res", args.output
@@ -129,14 +144,23 @@ def main(argv: list[str] | None = None) -> int:
         run_path = locate_run(res)
     except SubmissionLayoutError as exc:
         print(f"invalid submission: {exc}", file=sys.stderr)
+        from evaluator.outputs.codabench_details import DETAILED_RESULTS_HTML, render_invalid, write_page
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_page(out / DETAILED_RESULTS_HTML, render_invalid(res.name, [str(exc)]))
         return EXIT_INVALID_SUBMISSION
     out.mkdir(parents=True, exist_ok=True)
+    from evaluator.outputs import codabench_details as details
+
+    page = out / details.DETAILED_RESULTS_HTML
+    details.write_page(page, details.render_pending(run_path.name))
     with tempfile.TemporaryDirectory(prefix="pp-codabench-") as scratch:
         try:
             result = evaluate_runs(ref, [run_path], Path(scratch) / "results", task, model,
                                    batch_size=args.batch_size, progress=False)
         except OriginalsError as exc:
             print(f"scoring setup: {exc}", file=sys.stderr)
+            page.unlink(missing_ok=True)
             return EXIT_SETUP
         publish_details(Path(scratch) / "results", out / "details")
     (row,) = result.runs
@@ -144,14 +168,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid submission ({show_name(row.run)}):", file=sys.stderr)
         for problem in row.error.split(" | "):
             print(f"  - {show_name(problem)}", file=sys.stderr)
+        details.write_page(page, details.render_invalid(row.run, row.error.split(" | ")))
         return EXIT_INVALID_SUBMISSION
     values = score_values(row)
     note = model.info.random_weights_note()
     if note is not None:  # never published silently: the platform shows stderr, and the seed is in scores.json
         print(f"WARNING: {note}", file=sys.stderr)
         values["random_weights_seed"] = model.info.random_weights_seed
-    write_text_atomic(out / "scores.json", json.dumps(values, indent=2, allow_nan=False) + "\n")
+    left_out = [k for k, v in values.items() if v is None]
+    if left_out:
+        print(f"note: {', '.join(left_out)} not finite (e.g. PSNR of an unchanged image): left out of scores.json, "
+              "so its leaderboard cell stays empty", file=sys.stderr)
+    write_text_atomic(out / "scores.json", json.dumps(scores_json(values), indent=2, allow_nan=False) + "\n")
     write_text_atomic(out / "scores.txt", "".join(f"{k}: {'NaN' if v is None else v}\n" for k, v in values.items()))
+    from evaluator.codec import OrganizerCodec
+
+    rows = [r for r in result.scores if r.run == row.run]
+    thumbs = details.gallery_thumbnails(run_path, ref, [r.image for r in rows], OrganizerCodec.from_task(task))
+    details.write_page(page, details.render_scored(row.run, scores_json(values), rows, task.biqa.threshold,
+                                                   task.jpeg.quality, thumbs, note))
     print(f"scored {show_name(row.run)}: accuracy {row.accuracy:.3f}, qualified {row.qualified}", file=sys.stderr)
     return 0
 
