@@ -1,0 +1,275 @@
+"""pp-evaluate codabench-bundle / codabench-check: the round trip, one broken copy of each kind, a submission
+scored through the bundle's own command (the same numbers as pp-evaluate), and the detailed results page."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from evaluator_fixtures import darken, write_run
+
+from evaluator.cli import main as pp_evaluate
+from evaluator.common.imageio import save_png
+from evaluator.contracts.results import read_csv
+from evaluator.outputs.codabench import SCORE_KEYS
+from evaluator.outputs.codabench_bundle import COMPETITION_YAML, safe_member_name
+from evaluator.outputs.codabench_check import check_bundle
+
+IDS = ("img01", "img02", "img03")
+
+
+def _photos() -> dict[str, np.ndarray]:
+    """Three 96x128 crops of a real photo (scikit-image's astronaut): BRISQUE needs natural image statistics."""
+    from skimage import data
+
+    photo = data.astronaut()
+    return {i: np.ascontiguousarray(photo[k * 64:k * 64 + 96, k * 40:k * 40 + 128]) for k, i in enumerate(IDS)}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    root = tmp_path_factory.mktemp("codabench")
+    originals = root / "originals"
+    originals.mkdir()
+    photos = _photos()
+    for i, rgb in photos.items():
+        save_png(originals / f"{i}.png", rgb)
+    bundle = root / "bundle.zip"
+    assert pp_evaluate(["codabench-bundle", "--originals", str(originals), "--out", str(bundle),
+                        "--task", str(Path(__file__).parents[1] / "task.toml"), "--title", "PP test",
+                        "--image", "registry.example.org/pp:1"]) == 0
+    return root, originals, bundle, photos
+
+
+def _members(bundle: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(bundle) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _write(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _edit_yaml(members: dict[str, bytes], edit) -> dict[str, bytes]:
+    cfg = yaml.safe_load(members[COMPETITION_YAML])
+    edit(cfg)
+    return {**members, COMPETITION_YAML: yaml.safe_dump(cfg, sort_keys=False).encode()}
+
+
+def _check(bundle: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = pp_evaluate(["codabench-check", str(bundle), *extra])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+# -- the round trip ------------------------------------------------------------------------------------------------
+def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
+    root, originals, bundle, _ = made
+    members = _members(bundle)
+    assert {COMPETITION_YAML, "logo.png", "Dockerfile", "scoring_program/metadata.yaml", "reference_data/task.toml",
+            "pages/overview.md", "pages/evaluation.md", "pages/submission.md", "pages/terms.md"} <= set(members)
+    assert {f"reference_data/{i}.png" for i in IDS} <= set(members)
+    assert all(safe_member_name(n) for n in members)
+    assert members["reference_data/img02.png"] == (originals / "img02.png").read_bytes()
+    cfg = yaml.safe_load(members[COMPETITION_YAML])
+    assert cfg["version"] == 2 and cfg["title"] == "PP test" and cfg["docker_image"] == "registry.example.org/pp:1"
+    assert cfg["enable_detailed_results"] is True
+    assert cfg["tasks"][0]["scoring_program"] == "scoring_program" and cfg["phases"][0]["tasks"] == [0]
+    (board,) = cfg["leaderboards"]
+    keys = [c["key"] for c in board["columns"]]
+    assert sorted(keys) == sorted(SCORE_KEYS) and keys[0] == "accuracy" and board["columns"][0]["sorting"] == "asc"
+    assert all(len(c["key"]) <= 36 and len(c["title"]) <= 36 for c in board["columns"])
+    meta = yaml.safe_load(members["scoring_program/metadata.yaml"])
+    assert meta == {"command": "python -m evaluator.outputs.codabench /app/input /app/output"}
+    assert "pixel-privacy-kit" in members["Dockerfile"].decode() and "FROM python:" in members["Dockerfile"].decode()
+    assert check_bundle(bundle, tmp_path).problems == []
+    code, out = _check(bundle, capsys)
+    assert code == 0 and "OK" in out and "11 leaderboard columns" in out
+
+
+def test_the_pages_state_the_exact_rules_and_limits(made):
+    _, _, bundle, _ = made
+    members = _members(bundle)
+    evaluation = members["pages/evaluation.md"].decode()
+    task_text = (Path(__file__).parents[1] / "task.toml").read_text(encoding="utf-8")
+    assert task_text.strip() in evaluation  # the rules file, verbatim
+    assert members["reference_data/task.toml"].decode() == task_text
+    assert "quality\n   90" in evaluation or "quality 90" in evaluation.replace("\n  ", " ")
+    assert "3 images; sizes (width x height): 128x96 (3 images)" in evaluation
+    submission = members["pages/submission.md"].decode()
+    assert all(f"| `{i}` | 128x96 |" in submission for i in IDS) and "run.json" in submission
+    assert "registry" not in members["pages/terms.md"].decode() and members["pages/terms.md"].strip()
+
+
+def test_the_bundle_is_written_atomically_and_a_failed_build_leaves_the_old_one(made, tmp_path):
+    _, originals, bundle, _ = made
+    out = tmp_path / "b.zip"
+    out.write_bytes(b"old")
+    assert pp_evaluate(["codabench-bundle", "--originals", str(tmp_path / "none"), "--out", str(out)]) == 3
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["b.zip"]
+    assert pp_evaluate(["codabench-bundle", "--originals", str(originals), "--out", str(out)]) == 0
+    assert zipfile.is_zipfile(out) and [p.name for p in tmp_path.iterdir()] == ["b.zip"]
+
+
+def test_a_model_that_needs_weights_is_refused_without_them_and_bundled_with_them(made, tmp_path, capsys):
+    _, originals, _, _ = made
+    task = tmp_path / "task.toml"
+    task.write_text('[biqa]\nmodel = "koncept512"\n')
+    out = tmp_path / "k.zip"
+    assert pp_evaluate(["codabench-bundle", "--originals", str(originals), "--out", str(out), "--task", str(task)]) == 4
+    assert "needs a weights file" in capsys.readouterr().err and not out.exists()
+    weights = tmp_path / "koncept.pth"
+    weights.write_bytes(b"not really weights")
+    assert pp_evaluate(["codabench-bundle", "--originals", str(originals), "--out", str(out), "--task", str(task),
+                        "--biqa-weights", str(weights)]) == 0
+    members = _members(out)
+    assert members["scoring_program/koncept.pth"] == b"not really weights"
+    assert yaml.safe_load(members["scoring_program/metadata.yaml"])["command"].endswith(
+        "--biqa-weights /app/program/koncept.pth")
+    assert check_bundle(out, tmp_path / "w").problems == []
+    # the same bundle with its weights file removed: the command names a file that is not there
+    del members["scoring_program/koncept.pth"]
+    problems = [str(p) for p in check_bundle(_write(tmp_path / "nok.zip", members), tmp_path / "w2").problems]
+    assert any("/app/program/koncept.pth, which is not in the scoring program" in p for p in problems)
+
+
+# -- broken copies: each fails with its own message ----------------------------------------------------------
+def _missing_file(m):
+    return {k: v for k, v in m.items() if k != "pages/evaluation.md"}
+
+
+def _key_mismatch(m):
+    return _edit_yaml(m, lambda c: c["leaderboards"][0]["columns"][2].update(key="ssim_mean"))
+
+
+def _long_key(m):
+    return _edit_yaml(m, lambda c: c["leaderboards"][0]["columns"][0].update(key="accuracy_after_jpeg_over_all_the_test_images"))
+
+
+def _bad_yaml(m):
+    return {**m, COMPETITION_YAML: b"version: 2\ntitle: [unclosed\nimage: logo.png\n"}
+
+
+BROKEN = {
+    "missing file": (_missing_file, "pages[1].file: names 'pages/evaluation.md', which is not in the bundle"),
+    "key mismatch": (_key_mismatch, "key 'ssim_mean': is not a key of the scorer's scores.json"),
+    "long key": (_long_key, "has 44 characters, over Codabench's limit of 36 (Column.key, max_length=36)"),
+    "bad YAML": (_bad_yaml, "competition.yaml: is not valid YAML ("),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_a_broken_copy_fails_with_its_own_message(made, tmp_path, capsys, kind):
+    _, _, bundle, _ = made
+    edit, message = BROKEN[kind]
+    broken = _write(tmp_path / "broken.zip", edit(_members(bundle)))
+    code, out = _check(broken, capsys)
+    assert code == 2, out
+    assert message in out
+    for other, (_, other_message) in BROKEN.items():
+        if other != kind:
+            assert other_message not in out
+    assert "fix:" in out
+    if kind == "key mismatch":
+        assert "has no column for the scorer's key 'ssim', so that score is lost" in out
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: _edit_yaml(m, lambda c: c.update(leaderboard=c.pop("leaderboards"))),
+     "leaderboard: is not a key Codabench reads (it would be ignored); fix: remove it (did you mean 'leaderboards'?)"),
+    (lambda m: {**m, "scoring_program/metadata.yaml": b"command: python3 /app/program/score.py /app/input /app/output\n"},
+     "does not run the kit's scorer"),
+    (lambda m: {**{k: v for k, v in m.items() if k != "scoring_program/metadata.yaml"},
+                "scoring_program/README.md": b"no metadata"}, "scoring_program/metadata.yaml: is missing"),
+    (lambda m: {k: v for k, v in m.items() if k != "scoring_program/metadata.yaml"},
+     "tasks[0].scoring_program: names 'scoring_program', which is not a folder or .zip in the bundle"),
+    (lambda m: {**m, "reference_data/task.toml": b"[biqa]\nthreshold = 500\n"},
+     "reference_data/task.toml: biqa.threshold"),
+    (lambda m: _edit_yaml(m, lambda c: c.update(terms="../../etc/passwd")), "terms: '../../etc/passwd' points outside"),
+    (lambda m: _edit_yaml(m, lambda c: c.pop("docker_image")), "docker_image: is missing"),
+    (lambda m: {f"bundle/{k}": v for k, v in m.items()}, "it is at bundle/competition.yaml: zip the folder's contents"),
+])
+def test_more_broken_copies(made, tmp_path, edit, message):
+    _, _, bundle, _ = made
+    problems = [str(p) for p in check_bundle(_write(tmp_path / "broken.zip", edit(_members(bundle))), tmp_path / "w")
+                .problems]
+    assert any(message in p for p in problems), problems
+
+
+def test_an_unsafe_bundle_member_is_refused_and_never_written(made, tmp_path):
+    _, _, bundle, _ = made
+    members = {**_members(bundle), "../evil.txt": b"x"}
+    work = tmp_path / "w"
+    problems = [str(p) for p in check_bundle(_write(tmp_path / "evil.zip", members), work).problems]
+    assert any("../evil.txt" in p and "'..' component" in p for p in problems), problems
+    assert not (tmp_path / "evil.txt").exists() and not (work / "evil.txt").exists()
+
+
+def test_a_missing_bundle_and_a_used_keep_folder_exit_2(made, tmp_path, capsys):
+    _, _, bundle, _ = made
+    code, out = _check(tmp_path / "nope.zip", capsys)
+    assert code == 2 and "bundle not found" in out
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "x").write_text("mine")
+    code, out = _check(bundle, capsys, "--submission", str(bundle), "--keep", str(tmp_path / "keep"))
+    assert code == 2 and "is not an empty folder" in out and (tmp_path / "keep" / "x").read_text() == "mine"
+
+
+# -- a submission through the bundle's own command --------------------------------------------------------------
+@pytest.mark.slow
+def test_a_submission_scored_through_the_check_matches_pp_evaluate(made, tmp_path, capsys):
+    root, originals, bundle, photos = made
+    run = write_run(tmp_path / "runs", "dim", {i: darken(rgb, 0.8) for i, rgb in photos.items()})
+    run_zip = tmp_path / "dim.zip"
+    with zipfile.ZipFile(run_zip, "w") as zf:  # files at the zip's root, as the submission page asks
+        for f in sorted(run.iterdir()):
+            zf.write(f, f.name)
+    keep = tmp_path / "keep"
+    code, out = _check(bundle, capsys, "--submission", str(run_zip), "--keep", str(keep))
+    assert code == 0, out
+    scores = json.loads((keep / "output" / "scores.json").read_text())
+    assert list(scores) == list(SCORE_KEYS)
+    assert f"detailed results page: {keep / 'output' / 'detailed_results.html'}" in out
+    assert re.search(r"^  accuracy: ", out, re.M)
+    assert pp_evaluate(["--originals", str(originals), "--runs", str(tmp_path / "runs"), "--out",
+                        str(tmp_path / "results"), "--no-progress"]) == 0
+    (row,) = read_csv(tmp_path / "results" / "runs.csv")
+    for key in SCORE_KEYS:
+        expected = float(row[key]) if key != "qualified" else int(row[key] == "true")
+        assert scores[key] == pytest.approx(expected, rel=1e-9, abs=1e-12), key
+    page = (keep / "output" / "detailed_results.html").read_text(encoding="utf-8")
+    assert all(f"<td class=l>{i}</td>" in page for i in IDS)
+    assert page.count("data:image/jpeg;base64,") == 2 * len(IDS)
+    assert (keep / "input" / "ref" / "img01.png").is_file() and (keep / "input" / "res" / "run.json").is_file()
+
+
+@pytest.mark.slow
+def test_an_invalid_submission_through_the_check_exits_2_with_its_problems(made, tmp_path, capsys):
+    _, _, bundle, photos = made
+    run = write_run(tmp_path / "runs", "short", {i: photos[i] for i in IDS[:2]})
+    code, out = _check(bundle, capsys, "--submission", str(run))
+    assert code == 2
+    assert "the scoring command exited 1 (the submission is invalid)" in out and "img03.png: is missing" in out
+
+
+# -- the detailed results page --------------------------------------------------------------------------------
+def test_the_detailed_results_page_escapes_every_submitted_string():
+    from evaluator.outputs.codabench_details import render_invalid, render_scored
+    from evaluator.scoring.results import ImageScore
+
+    evil = '<script>alert("x")</script>'
+    rows = [ImageScore(run=evil, image=evil, score_clean=70.0, score=40.0, low_quality=True, psnr=float("inf"),
+                       ssim=0.9, jpeg_sha256="0" * 64)]
+    page = render_scored(evil, {"accuracy": 0.0}, rows, 50.0, 90, {evil: ('x" onerror="y', "data:image/jpeg;base64,")})
+    assert "<script>" not in page and "&lt;script&gt;" in page and 'x&quot; onerror=&quot;y' in page
+    assert "&infin;" in page
+    bad = render_invalid(evil, [f"{evil}.png: is missing; add it"])
+    assert "<script>" not in bad and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;.png: is missing" in bad
