@@ -117,12 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "scores.json as random_weights_seed and in every file of details/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1, as pp-evaluate: the same float reductions, so the same "
+                             "numbers as the organizer's pp-evaluate)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    if args.threads < 1:
+        print(f"scoring setup: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return EXIT_SETUP
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     ref, res, out = args.input / "ref", args.input / "res", args.output
     task_path = args.task or (ref / "task.toml" if (ref / "task.toml").is_file() else None)

@@ -598,7 +598,7 @@ def run_submission(check: BundleCheck, submission: Path, folders: Path) -> Submi
     if check.command is None or check.program is None or check.reference is None:
         raise BundleCheckError(f"{check.bundle}: the bundle has no usable scoring program or reference data; fix "
                                "its problems first")
-    submission = Path(submission)
+    submission, folders = Path(submission), Path(folders).resolve()  # the command runs in program/: absolute paths
     inp, out, program = folders / "input", folders / "output", folders / "program"
     shutil.copytree(check.reference, inp / "ref")
     shutil.copytree(check.program, program)
@@ -628,7 +628,8 @@ def run_submission(check: BundleCheck, submission: Path, folders: Path) -> Submi
             problems.append(Problem("output/metadata", "", "exists: the compute worker writes this file itself and "
                                     "fails the submission when it is there", "do not write output/metadata"))
     page = out / "detailed_results.html"
-    return SubmissionRun(proc.returncode, proc.stderr, scores, problems, page if page.is_file() else None, folders)
+    return SubmissionRun(proc.returncode, proc.stderr, scores, problems, page if page.is_file() else None,
+                         folders)
 
 
 def _check_scores(scores: Any, columns: list[str]) -> list[Problem]:
@@ -709,7 +710,7 @@ def _main(args: argparse.Namespace) -> int:
         for p in run.problems:
             _say(f"  - {show_name(str(p))}")
         if args.keep is not None:
-            _say(f"scores: {args.keep / 'output' / 'scores.json'}")
+            _say(f"scores: {run.folders / 'output' / 'scores.json'}")
             _say(f"detailed results page: {run.detailed_results}")
         else:
             _say("detailed results page: written, then removed with the scratch folders (pass --keep DIR to keep it)")
