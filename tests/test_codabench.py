@@ -174,3 +174,17 @@ def test_details_are_plain_files_each_once(bundle, valid):
     names = zipfile.ZipFile(archive).namelist()
     assert len(names) == len(set(names)) and sum(n.endswith(".csv") for n in names) == 3
     assert not any("/." in "/" + n for n in names)
+
+
+def test_detailed_results_html_holds_the_table_and_gallery_or_the_problems(bundle):
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 0
+    page = (tmp_path / "output" / "detailed_results.html").read_text(encoding="utf-8")
+    assert all(f"<td class=l>{i}</td>" in page for i in originals)
+    assert page.count("data:image/jpeg;base64,") == 2 * len(originals) and "Gallery" in page
+    (tmp_path / "input" / "res" / "b.png").unlink()
+    assert _call(tmp_path) == 1
+    page = (tmp_path / "output" / "detailed_results.html").read_text(encoding="utf-8")
+    assert "Invalid submission" in page and "b.png: is missing" in page and "Gallery" not in page

@@ -152,7 +152,8 @@ def _key_mismatch(m):
 
 
 def _long_key(m):
-    return _edit_yaml(m, lambda c: c["leaderboards"][0]["columns"][0].update(key="accuracy_after_jpeg_over_all_the_test_images"))
+    long_key = "accuracy_after_jpeg_over_all_the_test_images"
+    return _edit_yaml(m, lambda c: c["leaderboards"][0]["columns"][0].update(key=long_key))
 
 
 def _bad_yaml(m):
@@ -186,7 +187,7 @@ def test_a_broken_copy_fails_with_its_own_message(made, tmp_path, capsys, kind):
 @pytest.mark.parametrize("edit, message", [
     (lambda m: _edit_yaml(m, lambda c: c.update(leaderboard=c.pop("leaderboards"))),
      "leaderboard: is not a key Codabench reads (it would be ignored); fix: remove it (did you mean 'leaderboards'?)"),
-    (lambda m: {**m, "scoring_program/metadata.yaml": b"command: python3 /app/program/score.py /app/input /app/output\n"},
+    (lambda m: {**m, "scoring_program/metadata.yaml": b"command: python3 /app/program/score.py /app/input /app/output"},
      "does not run the kit's scorer"),
     (lambda m: {**{k: v for k, v in m.items() if k != "scoring_program/metadata.yaml"},
                 "scoring_program/README.md": b"no metadata"}, "scoring_program/metadata.yaml: is missing"),

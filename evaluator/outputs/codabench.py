@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m evaluator.outputs.codabench",
         description="Codabench/CodaLab scoring program: INPUT/ref = originals (+ optional task.toml), "
         "INPUT/res = one run; writes OUTPUT/scores.json, OUTPUT/scores.txt and OUTPUT/detailed_results.html. "
-        "Exit 1: the submission is invalid (problems on stderr); 2: the scoring setup is broken (originals, task file, model).",
+        "Exit 1: the submission is invalid (problems on stderr); 2: the scoring setup is broken (originals, task "
+        "file, model).",
     )
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)

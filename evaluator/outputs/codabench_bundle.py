@@ -239,8 +239,8 @@ def _dockerfile() -> str:
     py = ".".join(platform.python_version_tuple()[:2])
     torch_line = (f"RUN pip install 'torch=={torch_version}' --index-url https://download.pytorch.org/whl/cpu\n"
                   if torch_version != "not installed" else "")
-    return f"""# The image this competition's scoring program runs in (competition.yaml: docker_image): the Pixel Privacy kit
-# with the library versions the organizer used when building the bundle, so Codabench computes the same numbers as
+    return f"""# The image this competition's scoring program runs in (competition.yaml: docker_image): the Pixel Privacy
+# kit with the library versions the organizer used when building the bundle, so Codabench computes the same numbers as
 # the organizer's pp-evaluate. Build it from a checkout of the kit (the build context), then push it where
 # Codabench can pull it:
 #   docker build -f Dockerfile -t IMAGE /path/to/pixel-privacy-kit && docker push IMAGE

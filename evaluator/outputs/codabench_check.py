@@ -245,7 +245,7 @@ def _check_top(chk: _Checker, cfg: dict) -> None:
     for key in cfg:
         if key not in KNOWN_KEYS:
             chk.problem(COMPETITION_YAML, show_name(str(key)), "is not a key Codabench reads (it would be ignored)",
-                        "remove it" + (did_you_mean(str(key), KNOWN_KEYS) or ""))
+                        "remove it" + did_you_mean(str(key), KNOWN_KEYS))
     chk.typed(cfg, "title", str, "", "the competition's title")
     image = chk.typed(cfg, "image", str, "", "the logo's path (PNG or JPEG)")
     if image is not None:
@@ -266,7 +266,8 @@ def _check_top(chk: _Checker, cfg: dict) -> None:
     for i, page in enumerate(chk.listed(cfg, "pages", "", "pages ({title, file})", required=False)):
         where = f"pages[{i}]"
         if not isinstance(page, dict):
-            chk.problem(COMPETITION_YAML, where, "must be a mapping {title, file}", "write `- title: ...` / `file: ...`")
+            chk.problem(COMPETITION_YAML, where, "must be a mapping {title, file}",
+                        "write `- title: ...` / `file: ...`")
             continue
         chk.typed(page, "title", str, where, "the page's title")
         if chk.typed(page, "file", str, where, "the page's path") is not None:
@@ -284,7 +285,8 @@ def _check_tasks(chk: _Checker, cfg: dict) -> tuple[set[int], dict | None]:
         index = chk.typed(task, "index", int, where, "an integer")
         if index is not None:
             if index in indexes:
-                chk.problem(COMPETITION_YAML, f"{where}.index", f"{index} is used twice", "give each task its own index")
+                chk.problem(COMPETITION_YAML, f"{where}.index", f"{index} is used twice",
+                            "give each task its own index")
             indexes.add(index)
         if "key" in task:  # a task already on the server: nothing of the bundle is used
             continue
@@ -323,7 +325,8 @@ def _check_phases(chk: _Checker, cfg: dict, task_indexes: set[int]) -> None:
         for key in ("execution_time_limit", "max_submissions", "max_submissions_per_day"):
             value = chk.typed(phase, key, int, where, "a positive integer", required=False)
             if value is not None and value <= 0:
-                chk.problem(COMPETITION_YAML, f"{where}.{key}", f"must be positive, got {value}", "set a positive integer")
+                chk.problem(COMPETITION_YAML, f"{where}.{key}", f"must be positive, got {value}",
+                            "set a positive integer")
         tasks = chk.typed(phase, "tasks", list, where, "a list of task indexes")
         for t in tasks or []:
             if t not in task_indexes:
@@ -380,9 +383,11 @@ def _check_leaderboards(chk: _Checker, cfg: dict) -> list[str]:
             index = chk.typed(col, "index", int, cw, "an integer >= 0")
             if index is not None:
                 if index < 0:
-                    chk.problem(COMPETITION_YAML, f"{cw}.index", f"must be >= 0, got {index}", "number columns 0, 1, ...")
+                    chk.problem(COMPETITION_YAML, f"{cw}.index", f"must be >= 0, got {index}",
+                                "number columns 0, 1, ...")
                 if index in indexes:
-                    chk.problem(COMPETITION_YAML, f"{cw}.index", f"{index} is used twice", "give each column its own index")
+                    chk.problem(COMPETITION_YAML, f"{cw}.index", f"{index} is used twice",
+                                "give each column its own index")
                 indexes.append(index)
             sorting = col.get("sorting", "desc")
             if sorting not in ("asc", "desc"):
@@ -413,7 +418,7 @@ def _check_leaderboards(chk: _Checker, cfg: dict) -> list[str]:
             if k not in SCORE_KEYS:
                 chk.problem(COMPETITION_YAML, f"{where}.columns key '{show_name(k)}'",
                             "is not a key of the scorer's scores.json, so this column stays empty",
-                            f"use one of the scorer's keys ({', '.join(SCORE_KEYS)})" + (did_you_mean(k, SCORE_KEYS) or ""))
+                            f"use one of the scorer's keys ({', '.join(SCORE_KEYS)})" + did_you_mean(k, SCORE_KEYS))
         for k in SCORE_KEYS:
             if k not in plain:
                 chk.problem(COMPETITION_YAML, f"{where}.columns", f"has no column for the scorer's key '{k}', so "

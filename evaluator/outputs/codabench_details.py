@@ -27,7 +27,8 @@ from evaluator.common.atomic import write_text_atomic
 DETAILED_RESULTS_HTML = "detailed_results.html"
 GALLERY_MAX = 60
 THUMB_WIDTH = 160
-_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:12.5px}
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;font-size:12.5px}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;border:1px solid #ddd;padding:5px;background:#fafafa}
 figcaption{font-size:12px;color:#444}.low{color:#1b7e5a}.high{color:#a33}.err{color:#a33}
