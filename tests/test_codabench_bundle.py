@@ -276,3 +276,12 @@ def test_the_detailed_results_page_escapes_every_submitted_string():
     assert "&infin;" in page
     bad = render_invalid(evil, [f"{evil}.png: is missing; add it"])
     assert "<script>" not in bad and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;.png: is missing" in bad
+
+
+def test_a_scorer_that_runs_past_the_phase_time_limit_is_reported(made, tmp_path, capsys):
+    _, _, bundle, photos = made
+    slow = _write(tmp_path / "slow.zip", _edit_yaml(_members(bundle),
+                                                    lambda c: c["phases"][0].update(execution_time_limit=1)))
+    run = write_run(tmp_path / "runs", "dim", {i: darken(rgb, 0.8) for i, rgb in photos.items()})
+    code, out = _check(slow, capsys, "--submission", str(run))
+    assert code == 2 and "phases[0].execution_time_limit: the scoring command ran past 1 s" in out

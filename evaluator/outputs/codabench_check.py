@@ -589,6 +589,7 @@ class SubmissionRun:
     problems: list[Problem]
     detailed_results: Path | None
     folders: Path
+    timed_out: bool = False
 
 
 def _map_path(token: str, layout: dict[str, Path]) -> str:
@@ -599,7 +600,8 @@ def _map_path(token: str, layout: dict[str, Path]) -> str:
 
 
 def run_submission(check: BundleCheck, submission: Path, folders: Path) -> SubmissionRun:
-    """Lay out Codabench's folders under `folders` and run the bundle's scoring command there (this Python)."""
+    """Lay out Codabench's folders under `folders` and run the bundle's scoring command there (this Python), within
+    the first phase's `execution_time_limit` (Codabench's default: 600 s)."""
     if check.command is None or check.program is None or check.reference is None:
         raise BundleCheckError(f"{check.bundle}: the bundle has no usable scoring program or reference data; fix "
                                "its problems first")
@@ -616,10 +618,20 @@ def run_submission(check: BundleCheck, submission: Path, folders: Path) -> Submi
             problems.append(Problem(submission.name, p.key, p.problem, p.fix))
     else:
         raise BundleCheckError(f"{submission}: submission not found; pass a run .zip or a run folder")
+    phases = (check.config or {}).get("phases") or [{}]
+    time_limit = phases[0].get("execution_time_limit", 600) if isinstance(phases[0], dict) else 600
     layout = {"/app/input": inp, "/app/output": out, "/app/program": program}
     argv = [sys.executable, *(_map_path(t, layout) for t in check.command[1:])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(argv, cwd=program, env=env, capture_output=True, text=True, errors="replace")
+    try:
+        proc = subprocess.run(argv, cwd=program, env=env, capture_output=True, text=True, errors="replace",
+                              timeout=time_limit)
+    except subprocess.TimeoutExpired as exc:
+        problems.append(Problem(COMPETITION_YAML, "phases[0].execution_time_limit", f"the scoring command ran past "
+                                f"{time_limit} s, so Codabench would stop it and fail the submission",
+                                "raise execution_time_limit (seconds) or score on a faster worker"))
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        return SubmissionRun(-1, stderr, None, problems, None, folders, timed_out=True)
     scores = None
     scores_path = out / "scores.json"
     if proc.returncode == 0:
@@ -704,6 +716,10 @@ def _main(args: argparse.Namespace) -> int:
         folders = args.keep if args.keep is not None else Path(scratch) / "app"
         folders.mkdir(parents=True, exist_ok=True)
         run = run_submission(check, args.submission, folders)
+        if run.timed_out:
+            for p in run.problems:
+                _say(f"  - {show_name(str(p))}")
+            return EXIT_USAGE
         if run.returncode != 0:
             who = "the submission is invalid" if run.returncode == 1 else "the scoring setup is broken"
             _say(f"{args.submission}: the scoring command exited {run.returncode} ({who}):")
