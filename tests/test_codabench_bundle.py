@@ -197,6 +197,9 @@ def test_a_broken_copy_fails_with_its_own_message(made, tmp_path, capsys, kind):
      "reference_data/task.toml: biqa.threshold"),
     (lambda m: _edit_yaml(m, lambda c: c.update(terms="../../etc/passwd")), "terms: '../../etc/passwd' points outside"),
     (lambda m: _edit_yaml(m, lambda c: c.pop("docker_image")), "docker_image: is missing"),
+    (lambda m: _edit_yaml(m, lambda c: c.pop("pages")), "competition.yaml: pages: is missing"),
+    (lambda m: _edit_yaml(m, lambda c: c["phases"][0].update(starting_kit="kit/")),
+     "phases[0].starting_kit: names 'kit/', which is not a folder or .zip in the bundle"),
     (lambda m: {f"bundle/{k}": v for k, v in m.items()}, "it is at bundle/competition.yaml: zip the folder's contents"),
 ])
 def test_more_broken_copies(made, tmp_path, edit, message):

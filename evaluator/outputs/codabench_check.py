@@ -263,7 +263,8 @@ def _check_top(chk: _Checker, cfg: dict) -> None:
                     "build the bundle's Dockerfile, push the image and set `docker_image:` to it")
     for key in _BOOL_KEYS:
         chk.typed(cfg, key, bool, "", "true or false", required=False)
-    for i, page in enumerate(chk.listed(cfg, "pages", "", "pages ({title, file})", required=False)):
+    # required in practice: the v2 unpacker iterates `pages` without a default (a TypeError on upload without it)
+    for i, page in enumerate(chk.listed(cfg, "pages", "", "pages ({title, file})")):
         where = f"pages[{i}]"
         if not isinstance(page, dict):
             chk.problem(COMPETITION_YAML, where, "must be a mapping {title, file}",
@@ -327,6 +328,9 @@ def _check_phases(chk: _Checker, cfg: dict, task_indexes: set[int]) -> None:
             if value is not None and value <= 0:
                 chk.problem(COMPETITION_YAML, f"{where}.{key}", f"must be positive, got {value}",
                             "set a positive integer")
+        for key in ("starting_kit", "public_data"):
+            if key in phase:
+                chk.file_ref(phase[key], f"{where}.{key}", kinds="data")
         tasks = chk.typed(phase, "tasks", list, where, "a list of task indexes")
         for t in tasks or []:
             if t not in task_indexes:
@@ -573,6 +577,9 @@ def check_bundle(bundle: Path, workdir: Path) -> BundleCheck:
     _check_top(chk, cfg)
     task_indexes, task = _check_tasks(chk, cfg)
     _check_phases(chk, cfg, task_indexes)
+    for i, solution in enumerate(chk.listed(cfg, "solutions", "", "solutions ({index, path, tasks})", required=False)):
+        if isinstance(solution, dict) and "key" not in solution:
+            chk.file_ref(solution.get("path"), f"solutions[{i}].path", kinds="data")
     check.columns = _check_leaderboards(chk, cfg)
     if task is not None:
         _check_program(chk, task)
