@@ -87,7 +87,7 @@ def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
     (board,) = cfg["leaderboards"]
     keys = [c["key"] for c in board["columns"]]
     assert sorted(keys) == sorted(SCORE_KEYS) and keys[0] == "accuracy" and board["columns"][0]["sorting"] == "asc"
-    assert all(len(c["key"]) <= 36 and len(c["title"]) <= 36 for c in board["columns"])
+    assert all(len(c["key"]) < 36 and len(c["title"]) <= 36 for c in board["columns"])
     meta = yaml.safe_load(members["scoring_program/metadata.yaml"])
     assert meta == {"command": "python -m evaluator.outputs.codabench /app/input /app/output"}
     assert "pixel-privacy-kit" in members["Dockerfile"].decode() and "FROM python:" in members["Dockerfile"].decode()
@@ -163,7 +163,7 @@ def _bad_yaml(m):
 BROKEN = {
     "missing file": (_missing_file, "pages[1].file: names 'pages/evaluation.md', which is not in the bundle"),
     "key mismatch": (_key_mismatch, "key 'ssim_mean': is not a key of the scorer's scores.json"),
-    "long key": (_long_key, "has 44 characters, over Codabench's limit of 36 (Column.key, max_length=36)"),
+    "long key": (_long_key, "has 44 characters: a column key must stay under 36 characters (Column.key, max_length=36)"),
     "bad YAML": (_bad_yaml, "competition.yaml: is not valid YAML ("),
 }
 
@@ -182,6 +182,21 @@ def test_a_broken_copy_fails_with_its_own_message(made, tmp_path, capsys, kind):
     assert "fix:" in out
     if kind == "key mismatch":
         assert "has no column for the scorer's key 'ssim', so that score is lost" in out
+
+
+@pytest.mark.parametrize("length, ok", [(35, True), (36, False)])
+def test_a_column_key_must_stay_under_36_characters(made, tmp_path, length, ok):
+    """The issue's rule: keys UNDER 36 characters (Codabench's Column.key is max_length=36; 36 itself is refused)."""
+    _, _, bundle, _ = made
+    key = "k" * length
+    members = _edit_yaml(_members(bundle), lambda c: c["leaderboards"][0]["columns"].append(
+        {"title": "Extra", "key": key, "index": 99, "sorting": "asc"}))
+    problems = [str(p) for p in check_bundle(_write(tmp_path / "k.zip", members), tmp_path / "w").problems]
+    too_long = [p for p in problems if f"'{key}' has {length} characters" in p]
+    assert bool(too_long) is not ok, problems
+    if not ok:
+        assert "leaderboards[0].columns[11].key" in too_long[0] and "shorten it to 35 characters" in too_long[0]
+    assert any(f"key '{key}': is not a key of the scorer's scores.json" in p for p in problems)  # both lengths
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -11,7 +11,8 @@
       Dockerfile                  the image `docker_image` names: this kit and the organizer's library versions
 
 The leaderboard's column keys are exactly the scorer's scores.json keys (`evaluator.outputs.codabench.SCORE_KEYS`)
-and each fits Codabench's `Column.key` (`max_length=36`); `pp-evaluate codabench-check` checks both, and every
+and each stays under 36 characters (Codabench's `Column.key` is `max_length=36`); `pp-evaluate codabench-check` checks
+both, and every
 file the YAML names, before anyone uploads the bundle. The zip is written atomically (a temporary sibling, then
 `os.replace`); its member names are fixed, or the originals' `<id>.png` names checked by `safe_member_name`.
 """
@@ -50,8 +51,10 @@ SCORER_MODULE = "evaluator.outputs.codabench"
 SCORING_COMMAND = f"python -m {SCORER_MODULE} /app/input /app/output"
 DEFAULT_TITLE = "Pixel Privacy: Quality Camouflage for Social Images"
 DEFAULT_IMAGE = "pixel-privacy-kit:latest"
-#: Codabench's `leaderboards.models.Column`: `key` and `title` are CharField(max_length=36); a Leaderboard's title 64
-MAX_COLUMN_KEY, MAX_COLUMN_TITLE, MAX_LEADERBOARD_TITLE, MAX_LEADERBOARD_KEY = 36, 36, 64, 36
+#: Codabench's `leaderboards.models.Column`: `key` and `title` are CharField(max_length=36); a Leaderboard's title 64,
+#: its key 36. A column key must stay UNDER 36 characters (at most `MAX_COLUMN_KEY` = 35), one short of the field.
+CODABENCH_COLUMN_KEY_FIELD = 36
+MAX_COLUMN_KEY, MAX_COLUMN_TITLE, MAX_LEADERBOARD_TITLE, MAX_LEADERBOARD_KEY = 35, 36, 64, 36
 EXECUTION_TIME_LIMIT_S = 3600
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same inputs give the same members
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -7,10 +7,10 @@ leaderboard models (`leaderboards/models.py`) and the compute worker (`compute_w
 - competition.yaml: valid YAML, a mapping, `version: 2`; the required keys and their types (title, image, terms,
   pages, phases, tasks, leaderboards); no unknown top-level key (Codabench ignores it silently: `leaderboard:`
   instead of `leaderboards:` loses the leaderboard); every file it names present (and inside the bundle);
-- the leaderboard: column keys unique, each at most 36 characters (`Column.key`, `CharField(max_length=36)`; titles
-  36, the leaderboard's title 64), `sorting` asc or desc, and the keys equal to the scorer's scores.json keys
-  (`evaluator.outputs.codabench.SCORE_KEYS`): a key the scorer never writes is an empty column, a score without a
-  column is lost;
+- the leaderboard: column keys unique, each under 36 characters (at most 35: `Column.key` is
+  `CharField(max_length=36)`; column titles at most 36, the leaderboard's title 64), `sorting` asc or desc, and
+  the keys equal to the scorer's scores.json keys (`evaluator.outputs.codabench.SCORE_KEYS`): a key the scorer
+  never writes is an empty column, a score without a column is lost;
 - the scoring program: `metadata.yaml` with a `command` that runs the kit's scorer
   (`python -m evaluator.outputs.codabench /app/input /app/output [options]`, options the scorer accepts, every
   `/app/program/...` file present);
@@ -44,9 +44,9 @@ import yaml
 from evaluator.common.errors import EXIT_OK, EXIT_USAGE, IntakeError, KitError, exit_code_help
 from evaluator.common.text import did_you_mean, show_name
 from evaluator.contracts.run_folder import Limits
-from evaluator.outputs.codabench_bundle import (COMPETITION_YAML, MAX_COLUMN_KEY, MAX_COLUMN_TITLE,
-                                                MAX_LEADERBOARD_KEY, MAX_LEADERBOARD_TITLE, METADATA_YAML,
-                                                SCORER_MODULE, SCORING_COMMAND, TASK_TOML)
+from evaluator.outputs.codabench_bundle import (CODABENCH_COLUMN_KEY_FIELD, COMPETITION_YAML, MAX_COLUMN_KEY,
+                                                MAX_COLUMN_TITLE, MAX_LEADERBOARD_KEY, MAX_LEADERBOARD_TITLE,
+                                                METADATA_YAML, SCORER_MODULE, SCORING_COMMAND, TASK_TOML)
 
 #: what a bundle may make the checker read (a KonCept512 checkpoint is a few hundred MB)
 BUNDLE_LIMITS = Limits(max_members=20_000, max_total_bytes=8 * 1024**3, max_file_bytes=2 * 1024**3)
@@ -431,12 +431,16 @@ def _check_leaderboards(chk: _Checker, cfg: dict) -> list[str]:
 
 
 def _limited(chk: _Checker, mapping: dict, key: str, where: str, limit: int, field_name: str) -> str | None:
+    """mapping[key], a string of at most `limit` characters; a column key must stay under Codabench's 36."""
     value = chk.typed(mapping, key, str, where, f"a string of at most {limit} characters")
     if value is not None and len(value) > limit:
-        chk.problem(COMPETITION_YAML, f"{where}.{key}", f"'{show_name(value)}' has {len(value)} characters, over "
-                    f"Codabench's limit of {limit} ({field_name}, max_length={limit})",
+        column_key = key == "key" and "columns" in where
+        rule = (f"a column key must stay under {CODABENCH_COLUMN_KEY_FIELD} characters ({field_name}, "
+                f"max_length={CODABENCH_COLUMN_KEY_FIELD})" if column_key
+                else f"over Codabench's limit of {limit} ({field_name}, max_length={limit})")
+        chk.problem(COMPETITION_YAML, f"{where}.{key}", f"'{show_name(value)}' has {len(value)} characters: {rule}",
                     f"shorten it to {limit} characters or fewer" + (
-                        " (and write the same key into scores.json)" if key == "key" and "columns" in where else ""))
+                        " (and write the same key into scores.json)" if column_key else ""))
         return None
     return value
 
@@ -677,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pp-evaluate codabench-check",
         description="Check a Codabench bundle offline: competition.yaml (keys, types, every file it names), the "
-        "leaderboard (column keys == the scorer's scores.json keys, at most 36 characters), the scoring program's "
+        "leaderboard (column keys == the scorer's scores.json keys, under 36 characters), the scoring program's "
         "command and the reference data. With --submission, run the bundle's own scoring command on a run in "
         "Codabench's folder layout and print the scores.",
         epilog=exit_code_help() + "\n  codabench-check: 0 the bundle (and the submission) passed; 2 a problem of "
