@@ -92,6 +92,8 @@ def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
     assert meta == {"command": "python -m evaluator.outputs.codabench /app/input /app/output"}
     assert "pixel-privacy-kit" in members["Dockerfile"].decode() and "FROM python:" in members["Dockerfile"].decode()
     assert check_bundle(bundle, tmp_path).problems == []
+    as_text = _edit_yaml(members, lambda c: c.update(version="2"))  # Codabench reads str(version): '2' is v2 too
+    assert check_bundle(_write(tmp_path / "v.zip", as_text), tmp_path / "v").problems == []
     code, out = _check(bundle, capsys)
     assert code == 0 and "OK" in out and "11 leaderboard columns" in out
 
@@ -200,6 +202,10 @@ def test_a_column_key_must_stay_under_36_characters(made, tmp_path, length, ok):
 
 
 @pytest.mark.parametrize("edit, message", [
+    (lambda m: _edit_yaml(m, lambda c: c.update(version=2.0)), "version: must be 2 (a Codabench bundle), got 2.0"),
+    (lambda m: _edit_yaml(m, lambda c: c.update(version=True)), "version: must be 2 (a Codabench bundle), got True"),
+    (lambda m: _edit_yaml(m, lambda c: c["leaderboards"][0].update(submission_rule="force_last")),
+     "leaderboards[0].submission_rule: 'force_last' is not a Codabench submission rule"),
     (lambda m: _edit_yaml(m, lambda c: c.update(leaderboard=c.pop("leaderboards"))),
      "leaderboard: is not a key Codabench reads (it would be ignored); fix: remove it (did you mean 'leaderboards'?)"),
     (lambda m: {**m, "scoring_program/metadata.yaml": b"command: python3 /app/program/score.py /app/input /app/output"},

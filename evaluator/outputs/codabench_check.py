@@ -63,6 +63,9 @@ _BOOL_KEYS = ("registration_auto_approve", "enable_detailed_results", "show_deta
               "forum_enabled")
 _TASK_FILES = ("scoring_program", "reference_data", "input_data", "ingestion_program")
 _PYTHONS = ("python", "python3")
+#: Codabench's `leaderboards.models.Leaderboard.SUBMISSION_RULES` (default "Add")
+SUBMISSION_RULES = ("Add", "Add_And_Delete", "Add_And_Delete_Multiple", "Force_Last", "Force_Latest_Multiple",
+                    "Force_Best")
 _DECIMAL_MAX = 1e10  # SubmissionScore.score: DecimalField(max_digits=20, decimal_places=10)
 _LEGACY_VARS = (("$input", "/app/input"), ("$output", "/app/output"), ("$program", "/app/program"),
                 ("$hidden", "/app/input/ref"), ("$predictions", "/app/input/res"), ("$tmp", "/app/output"))
@@ -239,7 +242,8 @@ def _load_yaml(path: Path, file: str, chk: _Checker) -> Any:
 
 def _check_top(chk: _Checker, cfg: dict) -> None:
     version = cfg.get("version")
-    if version != 2 or isinstance(version, bool):
+    if str(version) != "2" or not isinstance(version, (int, str)) or isinstance(version, bool):
+        # Codabench picks the unpacker by str(version): only 2 or '2' is version 2 (2.0 is '2.0': refused on upload)
         chk.problem(COMPETITION_YAML, "version", f"must be 2 (a Codabench bundle), got {_short(version)}",
                     "set `version: 2` at the top")
     for key in cfg:
@@ -370,6 +374,11 @@ def _check_leaderboards(chk: _Checker, cfg: dict) -> list[str]:
             continue
         _limited(chk, board, "title", where, MAX_LEADERBOARD_TITLE, "Leaderboard.title")
         _limited(chk, board, "key", where, MAX_LEADERBOARD_KEY, "Leaderboard.key")
+        rule = board.get("submission_rule", "Add")
+        if rule not in SUBMISSION_RULES:
+            chk.problem(COMPETITION_YAML, f"{where}.submission_rule", f"{_short(rule)} is not a Codabench submission "
+                        "rule (Leaderboard.SUBMISSION_RULES)", f"use one of {', '.join(SUBMISSION_RULES)}"
+                        + (did_you_mean(str(rule), SUBMISSION_RULES) if isinstance(rule, str) else ""))
         columns = chk.typed(board, "columns", list, where, "a list of columns ({title, key, index, sorting})")
         if columns is not None and not columns:
             chk.problem(COMPETITION_YAML, f"{where}.columns", "is empty (Codabench needs at least one column)",
