@@ -18,7 +18,7 @@ from evaluator.common.imageio import save_png
 from evaluator.contracts.results import read_csv
 from evaluator.outputs.codabench import SCORE_KEYS
 from evaluator.outputs.codabench_bundle import COMPETITION_YAML, safe_member_name
-from evaluator.outputs.codabench_check import check_bundle
+from evaluator.outputs.codabench_check import BundleCheckError, check_bundle, run_submission
 
 IDS = ("img01", "img02", "img03")
 
@@ -237,6 +237,37 @@ def test_an_unsafe_bundle_member_is_refused_and_never_written(made, tmp_path):
     problems = [str(p) for p in check_bundle(_write(tmp_path / "evil.zip", members), work).problems]
     assert any("../evil.txt" in p and "'..' component" in p for p in problems), problems
     assert not (tmp_path / "evil.txt").exists() and not (work / "evil.txt").exists()
+
+
+def test_a_scoring_program_that_shadows_the_kit_is_refused_and_never_run(made, tmp_path, capsys):
+    """/app/program is the working folder of `python -m`, first on sys.path: a bundled evaluator/ would run instead
+    of the kit installed in the image (on Codabench and in the check), so the check refuses it before running."""
+    _, _, bundle, photos = made
+    marker = tmp_path / "ran"
+    evil = f"open({str(marker)!r}, 'w').write('x')\n".encode()
+    members = {**_members(bundle), "scoring_program/evaluator/__init__.py": evil,
+               "scoring_program/evaluator/outputs/__init__.py": evil,
+               "scoring_program/evaluator/outputs/codabench.py": evil, "scoring_program/numpy.py": evil}
+    broken = _write(tmp_path / "shadow.zip", members)
+    run = write_run(tmp_path / "runs", "dim", {i: darken(rgb, 0.8) for i, rgb in photos.items()})
+    code, out = _check(broken, capsys, "--submission", str(run))
+    assert code == 2 and not marker.exists(), out
+    assert "scoring_program/evaluator: is a Python module or folder in the scoring program" in out
+    assert "scoring_program/numpy.py: is a Python module or folder" in out and "fix: remove it" in out
+    check = check_bundle(broken, tmp_path / "w")
+    with pytest.raises(BundleCheckError, match="nothing of a bundle that failed the check is run"):
+        run_submission(check, run, tmp_path / "folders")
+    assert not marker.exists()
+
+
+def test_the_command_must_use_the_images_python_not_a_file_of_the_bundle(made, tmp_path):
+    _, _, bundle, _ = made
+    members = {**_members(bundle), "scoring_program/python": b"#!/bin/sh\n",
+               "scoring_program/metadata.yaml": b"command: /app/program/python -m evaluator.outputs.codabench "
+                                                b"/app/input /app/output\n"}
+    problems = [str(p) for p in check_bundle(_write(tmp_path / "py.zip", members), tmp_path / "w").problems]
+    assert any("metadata.yaml: command: '/app/program/python -m" in p and "does not run the kit's scorer" in p
+               for p in problems), problems
 
 
 def test_a_missing_bundle_and_a_used_keep_folder_exit_2(made, tmp_path, capsys):

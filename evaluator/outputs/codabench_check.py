@@ -62,7 +62,8 @@ _BOOL_KEYS = ("registration_auto_approve", "enable_detailed_results", "show_deta
               "can_participants_make_submissions_public", "make_programs_available", "make_input_data_available",
               "forum_enabled")
 _TASK_FILES = ("scoring_program", "reference_data", "input_data", "ingestion_program")
-_PYTHONS = ("python", "python3")
+_PYTHONS = ("python", "python3")  # bare: the image's interpreter on PATH, never a file of the bundle
+_PYTHON_SUFFIXES = (".py", ".pyc", ".pyw", ".pyd", ".so")
 #: Codabench's `leaderboards.models.Leaderboard.SUBMISSION_RULES` (default "Add")
 SUBMISSION_RULES = ("Add", "Add_And_Delete", "Add_And_Delete_Multiple", "Force_Last", "Force_Latest_Multiple",
                     "Force_Best")
@@ -471,7 +472,17 @@ def _check_program(chk: _Checker, task: dict) -> None:
     if program is None:
         return
     chk.c.program = program
-    label = f"{task['scoring_program'].rstrip('/')}/{METADATA_YAML}"
+    folder = task['scoring_program'].rstrip('/')
+    label = f"{folder}/{METADATA_YAML}"
+    for entry in sorted(program.iterdir()):
+        # the command runs `python -m` in /app/program, which Python puts first on sys.path: a module or package
+        # here (evaluator/, torch/, numpy.py, ...) is imported instead of the kit and its libraries, on Codabench
+        # and in this check alike; the kit's scoring program is metadata.yaml and at most a weights file
+        if entry.is_dir() or entry.suffix.lower() in _PYTHON_SUFFIXES:
+            chk.problem(f"{folder}/{show_name(entry.name)}", "", "is a Python module or folder in the scoring "
+                        "program: the command runs `python -m` in /app/program, so it would be imported before the "
+                        "kit installed in the image", "remove it (the scoring program holds only metadata.yaml "
+                        "and, for a model that needs one, its weights file)")
     meta_path = program / METADATA_YAML
     if not meta_path.is_file():
         meta_path = program / "metadata"
@@ -493,7 +504,7 @@ def _check_program(chk: _Checker, task: dict) -> None:
     except ValueError as exc:
         chk.problem(label, "command", f"cannot be split into arguments ({exc})", f"write `command: {SCORING_COMMAND}`")
         return
-    if len(argv) < 5 or os.path.basename(argv[0]) not in _PYTHONS or argv[1:3] != ["-m", SCORER_MODULE]:
+    if len(argv) < 5 or argv[0] not in _PYTHONS or argv[1:3] != ["-m", SCORER_MODULE]:  # the image's python only
         chk.problem(label, "command", f"{_short(meta['command'])} does not run the kit's scorer",
                     f"write `command: {SCORING_COMMAND}` (options of `python -m {SCORER_MODULE} --help` may follow)")
         return
@@ -622,9 +633,9 @@ def _map_path(token: str, layout: dict[str, Path]) -> str:
 def run_submission(check: BundleCheck, submission: Path, folders: Path) -> SubmissionRun:
     """Lay out Codabench's folders under `folders` and run the bundle's scoring command there (this Python), within
     the first phase's `execution_time_limit` (Codabench's default: 600 s)."""
-    if check.command is None or check.program is None or check.reference is None:
-        raise BundleCheckError(f"{check.bundle}: the bundle has no usable scoring program or reference data; fix "
-                               "its problems first")
+    if check.problems or check.command is None or check.program is None or check.reference is None:
+        raise BundleCheckError(f"{check.bundle}: the bundle has problems (or no usable scoring program or reference "
+                               "data); fix them first: nothing of a bundle that failed the check is run")
     submission, folders = Path(submission), Path(folders).resolve()  # the command runs in program/: absolute paths
     inp, out, program = folders / "input", folders / "output", folders / "program"
     shutil.copytree(check.reference, inp / "ref")
