@@ -84,6 +84,9 @@ def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
     assert cfg["version"] == 2 and cfg["title"] == "PP test" and cfg["docker_image"] == "registry.example.org/pp:1"
     assert cfg["enable_detailed_results"] is True
     assert cfg["tasks"][0]["scoring_program"] == "scoring_program" and cfg["phases"][0]["tasks"] == [0]
+    # participants must get the originals they attack: the phase's public data (Codabench's Files tab)
+    assert cfg["phases"][0]["public_data"] == cfg["tasks"][0]["reference_data"] == "reference_data"
+    assert "*Files* tab" in members["pages/overview.md"].decode()
     (board,) = cfg["leaderboards"]
     keys = [c["key"] for c in board["columns"]]
     assert sorted(keys) == sorted(SCORE_KEYS) and keys[0] == "accuracy" and board["columns"][0]["sorting"] == "asc"

@@ -110,8 +110,8 @@ The MediaEval Pixel Privacy task "Quality Camouflage for Social Images" (Liu et 
 photo so that a blind image quality model (BIQA) calls it low quality, while people still find it appealing.
 
 - The test set: {n} high-quality photos (the BIQA `{task.biqa.model}` scores them at or above {task.biqa.threshold:g}
-  on a 0..100 scale). Download them as this phase's reference data from the organizers, or use the kit's demo set
-  to practise.
+  on a 0..100 scale). Download them from this competition's *Files* tab (the phase's public data: the photos and
+  `{TASK_TOML}`, the rules), or use the kit's demo set to practise.
 - You submit a **run**: one changed version of every photo, plus `run.json` (see *Submission format*).
 - The organizer JPEG-compresses every submitted image (quality {task.jpeg.quality}), scores it with the BIQA, and
   computes the share of images the BIQA still calls high quality (accuracy). A run **qualifies** when its accuracy
@@ -304,6 +304,7 @@ def competition_yaml(title: str, image: str, task: TaskConfig, n_images: int, st
             "max_submissions": 100,
             "execution_time_limit": EXECUTION_TIME_LIMIT_S,
             "accepts_only_result_submissions": True,
+            "public_data": REFERENCE_DIR,  # participants download the originals they attack (the Files tab)
             "tasks": [0],
         }],
         "tasks": [{
