@@ -273,6 +273,18 @@ def test_the_command_must_use_the_images_python_not_a_file_of_the_bundle(made, t
                for p in problems), problems
 
 
+@pytest.mark.parametrize("names", [("pages/x", "pages/x/y"), ("pages/x", "pages/x/"), ("pages/x/y", "pages/x")])
+def test_a_name_that_is_both_a_file_and_a_folder_is_a_problem_not_a_crash(made, tmp_path, capsys, names):
+    _, _, bundle, _ = made
+    with zipfile.ZipFile(tmp_path / "both.zip", "w") as zf:
+        for name, data in _members(bundle).items():
+            zf.writestr(name, data)
+        for name in names:
+            zf.writestr(name, b"" if name.endswith("/") else b"x")
+    code, out = _check(tmp_path / "both.zip", capsys)
+    assert code == 2 and "is both a file and a folder in the zip" in out and "Traceback" not in out, out
+
+
 def test_a_missing_bundle_and_a_used_keep_folder_exit_2(made, tmp_path, capsys):
     _, _, bundle, _ = made
     code, out = _check(tmp_path / "nope.zip", capsys)

@@ -136,21 +136,25 @@ def safe_extract(zip_path: Path, dest: Path, limits: Limits = BUNDLE_LIMITS) -> 
                     problems.append(Problem(label, show_name(entry.name), "points outside the bundle",
                                             "remove it from the zip"))
                     continue
-                if entry.is_dir:
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
+                both = Problem(label, show_name(entry.name), "is both a file and a folder in the zip (one member "
+                               "is named like another's folder)", "re-create the zip with each name once")
                 try:
-                    data = read_member(zf, entry.name, limits.max_file_bytes)
-                except ZipReadError as exc:
-                    problems.append(Problem(label, show_name(entry.name), str(exc), "re-create the zip"))
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if target.is_dir():
-                    problems.append(Problem(label, show_name(entry.name), "is both a file and a folder",
-                                            "re-create the zip"))
-                    continue
-                with open(target, "xb") as f:
-                    f.write(data)
+                    if entry.is_dir:
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    try:
+                        data = read_member(zf, entry.name, limits.max_file_bytes)
+                    except ZipReadError as exc:
+                        problems.append(Problem(label, show_name(entry.name), str(exc), "re-create the zip"))
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.is_dir():
+                        problems.append(both)
+                        continue
+                    with open(target, "xb") as f:
+                        f.write(data)
+                except (FileExistsError, NotADirectoryError):  # `x` a file and `x/y` (or `x/`) a member too
+                    problems.append(both)
     return problems
 
 
