@@ -101,6 +101,38 @@ def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
     assert code == 0 and "OK" in out and "11 leaderboard columns" in out
 
 
+def test_the_dockerfile_builds_the_kit_from_a_checkout(made):
+    """Docker cannot run here, so the Dockerfile is read: every COPY source exists in the kit's checkout (the build
+    context), every package of pyproject.toml is copied, the compiler comes before the first pip install (brisque's
+    libsvm-official is a source distribution only: it is built in the image), the library pins are this machine's,
+    and the kit is installed, imported from site-packages, and the working folder is Codabench's /app/program."""
+    import tomllib
+
+    from evaluator.common.versions import library_versions
+
+    _, _, bundle, _ = made
+    repo = Path(__file__).parents[1]
+    lines = _members(bundle)["Dockerfile"].decode().splitlines()
+    steps = [line for line in lines if line and not line.startswith("#")]
+    copied = []
+    for step in steps:
+        if step.startswith("COPY "):
+            *sources, dest = step.split()[1:]
+            assert dest.startswith("/opt/pixel-privacy-kit/")
+            copied += sources
+    assert all((repo / src).exists() for src in copied), copied
+    packages = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert {p.rstrip("*") for p in packages["include"]} <= set(copied) and {"pyproject.toml", "README.md"} <= set(copied)
+    first_pip = next(i for i, step in enumerate(steps) if "pip install" in step)
+    compiler = next(i for i, step in enumerate(steps) if "apt-get install" in step)
+    assert compiler < first_pip and " g++" in steps[compiler] and " gcc" in steps[compiler]
+    versions = library_versions()
+    for name in ("numpy", "scipy", "pillow", "jpeglib", "brisque"):
+        assert f"'{name}=={versions[name]}'" in "\n".join(steps), name
+    assert "RUN pip install /opt/pixel-privacy-kit && python -m evaluator.outputs.codabench --help" in steps[-2]
+    assert steps[-1] == "WORKDIR /app/program" and steps[0].startswith("FROM python:")
+
+
 def test_the_pages_state_the_exact_rules_and_limits(made):
     _, _, bundle, _ = made
     members = _members(bundle)

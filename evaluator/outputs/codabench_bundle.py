@@ -249,6 +249,9 @@ def _dockerfile() -> str:
 #   docker build -f Dockerfile -t IMAGE /path/to/pixel-privacy-kit && docker push IMAGE
 FROM python:{py}-slim
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# a C/C++ compiler: libsvm-official (a dependency of brisque) is published as a source distribution only, and the
+# slim image has no compiler, so without it `pip install` fails while building that package
+RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ && rm -rf /var/lib/apt/lists/*
 {torch_line}RUN pip install {pins}
 COPY pyproject.toml README.md /opt/pixel-privacy-kit/
 COPY evaluator /opt/pixel-privacy-kit/evaluator
