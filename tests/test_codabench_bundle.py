@@ -122,7 +122,8 @@ def test_the_dockerfile_builds_the_kit_from_a_checkout(made):
             copied += sources
     assert all((repo / src).exists() for src in copied), copied
     packages = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    assert {p.rstrip("*") for p in packages["include"]} <= set(copied) and {"pyproject.toml", "README.md"} <= set(copied)
+    assert {p.rstrip("*") for p in packages["include"]} <= set(copied)
+    assert {"pyproject.toml", "README.md"} <= set(copied)
     first_pip = next(i for i, step in enumerate(steps) if "pip install" in step)
     compiler = next(i for i, step in enumerate(steps) if "apt-get install" in step)
     assert compiler < first_pip and " g++" in steps[compiler] and " gcc" in steps[compiler]
@@ -200,7 +201,8 @@ def _bad_yaml(m):
 BROKEN = {
     "missing file": (_missing_file, "pages[1].file: names 'pages/evaluation.md', which is not in the bundle"),
     "key mismatch": (_key_mismatch, "key 'ssim_mean': is not a key of the scorer's scores.json"),
-    "long key": (_long_key, "has 44 characters: a column key must stay under 36 characters (Column.key, max_length=36)"),
+    "long key": (_long_key,
+                 "has 44 characters: a column key must stay under 36 characters (Column.key, max_length=36)"),
     "bad YAML": (_bad_yaml, "competition.yaml: is not valid YAML ("),
 }
 
