@@ -382,6 +382,19 @@ def test_the_detailed_results_page_escapes_every_submitted_string():
     assert "<script>" not in bad and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;.png: is missing" in bad
 
 
+def test_the_check_runs_the_bundles_own_command_with_its_options(made, tmp_path, capsys):
+    """The command of metadata.yaml is what runs, options included: --threads 0 passes the static check (an int the
+    scorer's parser accepts) and the scorer itself refuses it, exit 2, which the check reports with its message."""
+    _, _, bundle, photos = made
+    members = {**_members(bundle), "scoring_program/metadata.yaml":
+               b"command: python -m evaluator.outputs.codabench /app/input /app/output --threads 0\n"}
+    run = write_run(tmp_path / "runs", "dim", {i: darken(rgb, 0.8) for i, rgb in photos.items()})
+    code, out = _check(_write(tmp_path / "t.zip", members), capsys, "--submission", str(run))
+    assert code == 2 and "--threads 0" in out, out
+    assert "the scoring command exited 2 (the scoring setup is broken)" in out
+    assert "scoring setup: --threads must be >= 1, got 0" in out
+
+
 def test_a_scorer_that_runs_past_the_phase_time_limit_is_reported(made, tmp_path, capsys):
     _, _, bundle, photos = made
     slow = _write(tmp_path / "slow.zip", _edit_yaml(_members(bundle),
