@@ -243,6 +243,9 @@ def test_a_column_key_must_stay_under_36_characters(made, tmp_path, length, ok):
     (lambda m: _edit_yaml(m, lambda c: c.update(version=True)), "version: must be 2 (a Codabench bundle), got True"),
     (lambda m: _edit_yaml(m, lambda c: c["leaderboards"][0].update(submission_rule="force_last")),
      "leaderboards[0].submission_rule: 'force_last' is not a Codabench submission rule"),
+    (lambda m: _edit_yaml(m, lambda c: c["phases"][0].update(max_submission_per_day=2)),
+     "phases[0].max_submission_per_day: is not a phase key Codabench reads (it would be ignored); fix: remove it "
+     "(did you mean 'max_submissions_per_day'?)"),
     (lambda m: _edit_yaml(m, lambda c: c.update(leaderboard=c.pop("leaderboards"))),
      "leaderboard: is not a key Codabench reads (it would be ignored); fix: remove it (did you mean 'leaderboards'?)"),
     (lambda m: {**m, "scoring_program/metadata.yaml": b"command: python3 /app/program/score.py /app/input /app/output"},

@@ -306,7 +306,6 @@ def competition_yaml(title: str, image: str, task: TaskConfig, n_images: int, st
             "max_submissions_per_day": 5,
             "max_submissions": 100,
             "execution_time_limit": EXECUTION_TIME_LIMIT_S,
-            "accepts_only_result_submissions": True,
             "public_data": REFERENCE_DIR,  # participants download the originals they attack (the Files tab)
             "tasks": [0],
         }],
@@ -316,7 +315,7 @@ def competition_yaml(title: str, image: str, task: TaskConfig, n_images: int, st
             "description": (f"Score a run: JPEG-{task.jpeg.quality} ({task.jpeg.libjpeg}, {task.jpeg.subsampling}), "
                             f"BIQA {task.biqa.model}, threshold {task.biqa.threshold:g}, gate "
                             f"{task.gate.max_accuracy:g}."),
-            "scoring_program": SCORING_DIR,
+            "scoring_program": SCORING_DIR,  # no ingestion_program: Codabench takes result submissions only
             "reference_data": REFERENCE_DIR,
         }],
         "leaderboards": [{

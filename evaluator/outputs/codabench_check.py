@@ -57,6 +57,10 @@ KNOWN_KEYS = ("version", "title", "description", "image", "terms", "docker_image
               "can_participants_make_submissions_public", "make_programs_available", "make_input_data_available",
               "competition_type", "fact_sheet", "reward", "contact_email", "forum_enabled", "queue", "pages",
               "phases", "tasks", "solutions", "leaderboards")
+#: the phase keys Codabench's v2 unpacker reads (`_unpack_phases`), and `solutions` (its own competition dumps)
+PHASE_KEYS = ("index", "name", "description", "start", "end", "max_submissions_per_day", "max_submissions",
+              "auto_migrate_to_this_phase", "hide_output", "hide_prediction_output", "hide_score_output",
+              "execution_time_limit", "tasks", "public_data", "starting_kit", "solutions")
 _BOOL_KEYS = ("registration_auto_approve", "enable_detailed_results", "show_detailed_results_in_submission_panel",
               "show_detailed_results_in_leaderboard", "auto_run_submissions",
               "can_participants_make_submissions_public", "make_programs_available", "make_input_data_available",
@@ -316,6 +320,10 @@ def _check_phases(chk: _Checker, cfg: dict, task_indexes: set[int]) -> None:
         if not isinstance(phase, dict):
             chk.problem(COMPETITION_YAML, where, "must be a mapping", "write `- index: 0` / `name: ...` / ...")
             continue
+        for key in phase:
+            if key not in PHASE_KEYS:
+                chk.problem(COMPETITION_YAML, f"{where}.{show_name(str(key))}", "is not a phase key Codabench reads "
+                            "(it would be ignored)", "remove it" + did_you_mean(str(key), PHASE_KEYS))
         chk.typed(phase, "name", str, where, "the phase's name")
         chk.typed(phase, "index", int, where, "an integer", required=False)
         times = []
