@@ -18,7 +18,7 @@ from evaluator.common.imageio import save_png
 from evaluator.contracts.results import read_csv
 from evaluator.outputs.codabench import SCORE_KEYS
 from evaluator.outputs.codabench_bundle import COMPETITION_YAML, safe_member_name
-from evaluator.outputs.codabench_check import BundleCheckError, check_bundle, run_submission
+from evaluator.outputs.codabench_check import BundleCheckError, check_bundle, effective_time_limit, run_submission
 
 IDS = ("img01", "img02", "img03")
 
@@ -396,6 +396,22 @@ def test_the_check_runs_the_bundles_own_command_with_its_options(made, tmp_path,
     assert code == 2 and "--threads 0" in out, out
     assert "the scoring command exited 2 (the scoring setup is broken)" in out
     assert "scoring setup: --threads must be >= 1, got 0" in out
+
+
+@pytest.mark.parametrize("config, seconds", [
+    ({"phases": [{"execution_time_limit": 3600}]}, 600),  # the default queue caps every run at 600 s
+    ({"phases": [{"execution_time_limit": 3600}], "queue": "my-vhost"}, 3600),  # the organizer's own queue
+    ({"phases": [{"execution_time_limit": 30}]}, 30),
+    ({"phases": [{}]}, 600),  # Codabench's default execution_time_limit
+])
+def test_the_check_gives_a_run_the_time_codabench_gives_it(config, seconds):
+    assert effective_time_limit(config) == seconds
+
+
+def test_the_bundle_asks_for_no_more_time_than_the_default_queue_gives(made):
+    _, _, bundle, _ = made
+    cfg = yaml.safe_load(_members(bundle)[COMPETITION_YAML])
+    assert "queue" not in cfg and cfg["phases"][0]["execution_time_limit"] == 600
 
 
 def test_a_scorer_that_runs_past_the_phase_time_limit_is_reported(made, tmp_path, capsys):

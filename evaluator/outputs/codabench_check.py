@@ -71,6 +71,8 @@ _PYTHON_SUFFIXES = (".py", ".pyc", ".pyw", ".pyd", ".so")
 #: Codabench's `leaderboards.models.Leaderboard.SUBMISSION_RULES` (default "Add")
 SUBMISSION_RULES = ("Add", "Add_And_Delete", "Add_And_Delete_Multiple", "Force_Last", "Force_Latest_Multiple",
                     "Force_Best")
+#: Codabench's MAX_EXECUTION_TIME_LIMIT default: a run on the default queue gets min(this, execution_time_limit)
+DEFAULT_QUEUE_TIME_LIMIT_S = 600
 _DECIMAL_MAX = 1e10  # SubmissionScore.score: DecimalField(max_digits=20, decimal_places=10)
 _LEGACY_VARS = (("$input", "/app/input"), ("$output", "/app/output"), ("$program", "/app/program"),
                 ("$hidden", "/app/input/ref"), ("$predictions", "/app/input/res"), ("$tmp", "/app/output"))
@@ -642,9 +644,20 @@ def _map_path(token: str, layout: dict[str, Path]) -> str:
     return token
 
 
+def effective_time_limit(config: dict) -> int:
+    """The seconds Codabench gives a run of the first phase (`_send_to_compute_worker`): its `execution_time_limit`
+    (default 600) on the competition's own `queue`, min(that, `DEFAULT_QUEUE_TIME_LIMIT_S`) on the default queue."""
+    phases = config.get("phases") or [{}]
+    first = phases[0] if isinstance(phases[0], dict) else {}
+    limit = first.get("execution_time_limit") or DEFAULT_QUEUE_TIME_LIMIT_S
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        limit = DEFAULT_QUEUE_TIME_LIMIT_S
+    return limit if config.get("queue") else min(limit, DEFAULT_QUEUE_TIME_LIMIT_S)
+
+
 def run_submission(check: BundleCheck, submission: Path, folders: Path) -> SubmissionRun:
     """Lay out Codabench's folders under `folders` and run the bundle's scoring command there (this Python), within
-    the first phase's `execution_time_limit` (Codabench's default: 600 s)."""
+    the time Codabench gives it (`effective_time_limit`)."""
     if check.problems or check.command is None or check.program is None or check.reference is None:
         raise BundleCheckError(f"{check.bundle}: the bundle has problems (or no usable scoring program or reference "
                                "data); fix them first: nothing of a bundle that failed the check is run")
@@ -661,8 +674,7 @@ def run_submission(check: BundleCheck, submission: Path, folders: Path) -> Submi
             problems.append(Problem(submission.name, p.key, p.problem, p.fix))
     else:
         raise BundleCheckError(f"{submission}: submission not found; pass a run .zip or a run folder")
-    phases = (check.config or {}).get("phases") or [{}]
-    time_limit = phases[0].get("execution_time_limit", 600) if isinstance(phases[0], dict) else 600
+    time_limit = effective_time_limit(check.config or {})
     layout = {"/app/input": inp, "/app/output": out, "/app/program": program}
     argv = [sys.executable, *(_map_path(t, layout) for t in check.command[1:])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -670,9 +682,14 @@ def run_submission(check: BundleCheck, submission: Path, folders: Path) -> Submi
         proc = subprocess.run(argv, cwd=program, env=env, capture_output=True, text=True, errors="replace",
                               timeout=time_limit)
     except subprocess.TimeoutExpired as exc:
+        own_queue = bool((check.config or {}).get("queue"))
         problems.append(Problem(COMPETITION_YAML, "phases[0].execution_time_limit", f"the scoring command ran past "
-                                f"{time_limit} s, so Codabench would stop it and fail the submission",
-                                "raise execution_time_limit (seconds) or score on a faster worker"))
+                                f"{time_limit} s, so Codabench would stop it and fail the submission" + (
+                                    "" if own_queue else f" (on Codabench's default queue a run gets at most "
+                                    f"{DEFAULT_QUEUE_TIME_LIMIT_S} s, whatever execution_time_limit says)"),
+                                "raise execution_time_limit (seconds) or score on a faster worker" if own_queue else
+                                "score faster (fewer or smaller images), or run the competition on your own queue "
+                                "(`queue:` in competition.yaml) with a larger execution_time_limit"))
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
         return SubmissionRun(-1, stderr, None, problems, None, folders, timed_out=True)
     scores = None
