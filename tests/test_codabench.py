@@ -188,3 +188,30 @@ def test_detailed_results_html_holds_the_table_and_gallery_or_the_problems(bundl
     assert _call(tmp_path) == 1
     page = (tmp_path / "output" / "detailed_results.html").read_text(encoding="utf-8")
     assert "Invalid submission" in page and "b.png: is missing" in page and "Gallery" not in page
+
+
+# what Codabench's compute worker writes next to a result submission's files (Run.push_output, yaml.dump)
+WORKER_STATUS = "elapsedTime: null\nexitCode: null\ningestionElapsedTime: null\ningestionExitCode: null\n"
+
+
+def test_the_compute_workers_status_file_in_res_is_not_part_of_the_run(bundle):
+    """On Codabench INPUT/res is the prediction step's output: the participant's files plus the worker's `metadata`.
+    The scorer scores the run without it (the same numbers), and leaves INPUT/res as it was."""
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 0
+    clean = _scores(tmp_path)
+    (tmp_path / "input" / "res" / "metadata").write_text(WORKER_STATUS)
+    assert _call(tmp_path) == 0
+    assert _scores(tmp_path) == clean and (tmp_path / "input" / "res" / "metadata").read_text() == WORKER_STATUS
+
+
+@pytest.mark.parametrize("text", ["command: python evil.py\n", "exitCode: 0\nmine: 1\n", "not: [yaml\n", ""])
+def test_any_other_metadata_file_is_an_extra_file_of_the_run(bundle, capsys, text):
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    (tmp_path / "input" / "res" / "metadata").write_text(text)
+    assert _call(tmp_path) == 1
+    assert "metadata: is not an image or run.json" in capsys.readouterr().err

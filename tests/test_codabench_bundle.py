@@ -359,6 +359,9 @@ def test_a_submission_scored_through_the_check_matches_pp_evaluate(made, tmp_pat
     assert all(f"<td class=l>{i}</td>" in page for i in IDS)
     assert page.count("data:image/jpeg;base64,") == 2 * len(IDS)
     assert (keep / "input" / "ref" / "img01.png").is_file() and (keep / "input" / "res" / "run.json").is_file()
+    # as on Codabench, input/res also holds the compute worker's status file (its prediction step writes it)
+    status = yaml.safe_load((keep / "input" / "res" / "metadata").read_text())
+    assert status == {"exitCode": None, "elapsedTime": None, "ingestionExitCode": None, "ingestionElapsedTime": None}
 
 
 @pytest.mark.slow
@@ -383,6 +386,17 @@ def test_the_detailed_results_page_escapes_every_submitted_string():
     assert "&infin;" in page
     bad = render_invalid(evil, [f"{evil}.png: is missing; add it"])
     assert "<script>" not in bad and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;.png: is missing" in bad
+
+
+@pytest.mark.slow
+def test_a_submission_with_its_own_metadata_file_is_reported(made, tmp_path, capsys):
+    _, _, bundle, photos = made
+    run = write_run(tmp_path / "runs", "dim", {i: darken(rgb, 0.8) for i, rgb in photos.items()})
+    (run / "metadata").write_text("command: python -c 'print(1)'\n")
+    code, out = _check(bundle, capsys, "--submission", str(run))
+    assert code == 2, out
+    assert "dim: metadata: is a file Codabench's compute worker writes itself" in out
+    assert "fix: remove metadata from the submission" in out
 
 
 def test_the_check_runs_the_bundles_own_command_with_its_options(made, tmp_path, capsys):

@@ -18,6 +18,11 @@ Convention: `INPUT/ref/` holds the reference data (the original `<id>.png` image
   its committed generation is copied, so the platform's zip of OUTPUT holds each file once and no link, no
   `.generations/`, `.cache/` or `.lock`.
 An invalid submission writes its problems to stderr and exits 1, so the platform shows them to the participant.
+
+On Codabench a result submission goes through a prediction step first (the compute worker copies the unpacked zip
+to its output and adds its own status file `metadata`: `exitCode`, `elapsedTime`, `ingestionExitCode`,
+`ingestionElapsedTime`), and that output becomes INPUT/res. That file is the platform's, not the participant's: the
+run is scored without it (`without_worker_metadata`); any other `metadata` file is an extra file of the run.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from evaluator.cli import setup_logging
 from evaluator.common.text import show_name
 from evaluator.contracts.run_folder import RUN_JSON
 
+#: the status file Codabench's compute worker writes next to a result submission's files (`Run.push_output`)
+WORKER_METADATA = "metadata"
+WORKER_METADATA_KEYS = ("exitCode", "elapsedTime", "ingestionExitCode", "ingestionElapsedTime")
 SCORE_KEYS = ("accuracy", "accuracy_reduction", "qualified", "mean_score", "psnr", "ssim", "abs_gain",
               "rel_gain", "robustness_score", "wasserstein_score", "energy_score")
 EXIT_INVALID_SUBMISSION, EXIT_SETUP = 1, 2
@@ -61,6 +69,30 @@ def locate_run(res: Path) -> Path:
     raise SubmissionLayoutError(
         f"{res}: expected one run (its images and run.json at the top of the zip you upload, or one run "
         f"folder), found {len(runs)} folders/zips: {', '.join(p.name for p in runs) or 'nothing'}")
+
+
+def is_worker_metadata(path: Path) -> bool:
+    """Whether `path` is the compute worker's status file: a small YAML mapping of `WORKER_METADATA_KEYS` only."""
+    import yaml
+
+    if path.name != WORKER_METADATA or path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+        return False
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and bool(data) and set(data) <= set(WORKER_METADATA_KEYS)
+
+
+def without_worker_metadata(run_path: Path, staging: Path) -> Path:
+    """`run_path`, or, when it holds the compute worker's status file, a copy of it in `staging` without that file
+    (links copied as links, so the intake still refuses them; the copy keeps the run's folder name)."""
+    if not run_path.is_dir() or not is_worker_metadata(run_path / WORKER_METADATA):
+        return run_path
+    copy = staging / run_path.name
+    shutil.copytree(run_path, copy, symlinks=True,
+                    ignore=lambda folder, names: [WORKER_METADATA] if Path(folder) == run_path else [])
+    return copy
 
 
 def score_values(row: object) -> dict[str, float | int | None]:
@@ -142,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scoring setup: {exc}", file=sys.stderr)
         return EXIT_SETUP
     from evaluator.biqa import create
-    from evaluator.pipeline import evaluate_runs
 
     try:  # the scorer's own setup first: a broken setup must not be reported as the participant's fault
         model = create(task.biqa.model, weights=args.biqa_weights, device=args.device,
@@ -160,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         write_page(out / DETAILED_RESULTS_HTML, render_invalid(res.name, [str(exc)]))
         return EXIT_INVALID_SUBMISSION
     out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pp-codabench-res-") as staging:
+        return _score(args, task, model, ref, without_worker_metadata(run_path, Path(staging)), out)
+
+
+def _score(args: argparse.Namespace, task: object, model: object, ref: Path, run_path: Path, out: Path) -> int:
+    """Score the run at `run_path` into `out` (scores.json, scores.txt, detailed_results.html, details/)."""
+    from evaluator.pipeline import evaluate_runs
     from evaluator.outputs import codabench_details as details
 
     page = out / details.DETAILED_RESULTS_HTML

@@ -44,6 +44,7 @@ import yaml
 from evaluator.common.errors import EXIT_OK, EXIT_USAGE, IntakeError, KitError, exit_code_help
 from evaluator.common.text import did_you_mean, show_name
 from evaluator.contracts.run_folder import Limits
+from evaluator.outputs.codabench import WORKER_METADATA, WORKER_METADATA_KEYS
 from evaluator.outputs.codabench_bundle import (CODABENCH_COLUMN_KEY_FIELD, COMPETITION_YAML, MAX_COLUMN_KEY,
                                                 MAX_COLUMN_TITLE, MAX_LEADERBOARD_KEY, MAX_LEADERBOARD_TITLE,
                                                 METADATA_YAML, SCORER_MODULE, SCORING_COMMAND, TASK_TOML)
@@ -674,6 +675,15 @@ def run_submission(check: BundleCheck, submission: Path, folders: Path) -> Submi
             problems.append(Problem(submission.name, p.key, p.problem, p.fix))
     else:
         raise BundleCheckError(f"{submission}: submission not found; pass a run .zip or a run folder")
+    # Codabench's prediction step copies the unpacked submission to its output and adds its status file there
+    # (`compute_worker.Run.push_output`); that output is the scoring step's input/res
+    status = inp / "res" / WORKER_METADATA
+    if status.exists() or status.is_symlink():
+        problems.append(Problem(submission.name, WORKER_METADATA, "is a file Codabench's compute worker writes "
+                                "itself: it would run the command it names, or fail the submission",
+                                f"remove {WORKER_METADATA} from the submission"))
+    else:
+        status.write_text(yaml.safe_dump({key: None for key in WORKER_METADATA_KEYS}), encoding="utf-8")
     time_limit = effective_time_limit(check.config or {})
     layout = {"/app/input": inp, "/app/output": out, "/app/program": program}
     argv = [sys.executable, *(_map_path(t, layout) for t in check.command[1:])]
@@ -785,6 +795,8 @@ def _main(args: argparse.Namespace) -> int:
             _say(f"{args.submission}: the scoring command exited {run.returncode} ({who}):")
             for line in run.stderr.strip().splitlines()[-40:]:
                 _say(f"  {show_name(line)}")
+            for p in run.problems:
+                _say(f"  - {show_name(str(p))}")
             return EXIT_USAGE
         for key, value in (run.scores or {}).items():
             _say(f"  {key}: {value}")
