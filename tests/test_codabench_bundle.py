@@ -156,6 +156,9 @@ def test_the_bundle_is_written_atomically_and_a_failed_build_leaves_the_old_one(
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["b.zip"]
     assert pp_evaluate(["codabench-bundle", "--originals", str(originals), "--out", str(out)]) == 0
     assert zipfile.is_zipfile(out) and [p.name for p in tmp_path.iterdir()] == ["b.zip"]
+    # without --image the bundle names a placeholder image that Codabench cannot pull: the check says so
+    problems = [str(p) for p in check_bundle(out, tmp_path / "w").problems]
+    assert len(problems) == 1 and "docker_image: 'pixel-privacy-kit:latest' names no account" in problems[0]
 
 
 def test_a_model_that_needs_weights_is_refused_without_them_and_bundled_with_them(made, tmp_path, capsys):
@@ -168,7 +171,7 @@ def test_a_model_that_needs_weights_is_refused_without_them_and_bundled_with_the
     weights = tmp_path / "koncept.pth"
     weights.write_bytes(b"not really weights")
     assert pp_evaluate(["codabench-bundle", "--originals", str(originals), "--out", str(out), "--task", str(task),
-                        "--biqa-weights", str(weights)]) == 0
+                        "--biqa-weights", str(weights), "--image", "registry.example.org/pp:1"]) == 0
     members = _members(out)
     assert members["scoring_program/koncept.pth"] == b"not really weights"
     assert yaml.safe_load(members["scoring_program/metadata.yaml"])["command"].endswith(
@@ -258,6 +261,9 @@ def test_a_column_key_must_stay_under_36_characters(made, tmp_path, length, ok):
      "reference_data/task.toml: biqa.threshold"),
     (lambda m: _edit_yaml(m, lambda c: c.update(terms="../../etc/passwd")), "terms: '../../etc/passwd' points outside"),
     (lambda m: _edit_yaml(m, lambda c: c.pop("docker_image")), "docker_image: is missing"),
+    (lambda m: _edit_yaml(m, lambda c: c.update(docker_image="pixel-privacy-kit:latest")),
+     "docker_image: 'pixel-privacy-kit:latest' names no account or registry, so Codabench pulls "
+     "docker.io/library/pixel-privacy-kit:latest"),
     (lambda m: _edit_yaml(m, lambda c: c.pop("pages")), "competition.yaml: pages: is missing"),
     (lambda m: _edit_yaml(m, lambda c: c["phases"][0].update(starting_kit="kit/")),
      "phases[0].starting_kit: names 'kit/', which is not a folder or .zip in the bundle"),

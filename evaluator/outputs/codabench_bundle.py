@@ -446,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--title", default=DEFAULT_TITLE, help=f"competition title (default: {DEFAULT_TITLE!r})")
     parser.add_argument("--image", default=DEFAULT_IMAGE,
                         help="Docker image with the kit installed, built from the bundle's Dockerfile and pushed "
-                             f"where Codabench can pull it (competition.yaml docker_image; default {DEFAULT_IMAGE})")
+                             f"where Codabench can pull it, with your account or registry, e.g. "
+                             f"docker.io/you/pixel-privacy:1.0 (competition.yaml docker_image; the default "
+                             f"{DEFAULT_IMAGE} is a placeholder that codabench-check refuses)")
     parser.add_argument("--biqa-weights", type=Path, default=None,
                         help="weights file of a model that needs one (koncept512); copied into scoring_program/")
     parser.add_argument("--logo", type=Path, default=None, help="competition logo (default: the first original)")
