@@ -95,7 +95,7 @@ def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
     assert meta == {"command": "python -m evaluator.outputs.codabench /app/input /app/output"}
     assert "pixel-privacy-kit" in members["Dockerfile"].decode() and "FROM python:" in members["Dockerfile"].decode()
     assert check_bundle(bundle, tmp_path).problems == []
-    as_text = _edit_yaml(members, lambda c: c.update(version="2"))  # Codabench reads str(version): '2' is v2 too
+    as_text = _edit_yaml(members, lambda c: c.update(version="2", docker_image="localhost:5000/pp"))  # str(version)
     assert check_bundle(_write(tmp_path / "v.zip", as_text), tmp_path / "v").problems == []
     code, out = _check(bundle, capsys)
     assert code == 0 and "OK" in out and "11 leaderboard columns" in out

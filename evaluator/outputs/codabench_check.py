@@ -277,7 +277,7 @@ def _check_top(chk: _Checker, cfg: dict) -> None:
         chk.problem(COMPETITION_YAML, "docker_image", "is missing: Codabench's default image "
                     "(codalab/codalab-legacy) does not have the kit, so every submission would fail",
                     "build the bundle's Dockerfile, push the image and set `docker_image:` to it")
-    elif docker is not None and "/" not in docker.split("@")[0].split(":")[0]:
+    elif docker is not None and "/" not in docker.split("@")[0]:  # localhost:5000/x has one, python:3.11 not
         # no account or registry: docker.io/library/<name>, Docker Hub's official images, which never hold the kit
         chk.problem(COMPETITION_YAML, "docker_image", f"'{show_name(docker)}' names no account or registry, so "
                     f"Codabench pulls docker.io/library/{show_name(docker)} (an official image, without the kit) and "
