@@ -82,7 +82,8 @@ def test_the_bundle_has_every_part_and_passes_the_check(made, capsys, tmp_path):
     assert members["reference_data/img02.png"] == (originals / "img02.png").read_bytes()
     cfg = yaml.safe_load(members[COMPETITION_YAML])
     assert cfg["version"] == 2 and cfg["title"] == "PP test" and cfg["docker_image"] == "registry.example.org/pp:1"
-    assert cfg["enable_detailed_results"] is True
+    assert cfg["enable_detailed_results"] is True and cfg["show_detailed_results_in_submission_panel"] is True
+    assert cfg["show_detailed_results_in_leaderboard"] is False  # no team sees another's images during the run
     assert cfg["tasks"][0]["scoring_program"] == "scoring_program" and cfg["phases"][0]["tasks"] == [0]
     # participants must get the originals they attack: the phase's public data (Codabench's Files tab)
     assert cfg["phases"][0]["public_data"] == cfg["tasks"][0]["reference_data"] == "reference_data"

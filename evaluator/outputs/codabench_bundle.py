@@ -290,7 +290,9 @@ def competition_yaml(title: str, image: str, task: TaskConfig, n_images: int, st
         "registration_auto_approve": False,
         "enable_detailed_results": True,
         "show_detailed_results_in_submission_panel": True,
-        "show_detailed_results_in_leaderboard": True,
+        # a participant sees the gallery of their own run only: the terms promise submitted images go to jurors
+        # without team names and into the paper after the competition, not to the other teams during it
+        "show_detailed_results_in_leaderboard": False,
         "make_programs_available": True,
         "make_input_data_available": False,
         "pages": [
