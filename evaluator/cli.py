@@ -26,6 +26,12 @@ random weights:
   a weights file: the same network in every process, for tests only. Its scores are meaningless, and task.json
   (model.random_weights_seed), runs.csv (column random_weights_seed) and report.html (a banner) say so.
 
+subcommands:
+  pp-evaluate codabench-bundle --originals DIR --out bundle.zip [--task T] [--title T] [--image I]
+      write a results-only Codabench competition bundle (docs/codabench.md)
+  pp-evaluate codabench-check bundle.zip [--submission run.zip] [--keep DIR]
+      check a bundle offline; with --submission, score a run with the bundle's own command
+
 """ + exit_code_help() + """
   pp-evaluate: 2 also for an --out in use by another pp-evaluate or whose .cache is unusable (delete it); 130
   leaves the previous results in --out as they were.
@@ -96,7 +102,17 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+#: `pp-evaluate SUBCOMMAND ...`: module whose main(argv) runs it (the scoring form above takes no subcommand)
+SUBCOMMANDS = {"codabench-bundle": "evaluator.outputs.codabench_bundle",
+               "codabench-check": "evaluator.outputs.codabench_check"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.batch_size < 1:
