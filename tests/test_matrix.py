@@ -1,0 +1,266 @@
+"""The survival matrix (`pp-evaluate --matrix`, `evaluator.scoring.matrix`): every defense of the catalogue through
+the matrix, the official cell equal to runs.csv, cache reuse, bad input, a failing defense, the report section.
+
+Models are `BrightnessBIQA` (100 * mean intensity; `scale` makes a second, different model), so each expected
+cell is recomputed here from the images: the defense applied with `evaluator.defenses.apply`, then the mean.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage
+from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+
+import evaluator.biqa
+from evaluator.cli import main
+from evaluator.codec import OrganizerCodec
+from evaluator.config import TaskConfig, task_from_dict
+from evaluator.contracts.results import MATRIX_COLUMNS, MATRIX_CSV, RUNS_CSV, read_csv
+from evaluator.defenses import apply, names
+from evaluator.outputs.report_survival import robustness_order, run_sentence, survival_section
+from evaluator.outputs.survival import MatrixStep
+from evaluator.pipeline import evaluate
+from evaluator.scoring.matrix import Cell, MatrixResult
+
+LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80, "img-d": 0.30, "img-e": 0.58}  # img-d: below 50
+EVIL = "evil<img src=x onerror=alert(1)>"
+
+
+def _brightness(rgb: np.ndarray, scale: float = 1.0) -> float:
+    return float(100 * scale * np.mean(rgb.astype(np.float32) / 255))
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    originals = write_originals(tmp_path / "originals", LEVELS)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    submitted = {
+        "dark": {k: darken(v, 0.6) for k, v in originals.items()},
+        "mild": {k: darken(v, 0.9) for k, v in originals.items()},
+        EVIL: dict(originals),
+    }
+    for run, images in submitted.items():
+        write_run(runs, run, images)
+    return tmp_path, originals, submitted
+
+
+def _models() -> dict[str, BrightnessBIQA]:
+    return {"brisque": BrightnessBIQA(), "niqe": BrightnessBIQA(scale=0.85)}
+
+
+def _evaluate(tmp_path: Path, defenses, models=None, task: TaskConfig | None = None):
+    task = task or TaskConfig()
+    models = models or _models()
+    step = MatrixStep(models=models, defenses=list(defenses), task=task, batch_size=3)
+    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", task, models[task.biqa.model],
+                      batch_size=3, progress=False, extra=step)
+    return result, step.result
+
+
+def _cells(tmp_path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
+    return {(r["run"], r["defense"], r["biqa"]): r for r in read_csv(tmp_path / "out" / MATRIX_CSV)}
+
+
+def test_every_defense_of_the_catalogue_gives_the_cells_recomputed_from_the_images(setup):
+    tmp_path, originals, submitted = setup
+    _, matrix = _evaluate(tmp_path, names())
+    with (tmp_path / "out" / MATRIX_CSV).open(encoding="utf-8") as f:
+        assert next(csv.reader(f)) == list(MATRIX_COLUMNS)
+    cells = _cells(tmp_path)
+    assert len(cells) == len(submitted) * len(names()) * 2
+    codec = OrganizerCodec()
+    for model, scale in (("brisque", 1.0), ("niqe", 0.85)):
+        eligible = [i for i in sorted(originals) if _brightness(originals[i], scale) >= 50]
+        assert "img-d" not in eligible and eligible
+        for run, images in submitted.items():
+            for defense in names():
+                scores = [_brightness(apply(defense, images[i], codec), scale) for i in eligible]
+                row = cells[(run, defense, model)]
+                accuracy = float(np.mean([s >= 50 for s in scores]))
+                assert row["error"] == "" and int(row["n_images"]) == len(eligible), (run, defense, model)
+                assert float(row["accuracy"]) == accuracy, (run, defense, model)
+                assert float(row["mean_score"]) == pytest.approx(np.mean(scores), abs=1e-3)
+                assert row["qualified"] == ("true" if accuracy < 0.5 else "false")
+    assert matrix.cell("dark", "none", "brisque").qualified and not matrix.cell(EVIL, "none", "brisque").qualified
+
+
+def test_the_official_cell_equals_runs_csv(setup):
+    tmp_path, _, submitted = setup
+    _evaluate(tmp_path, ["none", "jpeg90", "blur1"])
+    runs = {r["run"]: r for r in read_csv(tmp_path / "out" / RUNS_CSV)}
+    cells = _cells(tmp_path)
+    for run in submitted:
+        cell = cells[(run, "jpeg90", "brisque")]
+        for key in ("n_images", "accuracy", "mean_score", "qualified"):
+            assert cell[key] == runs[run][key], (run, key)
+
+
+def test_a_task_chain_is_the_official_pre_processing_and_its_cell_equals_runs_csv(setup):
+    tmp_path, originals, submitted = setup
+    task = task_from_dict({"preprocess": {"chain": "blur1+jpeg90"}})
+    _evaluate(tmp_path, ["jpeg90", "blur1+jpeg90"], task=task)
+    runs = {r["run"]: r for r in read_csv(tmp_path / "out" / RUNS_CSV)}
+    cells = _cells(tmp_path)
+    eligible = [i for i in sorted(originals) if _brightness(originals[i]) >= 50]
+    for run, images in submitted.items():
+        expected = np.mean([_brightness(apply("blur1+jpeg90", images[i])) for i in eligible])
+        assert float(runs[run]["mean_score"]) == pytest.approx(expected, abs=1e-3)
+        for key in ("accuracy", "mean_score", "qualified"):
+            assert cells[(run, "blur1+jpeg90", "brisque")][key] == runs[run][key], (run, key)
+    assert any(cells[(r, "jpeg90", "brisque")]["mean_score"] != runs[r]["mean_score"] for r in submitted)
+    meta = json.loads((tmp_path / "out" / "task.json").read_text())
+    assert meta["rules"]["preprocess"] == {"chain": "blur1+jpeg90"}
+
+
+def test_a_second_run_scores_nothing_and_a_new_defense_or_run_scores_only_its_cells(setup):
+    tmp_path, originals, _ = setup
+    _, first = _evaluate(tmp_path, ["none", "jpeg90"])
+    assert first.computed > 0
+    _, again = _evaluate(tmp_path, ["none", "jpeg90"])
+    assert again.computed == 0
+    before = _cells(tmp_path)
+    _, more = _evaluate(tmp_path, ["none", "jpeg90", "median3"])
+    assert more.computed == 3 * len(originals) * 2  # 3 runs x 5 images x 2 models, median3 only
+    after = _cells(tmp_path)
+    assert {k: v for k, v in after.items() if k[1] != "median3"} == before
+    write_run(tmp_path / "runs", "new", {k: darken(v, 0.7) for k, v in originals.items()})
+    _, new_run = _evaluate(tmp_path, ["none", "jpeg90", "median3"])
+    # the new run: 3 defenses x 5 images x 2 models, less its jpeg90 brisque scores (the pipeline scored them)
+    assert new_run.computed == 3 * len(originals) * 2 - len(originals)
+
+
+def test_a_defense_that_fails_on_one_image_marks_only_its_cells(setup, monkeypatch):
+    tmp_path, originals, submitted = setup
+    real = scipy.ndimage.median_filter
+    marker = submitted["mild"]["img-b"]
+
+    def flaky(image, *args, **kwargs):
+        if image.shape == marker.shape and np.array_equal(image, marker):
+            raise MemoryError("simulated")  # not a ValueError: any exception of a defense is caught
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.ndimage, "median_filter", flaky)
+    _evaluate(tmp_path, ["median3", "jpeg90"])
+    cells = _cells(tmp_path)
+    for model in ("brisque", "niqe"):
+        bad = cells[("mild", "median3", model)]
+        assert "median3 failed on img-b" in bad["error"] and "MemoryError" in bad["error"]
+        assert bad["accuracy"] == "" and bad["n_images"] == "0"
+        assert cells[("mild", "jpeg90", model)]["error"] == ""
+        assert cells[("dark", "median3", model)]["error"] == "" and cells[("dark", "median3", model)]["accuracy"]
+
+
+# -- the CLI --------------------------------------------------------------------------------------------------
+def _args(d: Path, *extra: str) -> list[str]:
+    return ["--originals", str(d / "originals"), "--runs", str(d / "runs"), "--out", str(d / "out"),
+            "--no-progress", *extra]
+
+
+@pytest.fixture()
+def brightness_everywhere(monkeypatch):
+    made: list[str] = []
+
+    def create(name="brisque", *args, **kwargs):
+        made.append(name)
+        return BrightnessBIQA(scale={"brisque": 1.0, "niqe": 0.85, "piqe": 0.8}.get(name, 1.0))
+
+    monkeypatch.setattr(evaluator.biqa, "create", create)
+    return made
+
+
+def test_cli_matrix_writes_matrix_csv_and_the_report_section_with_names_escaped(setup, brightness_everywhere, capsys):
+    tmp_path, _, submitted = setup
+    assert main(_args(tmp_path, "--matrix", "--defenses", "jpeg90,resize75+jpeg90", "--models", "brisque,piqe")) == 0
+    cells = _cells(tmp_path)
+    assert {k[1] for k in cells} == {"jpeg90", "resize75+jpeg90"} and {k[2] for k in cells} == {"brisque", "piqe"}
+    assert {k[0] for k in cells} == set(submitted)
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Survival matrix</h2>" in report and "Transfer" in report
+    assert EVIL not in report and "evil&lt;img src=x" in report
+    assert "matrix: 3 run(s) x 2 defense(s) x 2 model(s)" in capsys.readouterr().err
+
+
+def test_cli_skips_a_model_that_needs_weights_with_a_note(setup, brightness_everywhere, capsys):
+    tmp_path, _, _ = setup
+    assert main(_args(tmp_path, "--matrix", "--defenses", "jpeg90", "--models", "brisque,koncept512")) == 0
+    err = capsys.readouterr().err
+    assert "koncept512: skipped, it needs a weights file" in err and "--biqa-weights" in err
+    assert "koncept512" not in brightness_everywhere
+    assert {k[2] for k in _cells(tmp_path)} == {"brisque"}
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--matrix", "--defenses", "jpeg90,jpg75"], ["unknown defense 'jpg75'", "did you mean 'jpeg75'",
+                                                  "known defenses: none, jpeg95", "social"]),
+    (["--matrix", "--defenses", "resize75+"], ["--defenses", "empty part"]),
+    (["--matrix", "--models", "brisque,niqee"], ["unknown BIQA model 'niqee'", "available:", "piqe"]),
+    (["--matrix", "--models", "koncept512"], ["no model left to score", "koncept512: skipped"]),
+    (["--defenses", "jpeg90"], ["add --matrix"]),
+    (["--models", "brisque"], ["add --matrix"]),
+])
+def test_cli_bad_matrix_input_exits_2_naming_the_known_values_and_writes_nothing(setup, brightness_everywhere, capsys,
+                                                                                 extra, fragments):
+    tmp_path, _, _ = setup
+    assert main(_args(tmp_path, *extra)) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("pp-evaluate: error: ")]
+    assert len(line) == 1, err
+    for fragment in fragments:
+        assert fragment in line[0], (fragment, line[0])
+    assert not (tmp_path / "out" / RUNS_CSV).exists()
+
+
+def test_without_matrix_no_matrix_csv_is_committed(setup, brightness_everywhere):
+    tmp_path, _, _ = setup
+    assert main(_args(tmp_path, "--matrix", "--defenses", "jpeg90", "--models", "brisque")) == 0
+    assert (tmp_path / "out" / MATRIX_CSV).is_file()
+    assert main(_args(tmp_path)) == 0
+    assert not (tmp_path / "out" / MATRIX_CSV).exists()  # the link points into a generation that has none
+    assert (tmp_path / "out" / RUNS_CSV).is_file()
+
+
+# -- the report section ----------------------------------------------------------------------------------------
+def _synthetic() -> MatrixResult:
+    defenses = ("none", "jpeg90", "blur1")
+    accuracy = {  # run -> accuracy per defense (brisque); niqe = brisque + 0.3
+        "robust": (0.0, 0.1, 0.2), "fragile": (0.0, 0.8, 0.9), EVIL: (0.2, 0.4, 0.7), "weak": (0.9, 1.0, 1.0)}
+    cells = []
+    for run, accs in accuracy.items():
+        for d, a in zip(defenses, accs):
+            for m, shift in (("brisque", 0.0), ("niqe", 0.3)):
+                acc = min(a + shift, 1.0)
+                cells.append(Cell(run, d, m, n_images=10, accuracy=acc, mean_score=40.0, qualified=acc < 0.5))
+    return MatrixResult(cells=tuple(cells), runs=tuple(sorted(accuracy)), defenses=defenses,
+                        models=("brisque", "niqe"), official_defense="jpeg90", task_model="brisque",
+                        max_accuracy=0.5, threshold=50.0, targets={r: "brisque" for r in accuracy},
+                        notes=("koncept512: skipped <b>",))
+
+
+def test_heatmap_rows_most_robust_first_and_one_sentence_naming_what_breaks_each_run():
+    result = _synthetic()
+    assert robustness_order(result, "brisque") == ["robust", EVIL, "fragile", "weak"]
+    assert run_sentence(result, "fragile") == "fragile (brisque): broken by jpeg90, blur1; survives none."
+    assert run_sentence(result, "robust") == "robust (brisque): survives every defense."
+    assert run_sentence(result, "weak") == "weak (brisque): qualifies under no defense."
+    html = survival_section(result)
+    assert html.index(">robust<") < html.index(">fragile<") < html.index(">weak<")
+    assert EVIL not in html and "evil&lt;img" in html and "koncept512: skipped <b>" not in html and "skipped &lt;b&gt;" in html
+    assert "#1b9e77" in html  # green = qualified
+
+
+def test_transfer_table_reads_the_attacked_model_and_marks_it():
+    result = dataclasses.replace(_synthetic(), targets={"robust": "niqe", "fragile": "<b>x</b>"})
+    html = survival_section(result)
+    transfer = html[html.index("Transfer"):]
+    row = transfer[transfer.index(">robust<"):].split("</tr>")[0]
+    assert ">niqe<" in row and row.count("outline:2px") == 1
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert math.isclose(result.cell("robust", "jpeg90", "niqe").accuracy, 0.4)
