@@ -112,9 +112,10 @@ def _validate(cfg: TaskConfig, where: str) -> None:
     _validate_chain(cfg, where)
 
 
-def _validate_chain(cfg: TaskConfig, where: str) -> None:
+def _validate_chain(cfg: TaskConfig, where: str) -> str:
     """`preprocess.chain`: known defense names joined by '+', ending with the task's JPEG `jpeg<jpeg.quality>` (the
-    scored image is that JPEG file, the one jurors see, and attacks aim through `jpeg.quality`)."""
+    scored image is that JPEG file, the one jurors see, and attacks aim through `jpeg.quality`); returns its
+    canonical spelling (no spaces)."""
     from evaluator.defenses import DefenseError, parse_chain  # the catalogue (numpy, scipy: loaded on first use)
 
     text = cfg.preprocess.chain
@@ -130,6 +131,7 @@ def _validate_chain(cfg: TaskConfig, where: str) -> None:
             f"image is that JPEG file (the one jurors see) and attacks aim through jpeg.quality; write e.g. '{last}' "
             f"or 'resize75+{last}', or set jpeg.quality to the quality of the chain's last JPEG"
         )
+    return chain.name
 
 
 def task_from_dict(data: dict[str, Any], where: str = "<dict>") -> TaskConfig:
@@ -163,7 +165,7 @@ def task_from_dict(data: dict[str, Any], where: str = "<dict>") -> TaskConfig:
         built["preprocess"] = PreprocessRules(chain=f"jpeg{built['jpeg'].quality}")
     cfg = TaskConfig(**built, source=where)
     _validate(cfg, where)
-    return cfg
+    return dataclasses.replace(cfg, preprocess=PreprocessRules(chain=_validate_chain(cfg, where)))  # canonical
 
 
 def load_task(path: str | Path | None = None) -> TaskConfig:
