@@ -264,3 +264,51 @@ def test_transfer_table_reads_the_attacked_model_and_marks_it():
     assert ">niqe<" in row and row.count("outline:2px") == 1
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
     assert math.isclose(result.cell("robust", "jpeg90", "niqe").accuracy, 0.4)
+
+
+def test_each_submitted_image_is_decoded_once_and_batches_stay_within_batch_size(setup, monkeypatch):
+    """Streaming: the matrix decodes every (run, image) once for all its defenses and models, and no model call
+    gets more than batch_size images (the images waiting for a model are bounded, not the whole matrix)."""
+    import evaluator.intake.runs as intake
+
+    tmp_path, originals, submitted = setup
+    task = TaskConfig()
+    models = _models()
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", task, models["brisque"], batch_size=3,
+             progress=False)  # the official scoring first: the count below is the matrix's alone
+    loads: list[str] = []
+    real_load = intake.ImageRef.load
+
+    def counting(self):
+        loads.append(self.name)
+        return real_load(self)
+
+    sizes: list[int] = []
+    for model in models.values():
+        real_raw = model.raw_score
+        model.raw_score = lambda x, real_raw=real_raw: (sizes.append(x.shape[0]), real_raw(x))[1]
+    monkeypatch.setattr(intake.ImageRef, "load", counting)
+    step = MatrixStep(models=models, defenses=names(), task=task, batch_size=3)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    step(staging, _Evaluation(tmp_path / "out", submitted), {}, _valid_runs(tmp_path),
+         {p.stem: p for p in sorted((tmp_path / "originals").glob("*.png"))})
+    assert step.result is not None and step.result.computed > 0
+    assert len(loads) == len(submitted) * len(originals)  # once per (run, image), not per defense or model
+    assert sizes and max(sizes) <= 3
+
+
+class _Evaluation:
+    def __init__(self, out_dir: Path, runs: dict) -> None:
+        from evaluator.scoring.results import RunResult
+
+        self.out_dir = out_dir
+        self.runs = tuple(RunResult(run=r, status="scored") for r in runs)
+
+
+def _valid_runs(tmp_path: Path) -> dict:
+    from evaluator.intake.runs import find_runs, index_originals, validate_run
+
+    headers = index_originals(tmp_path / "originals")
+    found = [validate_run(p, headers, decode=False) for p in find_runs(tmp_path / "runs")]
+    return {v.name: v for v in found if v.valid}
