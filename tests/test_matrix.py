@@ -312,3 +312,26 @@ def _valid_runs(tmp_path: Path) -> dict:
     headers = index_originals(tmp_path / "originals")
     found = [validate_run(p, headers, decode=False) for p in find_runs(tmp_path / "runs")]
     return {v.name: v for v in found if v.valid}
+
+
+class _PickyBIQA(BrightnessBIQA):
+    """Refuses (ValueError, as NIQE refuses a too-small image) any batch holding an image of mean 0.35..0.45 (two
+    images of the run 'dark', none of 'mild' or of the originals)."""
+
+    def raw_score(self, x):
+        mean = x.mean(dim=(1, 2, 3))
+        if bool(((mean > 0.35) & (mean < 0.45)).any()):
+            raise ValueError("too dark for this model")
+        return super().raw_score(x)
+
+
+def test_a_model_that_cannot_score_an_image_marks_only_its_cells_not_its_batch_mates(setup):
+    tmp_path, _, submitted = setup
+    models = {"brisque": BrightnessBIQA(), "piqe": _PickyBIQA()}
+    _evaluate(tmp_path, ["none", "jpeg90"], models=models)
+    cells = _cells(tmp_path)
+    for d in ("none", "jpeg90"):
+        assert "piqe cannot score a 32x24 image" in cells[("dark", d, "piqe")]["error"]
+        assert "too dark for this model" in cells[("dark", d, "piqe")]["error"]
+        assert cells[("dark", d, "brisque")]["error"] == "" and cells[("dark", d, "brisque")]["accuracy"]
+        assert cells[("mild", d, "piqe")]["error"] == "" and cells[("mild", d, "piqe")]["accuracy"]

@@ -120,9 +120,9 @@ def _sha256(path: Path) -> str:
 class _Scorer:
     """Queues images per size for one model, scores `batch_size` at a time, and stores each score in the cache."""
 
-    def __init__(self, model: BIQAModel, cache: ScoreCache, batch_size: int,
+    def __init__(self, name: str, model: BIQAModel, cache: ScoreCache, batch_size: int,
                  values: dict[tuple[str, str], dict[str, Any]]) -> None:
-        self.model, self.cache, self.batch_size, self.values = model, cache, max(1, batch_size), values
+        self.name, self.model, self.cache, self.batch_size, self.values = name, model, cache, max(1, batch_size), values
         self.device = model_device(model)
         self.pending: dict[tuple[int, ...], list[tuple[str, str, dict[str, Any], np.ndarray]]] = {}
         self.computed = 0
@@ -135,7 +135,9 @@ class _Scorer:
             self._flush(rgb.shape)
 
     def _flush(self, shape: tuple[int, ...]) -> None:
-        queue = self.pending.pop(shape, [])
+        self._score(self.pending.pop(shape, []))
+
+    def _score(self, queue: list[tuple[str, str, dict[str, Any], np.ndarray]]) -> None:
         if not queue:
             return
         try:
@@ -145,9 +147,12 @@ class _Scorer:
             if len(scores) != len(queue) or not all(math.isfinite(v) for v in scores):
                 raise ValueError(f"returned {scores!r} for a batch of {len(queue)} images, not one finite score each")
         except (ValueError, RuntimeError) as exc:  # e.g. an image too small for the model: those cells only
-            name = getattr(getattr(self.model, "info", None), "name", type(self.model).__name__)
+            if len(queue) > 1:  # one at a time, so that only the images the model refuses fail
+                for item in queue:
+                    self._score([item])
+                return
             for kind, content, _, rgb in queue:
-                self.failed[(kind, content)] = (f"{name} cannot score a {rgb.shape[1]}x{rgb.shape[0]} image "
+                self.failed[(kind, content)] = (f"{self.name} cannot score a {rgb.shape[1]}x{rgb.shape[0]} image "
                                                 f"({type(exc).__name__}: {exc})")
             return
         by_kind: dict[str, dict[str, dict[str, Any]]] = {}
@@ -187,7 +192,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
     try:
         for m, model in models.items():
             caches[m] = ScoreCache(cache_path, cache_context(task, m, model))
-            scorers[m] = _Scorer(model, caches[m], batch_size, values[m])
+            scorers[m] = _Scorer(m, model, caches[m], batch_size, values[m])
             clean = caches[m].get_many("clean", set(original_shas.values()), rules=False)
             values[m].update({("clean", c): v for c, v in clean.items()})
             for d, kind in kind_of.items():
@@ -242,7 +247,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
             c.close()
 
     cells: list[Cell] = []
-    clean_failed = {m: next((scorers[m].failed[("clean", c)] for c in original_shas.values()
+    clean_failed = {m: next((f"original {i}: {scorers[m].failed[('clean', c)]}" for i, c in original_shas.items()
                              if ("clean", c) in scorers[m].failed), None) for m in models}
     eligible_of = {m: [i for i in image_ids if values[m][("clean", original_shas[i])]["score"] >= threshold]
                    for m in models if clean_failed[m] is None}
