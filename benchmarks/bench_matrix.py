@@ -12,6 +12,7 @@ and the ratio matrix / official (issue 12's target: <= 4).
 
     python benchmarks/bench_matrix.py                                         # the survival_table.py campaign
     python benchmarks/bench_matrix.py --originals O --runs R --out /tmp/bm    # any runs
+    python benchmarks/bench_matrix.py --costs                                 # where the matrix's CPU goes
 
 Wall time on a shared machine varies a lot; the CPU time and the load average printed beside it tell whether a
 difference is real.
@@ -60,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="results folder (emptied first: the timings start from an empty cache)")
     ap.add_argument("--models", default="brisque,niqe,piqe")
     ap.add_argument("--threads", type=int, default=1, help="pp-evaluate --threads (torch threads)")
+    ap.add_argument("--costs", action="store_true",
+                    help="only print the CPU time per image of each model and of the 12 defenses (the originals)")
     args = ap.parse_args(argv)
 
     from evaluator.defenses import names
+
+    if args.costs:
+        return costs(args.originals, args.models.split(","), [d for d in names() if d != "none"])
 
     defenses = [d for d in names() if d != "none"]
     for p in (args.originals, args.runs):
@@ -99,6 +105,37 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for label, wall, cpu, rss in rows:
         print(f"| {label} | {wall:.1f} | {cpu:.1f} | {rss:.0f} |")
+    return 0
+
+
+def costs(originals: Path, models: list[str], defenses: list[str]) -> int:
+    """CPU milliseconds per image: each model's forward (batch of all originals, after one warm-up call) and the
+    defenses applied one after the other (1 torch thread)."""
+    import torch
+
+    from evaluator.biqa import create
+    from evaluator.codec import OrganizerCodec
+    from evaluator.common.imageio import load_rgb, to_batch
+    from evaluator.defenses import apply
+
+    torch.set_num_threads(1)
+    images = [load_rgb(p) for p in sorted(originals.glob("*.png"))]
+    x = to_batch(images)
+    print(f"{len(images)} images of {images[0].shape[1]}x{images[0].shape[0]}; load average {_load_average()}")
+    for name in models:
+        model = create(name)
+        with torch.inference_mode():
+            model(x[:1])
+            start = time.process_time()
+            model(x)
+        print(f"{name}: {1000 * (time.process_time() - start) / len(images):.0f} ms CPU / image")
+    codec = OrganizerCodec()
+    start = time.process_time()
+    for d in defenses:
+        for im in images:
+            apply(d, im, codec)
+    print(f"{len(defenses)} defenses: {1000 * (time.process_time() - start) / len(images):.0f} ms CPU / image "
+          "(all of them together)")
     return 0
 
 
