@@ -147,14 +147,14 @@ Produced by
 
     {cp.command_line('benchmarks/survival_table.py', raw)}
 
-on {stamp}, {len(list((args.out / 'originals').glob('*.png')))} demo images (`--images {args.images}`{' --spread' if args.spread else ''}
-of `python -m evaluator.demo.demo_data --out data/demo`, 512x384), {cp.machine_line(env)}. The script runs
+on {stamp}, {len(list((args.out / 'originals').glob('*.png')))} demo images (`--images {args.images}{' --spread' if args.spread else ''}` of
+`python -m evaluator.demo.demo_data --out data/demo`, 512x384), {cp.machine_line(env)}. The script runs
 `pp-attack` for every method of `pp-attack --list` with its default settings against the task model (brisque),
 plus `ifgsm` and `pgd-l2` with `--set through_jpeg=true`, then
 
     pp-evaluate --originals OUT/originals --runs OUT/runs --out RESULTS --matrix
 
-({seconds:.0f} s for that call), which scores every run under every defense of `evaluator/defenses.py` and every
+({seconds:.0f} s for that call, which reuses every score already cached in RESULTS/.cache), which scores every run under every defense of `evaluator/defenses.py` and every
 embedded BIQA that needs no weights file (koncept512 is skipped with a note), and writes `RESULTS/matrix.csv`.
 Runs: {settings}.
 
@@ -164,7 +164,7 @@ originals are those the model itself scores >= {m.threshold:g} (the task's defin
 number of images differs per model. `{m.official_defense}` with {m.task_model} is the official result (equal to
 runs.csv). Rows: most robust first (most defenses it qualifies under, then lowest mean accuracy).
 
-{chr(10).join(tables)}
+{(chr(10) + chr(10)).join(tables)}
 
 ### What breaks each run ({m.task_model}, the model every run attacked)
 

@@ -15,7 +15,8 @@ from evaluator.contracts.results import REPORT_HTML
 EPILOG = """\
 results (in --out):
   runs.csv, scores.csv, selection.csv, task.json, report.html, jury/ (manifest.json, key.json, images/),
-  and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
+  with --matrix also matrix.csv (run, defense, biqa, n_images, accuracy, mean_score, qualified, error) and a
+  survival section in report.html, and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
   current/, itself a link to the committed generation in .generations/: a new evaluation switches that one
   link only when it fully succeeded, so an interrupted run leaves the previous results as they were and a
   reader never sees old and new files mixed. A generation whose jury is being served or holds votes is left in

@@ -3,7 +3,8 @@
 Every key has a default: the 2020 task's rules, the defaults of the dataclasses below (the repository's
 `task.toml` spells them out; `tests/test_config.py` checks the two agree). A task file overrides some of them.
 An unknown key, a wrong type or an impossible value raises `TaskConfigError` naming the file, the key and what
-is allowed; `biqa.model` must be a name of the BIQA registry (`evaluator.biqa.available()`).
+is allowed; `biqa.model` must be a name of the BIQA registry (`evaluator.biqa.available()`), and
+`preprocess.chain` names of the defense catalogue (`evaluator.defenses`) ending with `jpeg<jpeg.quality>`.
 """
 
 from __future__ import annotations

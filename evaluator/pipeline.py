@@ -6,7 +6,8 @@
 2. Validate every run (`evaluator.intake.runs`, headers only: each image is decoded once, when it is scored); an
    invalid run, or one with an image whose pixels do not decode, becomes one `invalid` row with its errors
    joined by " | ", and every other run is still scored.
-3. For every valid run and image: compress the submitted image with the organizer codec, decode, score it in
+3. For every valid run and image: compress the submitted image with the organizer codec (after the steps of a
+   longer task `preprocess.chain`: `evaluator.defenses.official_codec`), decode, score it in
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
    (one image id at a time, all runs' versions of it batched together), never all held in memory.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.

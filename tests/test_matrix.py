@@ -335,3 +335,17 @@ def test_a_model_that_cannot_score_an_image_marks_only_its_cells_not_its_batch_m
         assert "too dark for this model" in cells[("dark", d, "piqe")]["error"]
         assert cells[("dark", d, "brisque")]["error"] == "" and cells[("dark", d, "brisque")]["accuracy"]
         assert cells[("mild", d, "piqe")]["error"] == "" and cells[("mild", d, "piqe")]["accuracy"]
+
+
+def test_cli_scores_a_model_that_needs_weights_when_it_is_the_scoring_model_with_its_weights(setup, brightness_everywhere,
+                                                                                            capsys):
+    tmp_path, _, _ = setup
+    assert main(_args(tmp_path, "--biqa", "koncept512", "--random-weights", "3", "--matrix", "--defenses", "jpeg90",
+                      "--models", "brisque,koncept512")) == 0
+    assert "skipped" not in capsys.readouterr().err
+    assert brightness_everywhere.count("koncept512") == 1  # built once, as the scoring model, and reused
+    runs = {r["run"]: r for r in read_csv(tmp_path / "out" / RUNS_CSV)}
+    cells = _cells(tmp_path)
+    assert {k[2] for k in cells} == {"brisque", "koncept512"}
+    for run in runs:
+        assert cells[(run, "jpeg90", "koncept512")]["accuracy"] == runs[run]["accuracy"]
