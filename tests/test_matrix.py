@@ -247,7 +247,9 @@ def _synthetic() -> MatrixResult:
 def test_heatmap_rows_most_robust_first_and_one_sentence_naming_what_breaks_each_run():
     result = _synthetic()
     assert robustness_order(result, "brisque") == ["robust", EVIL, "fragile", "weak"]
-    assert run_sentence(result, "fragile") == "fragile (brisque): broken by jpeg90, blur1; survives none."
+    # 'none' is named as what it is: "survives none" would read as "survives no defense"
+    assert run_sentence(result, "fragile") == ("fragile (brisque): broken by jpeg90, blur1; survives none (no "
+                                               "pre-processing).")
     assert run_sentence(result, "robust") == "robust (brisque): survives every defense."
     assert run_sentence(result, "weak") == "weak (brisque): qualifies under no defense."
     html = survival_section(result)

@@ -75,13 +75,18 @@ def _sentence_model(result: MatrixResult, run: str) -> str:
         else result.models[0]
 
 
+def _label(defense: str) -> str:
+    """A defense as a sentence names it: 'none' alone would read as "no defense" ("survives none")."""
+    return "none (no pre-processing)" if defense == "none" else defense
+
+
 def run_sentence(result: MatrixResult, run: str) -> str:
     """One plain-text sentence: under which defenses `run` stops qualifying (for its attacked model)."""
     model = _sentence_model(result, run)
     cells = {d: result.cell(run, d, model) for d in result.defenses}
-    broken = [d for d, c in cells.items() if not c.error and not c.qualified]
-    kept = [d for d, c in cells.items() if not c.error and c.qualified]
-    failed = [d for d, c in cells.items() if c.error]
+    broken = [_label(d) for d, c in cells.items() if not c.error and not c.qualified]
+    kept = [_label(d) for d, c in cells.items() if not c.error and c.qualified]
+    failed = [_label(d) for d, c in cells.items() if c.error]
     tail = f" ({len(failed)} defense(s) failed: {', '.join(failed)})" if failed else ""
     if not kept:
         return f"{run} ({model}): qualifies under no defense{tail}."
