@@ -351,3 +351,36 @@ def test_cli_scores_a_model_that_needs_weights_when_it_is_the_scoring_model_with
     assert {k[2] for k in cells} == {"brisque", "koncept512"}
     for run in runs:
         assert cells[(run, "jpeg90", "koncept512")]["accuracy"] == runs[run]["accuracy"]
+
+
+def test_a_defense_whose_parameters_change_under_the_same_name_is_rescored_not_served_from_the_cache(setup,
+                                                                                                     monkeypatch):
+    """The cache key of a defense cell holds the defense's parameters, not only its name: a catalogue entry changed
+    in place (a new kit checkout with the same version) never serves the old numbers."""
+    import evaluator.defenses as defenses
+
+    tmp_path, originals, submitted = setup
+    _evaluate(tmp_path, ["none", "jpeg90", "blur1"])
+    changed = dict(defenses.DEFENSES)
+    changed["blur1"] = dataclasses.replace(changed["blur1"], fn=defenses._gaussian_blur(3.0), params={"sigma": 3.0})
+    monkeypatch.setattr(defenses, "DEFENSES", type(defenses.DEFENSES)(changed))
+    _, again = _evaluate(tmp_path, ["none", "jpeg90", "blur1"])
+    assert again.computed == len(submitted) * len(originals) * 2  # blur1 only: 3 runs x 5 images x 2 models
+    cells = _cells(tmp_path)
+    eligible = [i for i in sorted(originals) if _brightness(originals[i]) >= 50]
+    for run, images in submitted.items():
+        expected = np.mean([_brightness(defenses._gaussian_blur(3.0)(images[i], OrganizerCodec())) for i in eligible])
+        assert float(cells[(run, "blur1", "brisque")]["mean_score"]) == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_new_pillow_or_scipy_rescores_the_defense_cells(setup, monkeypatch):
+    """WebP, resize and the filters are Pillow's and scipy's: their versions are part of a defense cell's key (the
+    official cell keeps the pipeline's key, the task's codec rules)."""
+    import importlib.metadata
+
+    tmp_path, originals, submitted = setup
+    _evaluate(tmp_path, ["jpeg90", "resize75"])
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "999.0" if name.lower() == "pillow" else real(name))
+    _, again = _evaluate(tmp_path, ["jpeg90", "resize75"])
+    assert again.computed == len(submitted) * len(originals) * 2  # resize75 only

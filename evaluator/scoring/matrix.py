@@ -12,8 +12,9 @@ are read from the entries the pipeline cached for runs.csv (same kind "jpeg", sa
 
 Cache: `OUT/.cache/scores.sqlite` (`evaluator.scoring.score_cache`), one key context per model (the task's JPEG
 rules with `biqa.model = m`, m's model hash, the kit version): kind "jpeg" for the official chain (the pipeline's
-own entries: `pp-evaluate --biqa m` reuses what the matrix scored and the other way round), kind "defense:<d>" for
-the others, keyed by the sha256 of the submitted file; clean scores of originals under kind "clean". Adding a run,
+own entries: `pp-evaluate --biqa m` reuses what the matrix scored and the other way round), kind "defense:<d>:<h>"
+for the others (`defense_kind`: h hashes the steps' parameters and the Pillow/scipy/numpy/jpeglib versions), keyed
+by the sha256 of the submitted file; clean scores of originals under kind "clean". Adding a run,
 a defense or a model scores only the new cells.
 
 Memory: images are streamed as in the pipeline: one original id at a time, each run's version decoded once, each
@@ -109,6 +110,30 @@ def cache_context(task: TaskConfig, model_name: str, model: BIQAModel) -> CacheK
     return CacheKeyContext(rules=rules_hash(scoped), model=model_hash(model), kit=kit_version())
 
 
+#: the libraries a defense's output depends on (WebP and resize: Pillow; blur, median: scipy; bits5: numpy;
+#: the JPEG entries: jpeglib), part of every defense cell's cache key
+DEFENSE_LIBRARIES = ("pillow", "scipy", "numpy", "jpeglib")
+
+
+def defense_kind(chain: Chain) -> str:
+    """The cache kind of a non-official defense cell: 'defense:<name>:<h>', h = sha256 (16 hex) of every step's
+    name, parameters, output size rule and summary, and the versions of `DEFENSE_LIBRARIES`; so a defense changed
+    under the same name (same kit version) or a new Pillow/scipy never serves old numbers."""
+    import importlib.metadata
+    import json
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    steps = [[d.name, {k: d.params[k] for k in sorted(d.params)}, d.long_side, d.summary] for d in chain.defenses]
+    text = json.dumps({"steps": steps, "libraries": {n: version(n) for n in DEFENSE_LIBRARIES}}, sort_keys=True,
+                      default=str)
+    return f"defense:{chain.name}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -180,7 +205,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
     official_pre = official_codec(task)
     threshold = task.biqa.threshold
     original_shas = {image: _sha256(original_paths[image]) for image in image_ids}
-    kind_of = {d: OFFICIAL_KIND if d == official else f"defense:{d}" for d in chains}
+    kind_of = {d: OFFICIAL_KIND if d == official else defense_kind(c) for d, c in chains.items()}
     names = sorted(runs)
     sha = {(r, i): runs[r].images[i].sha256 for r in names for i in image_ids}
 
@@ -282,4 +307,4 @@ def matrix_rows(result: MatrixResult) -> list[dict[str, Any]]:
     return [dataclasses.asdict(c) for c in result.cells]
 
 
-__all__ = ["Cell", "DefenseError", "MatrixResult", "cache_context", "matrix_rows", "parse_defenses", "survival_matrix"]
+__all__ = ["Cell", "DefenseError", "MatrixResult", "cache_context", "defense_kind", "matrix_rows", "parse_defenses", "survival_matrix"]
