@@ -384,3 +384,24 @@ def test_a_new_pillow_or_scipy_rescores_the_defense_cells(setup, monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "999.0" if name.lower() == "pillow" else real(name))
     _, again = _evaluate(tmp_path, ["jpeg90", "resize75"])
     assert again.computed == len(submitted) * len(originals) * 2  # resize75 only
+
+
+@pytest.mark.parametrize("rules", [{"jpeg": {"subsampling": "4:4:4", "libjpeg": "6b"}},
+                                   {"preprocess": {"chain": "resize75+jpeg90"}}])
+def test_the_official_cell_of_another_model_scored_by_the_matrix_itself_equals_that_models_runs_csv(setup, rules):
+    """The task model's official cell reads the pipeline's cache entries; another model's official cell is scored by
+    the matrix's own code path (cold cache): it must equal runs.csv of `pp-evaluate --biqa niqe` in another folder,
+    under a non-default codec and under a longer chain."""
+    tmp_path, _, submitted = setup
+    task = task_from_dict(rules)
+    models = _models()
+    _evaluate(tmp_path, [task.preprocess.chain, "none"], models=models, task=task)
+    cells = _cells(tmp_path)
+    niqe_task = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model="niqe"))
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out-niqe", niqe_task, models["niqe"],
+             batch_size=3, progress=False)
+    runs = {r["run"]: r for r in read_csv(tmp_path / "out-niqe" / RUNS_CSV)}
+    for run in submitted:
+        cell = cells[(run, task.preprocess.chain, "niqe")]
+        for key in ("n_images", "accuracy", "mean_score", "qualified"):
+            assert cell[key] == runs[run][key], (run, key)
