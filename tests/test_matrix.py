@@ -405,3 +405,43 @@ def test_the_official_cell_of_another_model_scored_by_the_matrix_itself_equals_t
         cell = cells[(run, task.preprocess.chain, "niqe")]
         for key in ("n_images", "accuracy", "mean_score", "qualified"):
             assert cell[key] == runs[run][key], (run, key)
+
+
+def test_the_baseline_scores_the_unattacked_originals_under_every_defense_report_only(setup):
+    """Besides the runs, the matrix scores the originals themselves under each defense and model (the baseline row of
+    the report): recomputed here from the images; matrix.csv keeps one row per run only."""
+    import shutil
+
+    from evaluator.outputs.report_survival import BASELINE_LABEL
+
+    tmp_path, originals, submitted = setup
+    shutil.rmtree(tmp_path / "runs" / EVIL)  # its images are the originals' own bytes: no run stands in for them
+    _, matrix = _evaluate(tmp_path, ["none", "jpeg90", "blur1"])
+    assert {c.run for c in matrix.baseline} == {""} and len(matrix.baseline) == 3 * 2
+    for model, scale in (("brisque", 1.0), ("niqe", 0.85)):
+        eligible = [i for i in sorted(originals) if _brightness(originals[i], scale) >= 50]
+        for d in ("none", "jpeg90", "blur1"):
+            scores = [_brightness(apply(d, originals[i]), scale) for i in eligible]
+            base = matrix.base(d, model)
+            assert base is not None and base.error == "" and base.n_images == len(eligible)
+            assert base.accuracy == float(np.mean([s >= 50 for s in scores]))
+            assert base.mean_score == pytest.approx(np.mean(scores), abs=1e-3)
+        assert matrix.base("none", model).accuracy == 1.0  # eligible = the model calls them high quality
+    assert {k[0] for k in _cells(tmp_path)} == {"dark", "mild"}
+    html = survival_section(matrix)
+    for model in ("brisque", "niqe"):
+        table = html[html.index(f"<h3>{model}"):]
+        assert table.index(BASELINE_LABEL) < table.index(">dark<") and table.index(BASELINE_LABEL) < table.index(">mild<")
+
+
+def test_a_sentence_says_when_the_unattacked_originals_qualify_under_a_defense_the_run_survives():
+    """A pre-processing that makes the originals themselves 'low quality' is no evidence of a camouflage."""
+    result = _synthetic()
+    base = tuple(Cell("", d, m, n_images=10, accuracy=a, mean_score=45.0, qualified=a < 0.5)
+                 for d, a in (("none", 1.0), ("jpeg90", 0.9), ("blur1", 0.3)) for m in ("brisque", "niqe"))
+    result = dataclasses.replace(result, baseline=base)
+    assert run_sentence(result, "robust") == ("robust (brisque): survives every defense (the unattacked originals "
+                                              "qualify under blur1 too).")
+    assert run_sentence(result, "fragile").endswith("survives none (no pre-processing).")
+    html = survival_section(result)
+    assert html.count("originals (no attack)") >= 3  # a baseline row in both heatmaps and in the transfer table

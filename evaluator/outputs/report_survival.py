@@ -2,9 +2,12 @@
 
 - One heatmap per BIQA (an HTML table coloured per cell): accuracy of each run (rows) under each defense (columns);
   green = qualified (accuracy < gate), orange shades = not qualified (darker = higher accuracy), grey = error.
-  Rows are sorted most robust first: most defenses under which the run qualifies, then lowest mean accuracy.
+  Rows are sorted most robust first: most defenses under which the run qualifies, then lowest mean accuracy; a
+  first row scores the originals themselves, unattacked (`MatrixResult.baseline`): where it is green the
+  pre-processing alone makes the model call the images low quality, and a run qualifying there shows no camouflage.
 - One sentence per run naming the defenses that break it (the run no longer qualifies), for the model the run
-  attacked (run.json `biqa`) when it is in the matrix, else the task's model.
+  attacked (run.json `biqa`) when it is in the matrix, else the task's model, and those under which the
+  unattacked originals qualify too.
 - The transfer table: per run, the model it attacked and its accuracy under the official pre-processing with every
   BIQA of the matrix (attacked model -> other models).
 Every name that comes from a submission (run names, run.json's model, error messages) is HTML-escaped.
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from evaluator.scoring.matrix import Cell, MatrixResult
 
 GREEN, GREY = "#1b9e77", "#bbbbbb"
+BASELINE_LABEL = "originals (no attack)"
 
 
 def _e(text: object) -> str:
@@ -52,7 +56,8 @@ def robustness_order(result: MatrixResult, model: str) -> list[str]:
 
 def _heatmap(result: MatrixResult, model: str) -> str:
     head = "".join(f"<th>{_e(d)}{' *' if d == result.official_defense else ''}</th>" for d in result.defenses)
-    rows = []
+    rows = ([_baseline_row(result, [(d, model) for d in result.defenses], after="<td></td>")]
+            if result.baseline else [])
     for run in robustness_order(result, model):
         tds = []
         for d in result.defenses:
@@ -67,6 +72,23 @@ def _heatmap(result: MatrixResult, model: str) -> str:
     return (f"<h3>{_e(model)}{' (task model)' if model == result.task_model else ''}</h3>"
             f"<table class='survival'><thead><tr><th class='l'>run</th>{head}<th>qualifies</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _td(c: Cell, tip: str, mark: str = "") -> str:
+    colour = "#fff" if c.qualified and not c.error else "#222"
+    return (f'<td style="background:{_colour(c)};color:{colour};{mark}" title="{_e(c.error or tip)}">'
+            f'{"error" if c.error else _pct(c.accuracy)}</td>')
+
+
+def _baseline_row(result: MatrixResult, pairs: Sequence[tuple[str, str]], before: str = "", after: str = "") -> str:
+    """The originals themselves, unattacked (`MatrixResult.baseline`), one cell per (defense, model) of `pairs`:
+    where they are green, the pre-processing alone makes the model call the images low quality."""
+    tds = []
+    for d, m in pairs:
+        c = result.base(d, m)
+        tds.append("<td>&ndash;</td>" if c is None else
+                   _td(c, f"the originals, unattacked | {d} | {m}: accuracy {_pct(c.accuracy)} of {c.n_images} images"))
+    return f'<tr><td class="l"><i>{BASELINE_LABEL}</i></td>{before}{"".join(tds)}{after}</tr>'
 
 
 def _sentence_model(result: MatrixResult, run: str) -> str:
@@ -88,6 +110,10 @@ def run_sentence(result: MatrixResult, run: str) -> str:
     kept = [_label(d) for d, c in cells.items() if not c.error and c.qualified]
     failed = [_label(d) for d, c in cells.items() if c.error]
     tail = f" ({len(failed)} defense(s) failed: {', '.join(failed)})" if failed else ""
+    hollow = [_label(d) for d, c in cells.items() if c.qualified and not c.error
+              and (b := result.base(d, model)) is not None and b.qualified and not b.error]
+    if hollow:  # the pre-processing alone qualifies the unattacked originals: no evidence of a camouflage
+        tail += f" (the unattacked originals qualify under {', '.join(hollow)} too)"
     if not kept:
         return f"{run} ({model}): qualifies under no defense{tail}."
     if not broken:
@@ -101,7 +127,7 @@ def _transfer(result: MatrixResult) -> str:
         return (f"<p class='note'>No transfer table: the official pre-processing {_e(d)} is not among the matrix's "
                 "defenses.</p>")
     head = "".join(f"<th>{_e(m)}</th>" for m in result.models)
-    rows = []
+    rows = [_baseline_row(result, [(d, m) for m in result.models], before="<td></td>")] if result.baseline else []
     for run in result.runs:
         target = result.targets.get(run, "")
         tds = []
@@ -131,7 +157,9 @@ def survival_section(result: MatrixResult) -> str:
         f"high quality, score &ge; {result.threshold:g}) after each organizer-side pre-processing (columns), for each "
         f"BIQA; green = qualified (accuracy &lt; {100 * result.max_accuracy:g}%). * = the official pre-processing "
         f"({_e(result.official_defense)}): with the task model ({_e(result.task_model)}) that column is runs.csv. "
-        "Rows: most robust camouflage on top. Full numbers: matrix.csv.</p>"
+        f"Rows: most robust camouflage on top; the first row ({BASELINE_LABEL}) scores the originals themselves: "
+        "where it is green, the pre-processing alone makes the model call the images low quality, so a run "
+        "qualifying there shows no camouflage. Full numbers: matrix.csv (runs only).</p>"
         f"{notes}<style>table.survival td{{text-align:center;min-width:3.2em}}</style>{maps}"
         f"<h3>What breaks each run</h3><ul>{sentences}</ul>{_transfer(result)}"
     )

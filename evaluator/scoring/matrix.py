@@ -6,6 +6,8 @@ One cell per (run r, defense d, BIQA m), with d a name or chain of `evaluator.de
     score_i   m(d(submitted_i)): the run's submitted image, pre-processed by d, scored by m
     n_images  |images|;  accuracy = mean(score_i >= threshold) (`metrics.accuracy`);  mean_score = mean(score_i)
     qualified accuracy < gate.max_accuracy (`metrics.qualifies`)
+    baseline  the same cell for the originals themselves (run ''; `MatrixResult.baseline`, not in matrix.csv): a
+              defense under which the unattacked originals already qualify says nothing about a camouflage
     error     why the cell has no numbers (a defense that failed on an image: that cell only, the rest go on)
 The cell (the task's official chain `preprocess.chain`, the task's model) IS the official evaluation: its scores
 are read from the entries the pipeline cached for runs.csv (same kind "jpeg", same key), so it equals runs.csv.
@@ -50,6 +52,7 @@ from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, model_has
 log = logging.getLogger(__name__)
 
 OFFICIAL_KIND = "jpeg"  # the pipeline's kind for the official pre-processing (`evaluator.pipeline._score_runs`)
+ORIGINALS = ""  # the run name of the baseline cells (the originals, unattacked); no run is named ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class MatrixResult:
     targets: Mapping[str, str] = field(default_factory=dict)  # run -> the BIQA its run.json says it attacked
     notes: tuple[str, ...] = ()  # models skipped (weights needed), ...
     computed: int = 0  # model scores computed by this call (cache misses)
+    #: the originals themselves (run ''), unattacked, under every defense and model: a defense under which they
+    #: already qualify measures the pre-processing, not a camouflage (report only; not in matrix.csv)
+    baseline: tuple[Cell, ...] = ()
     reused: int = 0  # model scores read from the cache
 
     def cell(self, run: str, defense: str, biqa: str) -> Cell:
@@ -88,6 +94,10 @@ class MatrixResult:
             if (c.run, c.defense, c.biqa) == (run, defense, biqa):
                 return c
         raise KeyError((run, defense, biqa))
+
+    def base(self, defense: str, biqa: str) -> Cell | None:
+        """The baseline cell (the originals, unattacked) of `defense` and `biqa`, None when not computed."""
+        return next((c for c in self.baseline if (c.defense, c.biqa) == (defense, biqa)), None)
 
 
 def parse_defenses(text: str | None) -> list[str]:
@@ -208,6 +218,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
     kind_of = {d: OFFICIAL_KIND if d == official else defense_kind(c) for d, c in chains.items()}
     names = sorted(runs)
     sha = {(r, i): runs[r].images[i].sha256 for r in names for i in image_ids}
+    sha.update({(ORIGINALS, i): original_shas[i] for i in image_ids})  # the baseline: the originals, unattacked
 
     caches: dict[str, ScoreCache] = {}
     values: dict[str, dict[tuple[str, str], dict[str, Any]]] = {m: {} for m in models}
@@ -240,7 +251,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
             if progress is not None:
                 progress(f"matrix: image {n + 1}/{len(image_ids)} ({image})")
             done: set[str] = set()
-            for r in names:
+            for r in [*names, ORIGINALS]:
                 content = sha[(r, image)]
                 if content in done:
                     continue
@@ -249,7 +260,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                 need = {d: ms for d, ms in need.items() if ms and (content, d) not in errors}
                 if not need:
                     continue
-                rgb = runs[r].images[image].load()
+                rgb = load_rgb(original_paths[image]) if r == ORIGINALS else runs[r].images[image].load()
                 for d, ms in need.items():
                     extra: dict[str, Any] = {}
                     try:
@@ -261,7 +272,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                             out = chains[d](rgb, codec)
                     except Exception as exc:  # noqa: BLE001 - one failing defense marks its cell, the rest go on
                         errors[(content, d)] = f"{d} failed on {image} ({type(exc).__name__}: {exc})"
-                        log.warning("run %s: %s", show_name(r), show_name(errors[(content, d)]))
+                        log.warning("run %s: %s", show_name(r or "(originals)"), show_name(errors[(content, d)]))
                         continue
                     for m in ms:
                         scorers[m].add(kind_of[d], content, extra, out)
@@ -276,7 +287,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                              if ("clean", c) in scorers[m].failed), None) for m in models}
     eligible_of = {m: [i for i in image_ids if values[m][("clean", original_shas[i])]["score"] >= threshold]
                    for m in models if clean_failed[m] is None}
-    for r in names:
+    for r in [*names, ORIGINALS]:
         for d in chains:
             for m in models:
                 failed = clean_failed[m] or next(
@@ -296,7 +307,8 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                                   qualified=metrics.qualifies(acc, task.gate.max_accuracy)))
     targets = {r: str(runs[r].meta.get("biqa", "")) for r in names if isinstance(getattr(runs[r], "meta", None), dict)}
     return MatrixResult(
-        cells=tuple(cells), runs=tuple(names), defenses=tuple(chains), models=tuple(models), official_defense=official,
+        cells=tuple(c for c in cells if c.run != ORIGINALS), baseline=tuple(c for c in cells if c.run == ORIGINALS),
+        runs=tuple(names), defenses=tuple(chains), models=tuple(models), official_defense=official,
         task_model=task.biqa.model, max_accuracy=task.gate.max_accuracy, threshold=threshold, targets=targets,
         notes=tuple(notes), computed=sum(s.computed for s in scorers.values()), reused=reused,
     )
