@@ -317,19 +317,26 @@ def _valid_runs(tmp_path: Path) -> dict:
 
 
 class _PickyBIQA(BrightnessBIQA):
-    """Refuses (ValueError, as NIQE refuses a too-small image) any batch holding an image of mean 0.35..0.45 (two
-    images of the run 'dark', none of 'mild' or of the originals)."""
+    """Refuses (ValueError, as NIQE refuses a too-small image, or `error`) any batch holding an image of mean
+    0.35..0.45 (two images of the run 'dark', none of 'mild' or of the originals)."""
+
+    def __init__(self, error: type[Exception] = ValueError) -> None:
+        super().__init__()
+        self.error = error
 
     def raw_score(self, x):
         mean = x.mean(dim=(1, 2, 3))
         if bool(((mean > 0.35) & (mean < 0.45)).any()):
-            raise ValueError("too dark for this model")
+            raise self.error("too dark for this model")
         return super().raw_score(x)
 
 
-def test_a_model_that_cannot_score_an_image_marks_only_its_cells_not_its_batch_mates(setup):
+@pytest.mark.parametrize("error", [ValueError, IndexError, ZeroDivisionError])
+def test_a_model_that_cannot_score_an_image_marks_only_its_cells_not_its_batch_mates(setup, error):
+    """Whatever a matrix model raises on one image (NIQE/PIQE corner cases are not all ValueErrors), that image's
+    cells say so and the evaluation (runs.csv, the other cells) goes on."""
     tmp_path, _, submitted = setup
-    models = {"brisque": BrightnessBIQA(), "piqe": _PickyBIQA()}
+    models = {"brisque": BrightnessBIQA(), "piqe": _PickyBIQA(error)}
     _evaluate(tmp_path, ["none", "jpeg90"], models=models)
     cells = _cells(tmp_path)
     for d in ("none", "jpeg90"):

@@ -181,7 +181,7 @@ class _Scorer:
             scores = [float(v) for v in y.detach().to("cpu", torch.float64).reshape(-1)]
             if len(scores) != len(queue) or not all(math.isfinite(v) for v in scores):
                 raise ValueError(f"returned {scores!r} for a batch of {len(queue)} images, not one finite score each")
-        except (ValueError, RuntimeError) as exc:  # e.g. an image too small for the model: those cells only
+        except Exception as exc:  # noqa: BLE001 - e.g. an image too small for the model: those cells only
             if len(queue) > 1:  # one at a time, so that only the images the model refuses fail
                 for item in queue:
                     self._score([item])
