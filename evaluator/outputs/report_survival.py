@@ -139,8 +139,9 @@ def _transfer(result: MatrixResult) -> str:
                        f'{"error" if c.error else _pct(c.accuracy)}</td>')
         rows.append(f'<tr><td class="l">{_e(run)}</td><td class="l">{_e(target) or "&ndash;"}</td>{"".join(tds)}</tr>')
     return (f"<h3>Transfer: attacked model &rarr; other models (under {_e(d)})</h3>"
-            "<p class='note'>Accuracy under the official pre-processing with each BIQA; the outlined cell is the model "
-            "the run attacked (run.json <code>biqa</code>); green = would qualify with that model.</p>"
+            "<p class='note'>Accuracy under the official pre-processing with each BIQA, each over the originals it "
+            "calls high quality (n_images differs per model: matrix.csv); the outlined cell is the model the run "
+            "attacked (run.json <code>biqa</code>); green = would qualify with that model.</p>"
             f"<table class='survival'><thead><tr><th class='l'>run</th><th class='l'>attacked</th>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
