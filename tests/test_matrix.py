@@ -154,6 +154,7 @@ def test_a_defense_that_fails_on_one_image_marks_only_its_cells(setup, monkeypat
         bad = cells[("mild", "median3", model)]
         assert "median3 failed on img-b" in bad["error"] and "MemoryError" in bad["error"]
         assert bad["accuracy"] == "" and bad["n_images"] == "0"
+        assert bad["qualified"] == ""  # not 'false': a failed cell says nothing about the gate
         assert cells[("mild", "jpeg90", model)]["error"] == ""
         assert cells[("dark", "median3", model)]["error"] == "" and cells[("dark", "median3", model)]["accuracy"]
 

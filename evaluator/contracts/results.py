@@ -48,7 +48,8 @@ SCORES_COLUMNS = ("run", "image", "score_clean", "score", "low_quality", "psnr",
 SELECTION_COLUMNS = ("image", "variance", "rank")
 #: matrix.csv: accuracy / qualified as in runs.csv, under pre-processing `defense` (a name or chain of
 #: `evaluator.defenses`) and model `biqa`, over the originals that model calls high quality; `error` (last) is
-#: empty, or why the cell has no numbers (a defense or the model failed on one of the run's images)
+#: empty, or why the cell has no numbers (a defense or the model failed on one of the run's images; then
+#: n_images is 0 and accuracy, mean_score and qualified are empty)
 MATRIX_COLUMNS = ("run", "defense", "biqa", "n_images", "accuracy", "mean_score", "qualified", "error")
 
 

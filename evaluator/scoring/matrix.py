@@ -315,8 +315,9 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
 
 
 def matrix_rows(result: MatrixResult) -> list[dict[str, Any]]:
-    """The rows of matrix.csv (dicts keyed by `MATRIX_COLUMNS`)."""
-    return [dataclasses.asdict(c) for c in result.cells]
+    """The rows of matrix.csv (dicts keyed by `MATRIX_COLUMNS`); a cell with an error has `qualified` empty (not
+    'false': it says nothing about the gate)."""
+    return [{**dataclasses.asdict(c), **({"qualified": None} if c.error else {})} for c in result.cells]
 
 
 __all__ = ["Cell", "DefenseError", "MatrixResult", "cache_context", "defense_kind", "matrix_rows", "parse_defenses", "survival_matrix"]
