@@ -15,7 +15,8 @@ from evaluator.contracts.results import REPORT_HTML
 EPILOG = """\
 results (in --out):
   runs.csv, scores.csv, selection.csv, task.json, report.html, jury/ (manifest.json, key.json, images/),
-  and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
+  with --matrix also matrix.csv (run, defense, biqa, n_images, accuracy, mean_score, qualified, error) and a
+  survival section in report.html, and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
   current/, itself a link to the committed generation in .generations/: a new evaluation switches that one
   link only when it fully succeeded, so an interrupted run leaves the previous results as they were and a
   reader never sees old and new files mixed. A generation whose jury is being served or holds votes is left in
@@ -92,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: PSNR/SSIM run in a worker thread beside the model, and "
                              "2 torch threads on 2 cores busy-wait; benchmarks/bench_evaluate.py measured this)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="also write matrix.csv: every scored run under every defense (pre-processing) and every "
+                             "BIQA, and a survival section in report.html (see README: the survival matrix)")
+    parser.add_argument("--defenses", default=None, metavar="A,B",
+                        help="with --matrix: defenses or chains to use (default: the whole catalogue of "
+                             "evaluator/defenses.py: none, jpeg95, jpeg90, jpeg75, jpeg50, webp80, resize50, resize75, "
+                             "blur0.5, blur1, median3, bits5, social)")
+    parser.add_argument("--models", default=None, metavar="M1,M2",
+                        help="with --matrix: BIQA models (default: every registered one; a model that needs weights "
+                             "is skipped with a note unless it is the scoring model with --biqa-weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -156,8 +167,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         import dataclasses
 
         task = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model=name))
+    step = None
+    if args.matrix or args.defenses is not None or args.models is not None:
+        if not args.matrix:
+            return _fail(EXIT_USAGE, "--defenses and --models choose the cells of --matrix; add --matrix")
+        from evaluator.outputs.survival import build_matrix_step
+
+        step = build_matrix_step(args.defenses, args.models, task, name, model, device=args.device,
+                                 batch_size=args.batch_size,
+                                 progress=None if args.no_progress else lambda m: print(m, file=sys.stderr))
+        for note in step.notes:
+            print(f"pp-evaluate: matrix: {note}", file=sys.stderr)
     result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, extra=step)
+    if step is not None and step.result is not None:
+        from evaluator.contracts.results import MATRIX_CSV
+
+        m = step.result
+        print(f"pp-evaluate: matrix: {len(m.runs)} run(s) x {len(m.defenses)} defense(s) x {len(m.models)} model(s), "
+              f"{m.computed} score(s) computed, {m.reused} reused from the cache; {args.out / MATRIX_CSV}",
+              file=sys.stderr)
     n_q = sum(r.qualified for r in result.runs)
     n_inv = sum(r.status == "invalid" for r in result.runs)
     print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "

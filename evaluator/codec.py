@@ -37,10 +37,17 @@ import numpy as np
 
 from evaluator.common.atomic import write_bytes_atomic
 from evaluator.common.errors import JpegError
-from evaluator.config import LIBJPEG_BUILDS, SUBSAMPLINGS
 
 if TYPE_CHECKING:
-    from evaluator.config import TaskConfig
+    from typing import Any as TaskConfig  # evaluator.config.TaskConfig: not imported (config imports this module)
+
+#: libjpeg builds that jpeglib 1.0.2 bundles (see `jpeglib.version.LIBJPEG_VERSIONS`); `jpeg.libjpeg` of task.toml.
+LIBJPEG_BUILDS = (
+    "6b", "7", "8", "8a", "8b", "8c", "8d", "9", "9a", "9b", "9c", "9d", "9e", "9f",
+    "turbo120", "turbo130", "turbo140", "turbo150", "turbo200", "turbo210",
+    "mozjpeg101", "mozjpeg201", "mozjpeg300", "mozjpeg403",
+)
+SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 #: libjpeg sampling factors per subsampling, as jpeglib wants them: [[Y_v, Y_h], [Cb_v, Cb_h], [Cr_v, Cr_h]].
 SAMPLING_FACTORS: dict[str, tuple[tuple[int, int], ...]] = {

@@ -6,7 +6,8 @@
 2. Validate every run (`evaluator.intake.runs`, headers only: each image is decoded once, when it is scored); an
    invalid run, or one with an image whose pixels do not decode, becomes one `invalid` row with its errors
    joined by " | ", and every other run is still scored.
-3. For every valid run and image: compress the submitted image with the organizer codec, decode, score it in
+3. For every valid run and image: compress the submitted image with the organizer codec (after the steps of a
+   longer task `preprocess.chain`: `evaluator.defenses.official_codec`), decode, score it in
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
    (one image id at a time, all runs' versions of it batched together), never all held in memory.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
@@ -46,6 +47,7 @@ from evaluator.scoring import metrics
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig
+from evaluator.defenses import official_codec
 from evaluator.common.device import model_device
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
@@ -75,6 +77,21 @@ ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 class PipelineError(ResultsError, RuntimeError):
     """The evaluation cannot go on (the message names the file and what to do)."""
+
+
+@dataclass(frozen=True)
+class ExtraOutputs:
+    """What an `extra` step of `evaluate` added to the generation: file names (linked from OUT like the others)
+    and HTML sections for the report."""
+
+    names: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+
+
+#: An extra step of one evaluation (`pp-evaluate --matrix`: `evaluator.scoring.matrix`), run under the results lock
+#: before the report is written: (staging folder, result, task.json meta, valid runs by name, original paths) ->
+#: ExtraOutputs. Its files go into the staging folder, so they are committed with the rest or not at all.
+ExtraStep = Callable[[Path, EvaluationResult, dict, dict[str, ValidatedRun], dict[str, Path]], ExtraOutputs]
 
 
 # -- scoring ---------------------------------------------------------------------------------------------------
@@ -334,9 +351,9 @@ def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
 # -- the pipeline ----------------------------------------------------------------------------------------------
 def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Path, task: TaskConfig,
              model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
-             fidelity_threads: int = 1) -> EvaluationResult:
+             fidelity_threads: int = 1, extra: ExtraStep | None = None) -> EvaluationResult:
     """Score every run found in `runs_dir` (see `evaluator.intake.runs.find_runs`) and write the results into
-    `out_dir`."""
+    `out_dir` (with `extra`'s outputs, see `ExtraStep`)."""
     runs_path, out_path = Path(runs_dir), Path(out_dir)
     if not runs_path.is_dir():
         raise PipelineError(f"{runs_path}: runs folder not found; pass the folder that holds the run folders/zips")
@@ -346,12 +363,12 @@ def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Pat
                             "pass another --out")
     run_paths = [p for p in find_runs(runs_path) if p.resolve() != out_resolved]
     return evaluate_runs(originals_dir, run_paths, out_dir, task, model, batch_size=batch_size,
-                         progress=progress, limits=limits, fidelity_threads=fidelity_threads)
+                         progress=progress, limits=limits, fidelity_threads=fidelity_threads, extra=extra)
 
 
 def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir: str | Path, task: TaskConfig,
                   model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
-                  fidelity_threads: int = 1) -> EvaluationResult:
+                  fidelity_threads: int = 1, extra: ExtraStep | None = None) -> EvaluationResult:
     """`evaluate` on an explicit list of run folders/zips (used by the Codabench adapter)."""
     originals_dir, out_dir = Path(originals_dir), Path(out_dir)
     headers = index_originals(originals_dir, limits or Limits())
@@ -365,13 +382,14 @@ def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir:
             raise PipelineError(str(exc)) from exc
         return _evaluate_locked(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths,
                                 batch_size=batch_size, progress=progress, limits=limits or Limits(),
-                                fidelity_threads=fidelity_threads)
+                                fidelity_threads=fidelity_threads, extra=extra)
 
 
 def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,
                      model: BIQAModel, headers: dict[str, Any], image_ids: list[str], paths: dict[str, Path], *,
-                     batch_size: int, progress: bool, limits: Limits, fidelity_threads: int) -> EvaluationResult:
-    codec = OrganizerCodec.from_task(task)
+                     batch_size: int, progress: bool, limits: Limits, fidelity_threads: int,
+                     extra: ExtraStep | None = None) -> EvaluationResult:
+    codec = official_codec(task)  # the task's JPEG, after the steps of a longer preprocess.chain
     info = getattr(model, "info", None)
     weights_seed = _random_weights_seed(model)
     mhash = model_hash(model)
@@ -462,12 +480,13 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     if weights_seed is not None:
         meta["warning"] = info.random_weights_note()
     valid_by_name = {v.name: v for v in valid}
-    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths)
+    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, extra)
     return result
 
 
 def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
-                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path]) -> None:
+                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path],
+                   extra: ExtraStep | None = None) -> None:
     staging = new_generation(out_dir)
     try:
         seed = meta["model"]["random_weights_seed"]
@@ -489,8 +508,9 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
             run_names=qualified,
         )
         thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
-        write_report(staging / REPORT_HTML, result, meta, thumbs)
-        commit_generation(staging, out_dir, RESULT_NAMES)
+        added = extra(staging, result, meta, runs, original_paths) if extra is not None else ExtraOutputs()
+        write_report(staging / REPORT_HTML, result, meta, thumbs, sections=added.sections)
+        commit_generation(staging, out_dir, RESULT_NAMES + added.names)
     except BaseException as exc:
         committed = committed_generation(out_dir)
         if committed is None or committed.name != staging.name:  # not switched to: drop it (else it IS the results)

@@ -227,8 +227,10 @@ def _random_weights_banner(model: Mapping[str, Any]) -> str:
             "--biqa-weights.</div>")
 
 
-def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails: Mapping[str, bytes]) -> str:
-    """The report page as one HTML string (no external resource)."""
+def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails: Mapping[str, bytes],
+                  sections: Sequence[str] = ()) -> str:
+    """The report page as one HTML string (no external resource); `sections` (finished HTML, e.g. the survival
+    matrix of `evaluator.outputs.report_survival`) go before the rules."""
     scored = [r for r in result.runs if r.status == "scored"]
     by_run: dict[str, list[float]] = {r.run: [] for r in scored}
     excluded = set(result.excluded_originals)
@@ -284,6 +286,7 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
         f"<h2>Jury selection</h2><p class='note'>The {len(result.selection)} image(s) whose post-JPEG scores vary "
         f"most across the scored runs (population variance, ties by image id). {jury_note}</p>",
         _selection(result, thumbnails),
+        *sections,
         f"<h2>Rules and versions</h2><p class='note'>rules: {rules}<br>"
         f"versions: {_e(json.dumps(meta.get('versions', {})))}"
         f"<br>created: {_e(meta.get('created', ''))}</p>",
@@ -293,6 +296,6 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
 
 
 def write_report(path: str | Path, result: EvaluationResult, meta: Mapping[str, Any],
-                 thumbnails: Mapping[str, bytes]) -> None:
+                 thumbnails: Mapping[str, bytes], sections: Sequence[str] = ()) -> None:
     """Write `render_report(...)` to `path` atomically."""
-    write_text_atomic(path, render_report(result, meta, thumbnails))
+    write_text_atomic(path, render_report(result, meta, thumbnails, sections))
