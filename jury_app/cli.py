@@ -149,6 +149,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def cmd_jurors(args: argparse.Namespace) -> int:
+    if args.completion_prefix is not None and not args.add:
+        raise StoreError("--completion-prefix goes with --add N: codes are given to the jurors created then; "
+                         "nothing was changed")
     store = _store(args)
     if args.codes:
         for j in store.jurors():
@@ -167,8 +170,6 @@ def cmd_jurors(args: argparse.Namespace) -> int:
             print(f"{juror}\t{'revoked' if new else 'already revoked'}: its link is refused; its {ballots} "
                   "ballot(s) stay in the vote store and are left out of the ranking and the export")
         return 0
-    if args.completion_prefix is not None and not args.add:
-        raise StoreError("--completion-prefix goes with --add N: codes are given to the jurors created then")
     base = _default_base(args)
     for link in store.add_jurors(args.add, completion_prefix=args.completion_prefix):
         print(f"{link.juror}\t{juror_link(base, link.token)}")

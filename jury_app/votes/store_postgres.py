@@ -40,6 +40,7 @@ DEFAULT_MAX_CONNECTIONS = 20
 CONNECT_TIMEOUT_S = 10
 _LOCK_SCHEMA = 0x70704A7572790001  # advisory lock keys: "ppJury" + 1 / 2
 _LOCK_JURORS = 0x70704A7572790002
+_INHERITED: list[Any] = []
 
 
 def _pg_schema() -> list[str]:
@@ -93,7 +94,10 @@ class PostgresVoteStore(VoteStoreBase):
     def _pool(self) -> Any:
         with self._pool_lock:
             if self._pool_obj is None or self._pool_pid != os.getpid():
-                # after a fork the parent's pool (and its threads) is not ours: leave it, open our own
+                # after a fork the parent's pool (its threads, its sockets) is not ours: keep it referenced, so
+                # that collecting it never closes the parent's connections, and open our own
+                if self._pool_obj is not None:
+                    _INHERITED.append(self._pool_obj)
                 self._pool_obj = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, open=False,
                                                 kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
                                                 name="pp-jury", timeout=30)
@@ -131,12 +135,6 @@ class PostgresVoteStore(VoteStoreBase):
             if self._pool_obj is not None and self._pool_pid == os.getpid():
                 self._pool_obj.close()
             self._pool_obj = None
-
-    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- schema -------------------------------------------------------------------------------------------
     def _init_schema(self) -> None:
