@@ -20,6 +20,7 @@ from evaluator.common.errors import EXIT_INTERRUPTED, KitError, exit_code_help
 from evaluator.contracts.jury_package import (KEY_NAME, MANIFEST_NAME, RANKING_NAME, SERVE_LOCK, PackageError,
                                               check_servable, load_key, load_package)
 from evaluator.common.atomic import write_text_atomic
+from jury_app.ranking.attention import check_results, failed_jurors
 from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.ranking.summary import rank_jury, ranking_csv
 from jury_app.votes.backends import open_store, store_url
@@ -45,12 +46,14 @@ commands:
   jurors DIR --revoke ID..  refuse these jurors' links from now on; their ballots stay in the store, not counted
   admin DIR                 create a new organizer link (the previous one stops working)
   export DIR                print all votes as CSV: juror,image,candidate,choice,timestamp
-  rank DIR [--votes CSV] [--interval jurors|jurors+images]
+  rank DIR [--votes CSV] [--interval jurors|jurors+images] [--exclude-failed [--max-fail-share X]]
                             write DIR/ranking.csv and print it (with --votes, the ballots of jurors revoked
                             in DIR/votes.sqlite are left out, with a warning naming them):
                             run,most,least,appearances,bws,ci_low,ci_high,rank,interval
                             ci = 95% interval of bws; interval = which one: jurors (default): another jury
-                            on these images; jurors+images: another jury on other images (docs/jury.md)
+                            on these images; jurors+images: another jury on other images (docs/jury.md);
+                            with attention checks in the package, each juror's results are printed, and
+                            --exclude-failed ranks without jurors who failed more than X of them
   simulate DIR --originals ORIG --jurors N [--seed S]
                             SIMULATED jury: N scripted jurors (ids simulated001...) vote and finalize; for
                             demos and load tests, never on the store real jurors vote in
@@ -219,6 +222,23 @@ def cmd_rank(args: argparse.Namespace) -> int:
             ballots = _without(ballots, revoked, dropped)
     else:
         ballots = _store(args, package).ballots()
+    if key.checks:
+        ballots = list(ballots)  # read twice: the check results, then the ranking
+        results = check_results(ballots, key)
+        print("attention checks (failed = the planted check picked as most appealing; checks never count in the "
+              "ranking): " + ", ".join(f"{log_safe(r.juror)} {r.failed}/{r.checks} failed" for r in results),
+              file=sys.stderr)
+        if args.exclude_failed:
+            failed = failed_jurors(results, args.max_fail_share)
+            left_out = sum(b.juror in failed for b in ballots)
+            ballots = [b for b in ballots if b.juror not in failed]
+            print(f"--exclude-failed: left out {left_out} ballot(s) of {len(failed)} juror(s) who failed more than "
+                  f"{args.max_fail_share:.0%} of their attention checks"
+                  + (f": {', '.join(log_safe(j) for j in sorted(failed))}" if failed else ""), file=sys.stderr)
+    elif args.exclude_failed:
+        raise PackageError(f"{package.root}: this jury package has no attention checks (it was written with "
+                           "[jury] attention_every = 0), so --exclude-failed has nothing to go by; rank without it, "
+                           "or set attention_every in task.toml and rerun pp-evaluate for the next jury.")
     result = rank_jury(ballots, key, interval=args.interval, seed=args.seed)
     if dropped:
         print(f"warning: left out {sum(dropped.values())} ballot(s) of {len(dropped)} juror(s) revoked in "
@@ -247,6 +267,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise StoreError(f"simulate: {exc}") from exc
     print(f"SIMULATED jury: {args.jurors} scripted jurors cast {n} ballots into {store.where}")
     return 0
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a share 0 <= X < 1 (e.g. 0.25)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the 95%% interval of bws answers: 'jurors' (default) = another jury from the same "
                    "juror population on these images; 'jurors+images' = another jury on other images too")
     p.add_argument("--seed", type=int, default=0, help="seed of the split-half reliability's random splits")
+    p.add_argument("--exclude-failed", action="store_true", help="rank without the jurors who failed more than "
+                   "--max-fail-share of their attention checks (packages written with [jury] attention_every > 0)")
+    p.add_argument("--max-fail-share", type=_share, default=0.0, metavar="X",
+                   help="with --exclude-failed: the share of failed checks a juror may have, 0 <= X < 1 (default 0: "
+                   "one failed check excludes)")
     p.set_defaults(func=cmd_rank)
     p = sub.add_parser("simulate", help="SIMULATED jury: scripted jurors vote (demos, load tests)", parents=[common])
     p.add_argument("dir")
