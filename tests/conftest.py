@@ -6,6 +6,8 @@ installed); `store_url` gives each test a fresh database on it.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from jury_app.testing.postgres import UNAVAILABLE, PostgresServer, find_bin
@@ -15,10 +17,13 @@ from jury_app.testing.postgres import UNAVAILABLE, PostgresServer, find_bin
 def pg_server():
     if find_bin() is None:
         pytest.skip(UNAVAILABLE)
-    server = PostgresServer(fsync=False)  # the tests kill clients, never the server: durability is PostgreSQL's
+    try:
+        server = PostgresServer(fsync=False)  # the tests kill clients, never the server: durability is PostgreSQL's
+    except (RuntimeError, LookupError, OSError) as exc:  # e.g. root without a `postgres` user to run it as
+        pytest.skip(f"PostgreSQL could not be prepared: {exc}")
     try:
         server.start()
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         server.stop()
         pytest.skip(f"PostgreSQL could not be started: {exc}")
     yield server
