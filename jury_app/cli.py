@@ -132,11 +132,11 @@ def _serve(args: argparse.Namespace) -> int:
                     "there", package.root / KEY_NAME)
     url = store_url(args.store)
     store = open_store(package, url)
-    store.close()
     base = f"http://{args.address}:{args.port}"
     if not store.has_admin_token():
         print(f"organizer link (shown once; `pp-jury admin DIR` makes a new one):\n  "
               f"{admin_link(base, store.new_admin_token())}", file=sys.stderr)
+    store.close()  # the app opens its own connections
     env = dict(os.environ, PP_JURY_DIR=str(package.root))
     if url:  # the environment, not argv: a password in the URL never shows in `ps`
         env[ENV_STORE] = url

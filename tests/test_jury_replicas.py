@@ -200,3 +200,22 @@ def test_a_juror_resumes_on_another_replica_and_gets_the_completion_code(tmp_pat
     assert store.is_final(link.juror) and [c.value for c in second.code] == [code]
     assert not (root / "votes.sqlite").exists()
     store.close()
+
+
+def test_a_database_restart_costs_no_ballot(tmp_path, pg_server):
+    """The pool checks a connection before lending it: after PostgreSQL restarts (every open connection cut),
+    the next ballot goes through on a fresh one. A database that cannot be reached is a StoreError saying so."""
+    from jury_app.votes.store import StoreError
+
+    package = load_package(make_demo_package(tmp_path / "jury", RUNS, 2, size=8))
+    store = open_store(package, pg_server.new_database())
+    juror = store.add_jurors(1)[0].juror
+    c = list(package.candidate_ids("img00"))
+    store.save_ballot(juror, "img00", c[:3], c[3:5])
+    pg_server.restart()
+    c1 = list(package.candidate_ids("img01"))
+    store.save_ballot(juror, "img01", c1[:3], c1[3:5])
+    assert store.done_images(juror) == {"img00", "img01"}
+    store.close()
+    with pytest.raises(StoreError, match="cannot be reached"):
+        open_store(package, pg_server.url("no_such_database"))

@@ -64,9 +64,13 @@ class PostgresServer:
         self.port = free_port()
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync={'on' if self.fsync else 'off'}"
                    f" -c max_connections={self.max_connections} -c shared_buffers=64MB")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
-                  "-t", "60", "start")
+        self._options = options
+        self._pg_ctl_start()
         return self
+
+    def _pg_ctl_start(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", self._options, "-l", str(self.log), "-w",
+                  "-t", "60", "start")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
@@ -79,6 +83,11 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def restart(self) -> None:
+        """Stop the server (fast: open connections are cut) and start it again on the same port."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+        self._pg_ctl_start()  # with the log file again: a server writing to our pipe would keep it open
 
     def stop(self) -> None:
         if self.port and self.data.exists():

@@ -100,6 +100,7 @@ class PostgresVoteStore(VoteStoreBase):
                     _INHERITED.append(self._pool_obj)
                 self._pool_obj = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, open=False,
                                                 kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                                                check=ConnectionPool.check_connection,  # survives a DB restart
                                                 name="pp-jury", timeout=30)
                 try:
                     self._pool_obj.open(wait=True, timeout=CONNECT_TIMEOUT_S + 5)
@@ -121,7 +122,13 @@ class PostgresVoteStore(VoteStoreBase):
             with self._pool().connection() as conn:
                 with conn.transaction():
                     yield _Conn(conn)
-        except (PoolTimeout, psycopg.OperationalError) as exc:
+        except PoolTimeout as exc:
+            raise self._unreachable(exc) from None
+        except psycopg.OperationalError as exc:
+            state = getattr(exc, "sqlstate", None) or ""
+            if state and not state.startswith(("08", "57")):  # not a lost connection: e.g. 40P01, a deadlock
+                raise StoreError(f"{self.where} refused the change ({state}: {str(exc).splitlines()[0]}); "
+                                 "nothing was saved, please try again.") from None
             raise self._unreachable(exc) from None
 
     _read = _tx
