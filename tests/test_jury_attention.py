@@ -206,3 +206,31 @@ def test_organizer_page_shows_each_jurors_check_results(voted, monkeypatch):
     table = next(d.value for d in at.dataframe if "fail share" in d.value.columns)
     assert [tuple(r) for r in table[["juror", "checks", "failed"]].itertuples(index=False)] == [
         ("juror001", 2, 2), ("juror002", 2, 1), ("juror003", 2, 0)]
+
+
+def test_the_page_sends_a_check_like_any_candidate(tmp_path, monkeypatch):
+    """On the juror page, an image with a planted check shows one more letter, and the check's bytes are
+    `blind_screen`'s like every other candidate's: one length for the whole grid, per-juror URLs."""
+    from pathlib import Path
+
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+    from streamlit.testing.v1 import AppTest
+
+    from jury_app.web.context import ENV_DIR
+
+    root = make_demo_package(tmp_path / "jury", RUNS, 2, size=16, attention_every=1)
+    monkeypatch.setenv(ENV_DIR, str(root))
+    package, key = load_package(root), load_key(root)
+    store = open_store(package)
+    link = store.add_jurors(1)[0]
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "jury_app" / "app.py"), default_timeout=60)
+    at.query_params["token"] = link.token
+    at.run()
+    urls = [u for im in at.image for u in im.value]
+    image = package.images[0]
+    assert len(urls) == len(image.candidates) == 6 and len(at.pills[0].options) == 6
+    sent = blind_screen({c.id: candidate_pixels(c.file) for c in image.candidates}, store.image_secret(), link.juror)
+    assert [c for c, i in key.checks.items() if i == image.image][0] in sent
+    assert len({len(b) for b in sent.values()}) == 1
+    assert {u.rsplit("/", 1)[-1].split(".")[0] for u in urls} == {_calculate_file_id(b, "image/png")
+                                                                   for b in sent.values()}
