@@ -282,7 +282,8 @@ def _share(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pp-jury", description="Run the blind jury of Pixel Privacy on a jury package written by "
-        "pp-evaluate (results/jury: manifest.json, key.json, images/). Votes go to DIR/votes.sqlite.",
+        "pp-evaluate (results/jury: manifest.json, key.json, images/). Votes go to DIR/votes.sqlite, or to the "
+        "store given by --store URL or PP_JURY_STORE (SQLite or PostgreSQL).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     common = argparse.ArgumentParser(add_help=False)
