@@ -16,6 +16,9 @@ Format (version 1). Every path is relative to the package folder and must stay i
       images/<candidate id>.jpg   the JPEG-90 files that were scored, named by candidate id
       originals/<image id>.png    optional: only written when task.show_original is true (any image file is read)
       votes.sqlite    created by pp-jury (the vote store)
+      votes.store.json  written by pp-jury when the votes live in another store (`--store URL`, PostgreSQL):
+                      {"store": "<the URL, password redacted>"}; like votes.sqlite, it keeps the folder from
+                      being retired by pp-evaluate (`evaluator.outputs.results_io`)
       ranking.csv     written by `pp-jury rank` (columns `RANKING_COLUMNS`)
 
 manifest.json:
@@ -83,6 +86,7 @@ KEY_NAME = "key.json"
 IMAGES_DIR = "images"
 ORIGINALS_DIR = "originals"
 STORE_NAME = "votes.sqlite"
+EXTERNAL_STORE_NAME = "votes.store.json"  # marks a jury folder whose votes live in another store (see above)
 RANKING_NAME = "ranking.csv"
 #: `interval` names the interval that produced ci_low / ci_high: "jurors" or "jurors+images"
 #: (`jury_app.ranking.intervals`).
