@@ -172,6 +172,44 @@ def test_final_submit_locks_and_replay_is_rejected(store):
     assert dump(store) == before
 
 
+def test_a_ballot_racing_the_final_submit_on_another_replica_never_lands_after_it(store):
+    """Two replicas (two store objects, their own connections): one keeps saving a juror's ballot (a stale tab)
+    while the other makes the final submit. Every save either returns (committed before the lock, so the stored
+    ballot time is not after the final submit time) or raises BallotLockedError; none lands after the lock (with
+    no row lock, READ COMMITTED lets a save that checked the juror before the final submit commit after it)."""
+    import threading
+
+    other = reopen(store)
+    jurors = [j.juror for j in store.add_jurors(12)]
+    for juror in jurors:
+        for image in store.package.image_ids:
+            c = cands(store, image)
+            store.save_ballot(juror, image, c[:3], c[3:5])
+    never_locked: list[str] = []
+
+    def spam(juror: str, go: threading.Event) -> None:
+        c = cands(store)
+        go.set()
+        for k in range(10_000):
+            try:
+                store.save_ballot(juror, "img00", *((c[:3], c[3:5]) if k % 2 else (c[2:5], c[:2])))
+            except BallotLockedError:
+                return
+        never_locked.append(juror)
+
+    for juror in jurors:
+        go = threading.Event()
+        t = threading.Thread(target=spam, args=(juror, go))
+        t.start()
+        go.wait()
+        other.finalize(juror)
+        t.join(timeout=60)
+    late = sql(store, "SELECT b.juror, b.image FROM ballots b JOIN jurors j ON j.juror = b.juror "
+                      "WHERE b.updated > j.finalized")
+    assert late == [] and never_locked == []
+    other.close()
+
+
 def test_layout_is_stored_seeded_and_differs_between_jurors(store):
     a, b = (l.juror for l in store.add_jurors(2))
     la = store.layout(a, "img00")
