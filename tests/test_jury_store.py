@@ -4,6 +4,7 @@ migrations, completion codes; bad input stores nothing."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import pytest
@@ -367,6 +368,21 @@ def test_unreachable_postgresql_names_the_store_without_the_password(tmp_path):
     with pytest.raises(StoreError, match="cannot be reached") as err:
         open_store(package, url)
     assert "TOPSECRETPW" not in str(err.value) and "postgresql://pp:***@127.0.0.1" in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://pp:TOP%zzSECRETPW@127.0.0.1:5432/jury",  # bad percent-encoding
+                                 "postgresql://pp:TOPSECRETPW@127.0.0.1:notaport/jury"])
+def test_a_malformed_postgresql_url_is_refused_without_echoing_the_password(tmp_path, caplog, url):
+    """libpq quotes the token it cannot parse (here the password) in its error: neither the StoreError nor any
+    log record (the connection pool logs each failed attempt) may show it."""
+    pytest.importorskip("psycopg")
+    package = load_package(make_demo_package(tmp_path / "jury", RUNS, 1, size=16))
+    with caplog.at_level(logging.DEBUG), pytest.raises(StoreError) as err:
+        open_store(package, url)
+    shown = str(err.value) + "\n" + caplog.text
+    assert "SECRETPW" not in shown and "postgresql://pp:***@127.0.0.1" in str(err.value), shown
+    assert "PGPASSWORD" in str(err.value)
+    assert not (package.root / "votes.store.json").exists()
 
 
 def test_a_postgresql_database_serves_one_jury_only(tmp_path, pg_url):

@@ -121,10 +121,8 @@ def redact_url(url: str) -> str:
         return "<unparsable store URL>"
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    userinfo, _, hostport = parts.netloc.rpartition("@")  # host and port as written (a bad port is shown too)
+    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

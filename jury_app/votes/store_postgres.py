@@ -32,6 +32,7 @@ from jury_app.votes.store import _SCHEMA, StoreError, VoteStoreBase, redact_url
 
 try:
     import psycopg
+    import psycopg.conninfo
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError:  # pragma: no cover - the dependency is in pyproject.toml
     psycopg = None
@@ -55,6 +56,20 @@ def package_fingerprint(package: JuryPackage) -> str:
     for im in package.images:
         h.update(im.image.encode() + b"\0" + b",".join(c.id.encode() for c in im.candidates) + b"\n")
     return h.hexdigest()
+
+
+def _check_url(url: str, where: str) -> None:
+    """Refuse a URL libpq cannot parse before any connection is tried: its error quotes the token it could not
+    read, which may be the password, and the pool would log that error on every retry."""
+    try:
+        options = psycopg.conninfo.conninfo_to_dict(url)
+        port = options.get("port")
+        if port is not None and not all(p.strip().isdigit() for p in str(port).split(",")):
+            raise ValueError("port")
+    except (psycopg.Error, ValueError):
+        raise StoreError(f"{where}: not a valid PostgreSQL URL (postgresql://USER@HOST:PORT/DB; a port is a number, "
+                         "and special characters in a password must be percent-encoded: better give the password "
+                         "through PGPASSWORD or ~/.pgpass); nothing was saved.") from None
 
 
 class _Conn:
@@ -84,6 +99,7 @@ class PostgresVoteStore(VoteStoreBase):
         self.package = package
         self.url = url
         self.where = f"vote store {redact_url(url)}"
+        _check_url(url, self.where)
         self.max_connections = max_connections
         self._pool_obj: Any = None
         self._pool_pid: int | None = None
