@@ -350,6 +350,10 @@ def test_store_urls_and_redaction(tmp_path):
     assert redact_url("postgresql://pp:s3cret@db.example:5433/jury?sslmode=require") == \
         "postgresql://pp:***@db.example:5433/jury?sslmode=require"
     assert redact_url("postgresql://pp@localhost/jury") == "postgresql://pp@localhost/jury"
+    # libpq also takes the password as a query parameter
+    assert redact_url("postgresql://pp@db/jury?sslmode=require&Password=s3cret&x=1") == \
+        "postgresql://pp@db/jury?sslmode=require&Password=***&x=1"
+    assert redact_url("postgresql://pp:a@db/jury?password=b") == "postgresql://pp:***@db/jury?password=***"
     elsewhere = open_store(package, f"sqlite:///{tmp_path / 'votes-copy.sqlite'}")
     assert isinstance(elsewhere, VoteStore) and elsewhere.path == tmp_path / "votes-copy.sqlite"
     assert not package.store_path.exists()

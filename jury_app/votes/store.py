@@ -73,6 +73,7 @@ JUROR_PREFIX = "juror"
 SIMULATED_PREFIX = "simulated"  # jurors of `pp-jury simulate`: scripted, never people
 _PREFIX_RE = re.compile(r"^[a-z]{1,20}$")
 _CODE_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|&)password=)[^&]*")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -119,11 +120,14 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable store URL>"
-    if parts.password is None:
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)  # libpq also reads ?password=...
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")  # host and port as written (a bad port is shown too)
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")  # host and port as written (a bad port is shown too)
-    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True)
