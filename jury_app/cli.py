@@ -24,7 +24,7 @@ from jury_app.ranking.attention import check_results, failed_jurors
 from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, QUESTION
 from jury_app.ranking.summary import rank_jury, ranking_csv
 from jury_app.votes.backends import open_store, store_url
-from jury_app.votes.store import ENV_STORE, StoreError, VoteStoreBase, redact_url
+from jury_app.votes.store import ENV_STORE, SIMULATED_PREFIX, StoreError, VoteStoreBase, redact_url
 from jury_app.votes.tokens import log_safe
 from jury_app.votes.votes_csv import iter_ballots, votes_to_csv
 
@@ -211,6 +211,14 @@ def _without(ballots: Iterable[Ballot], revoked: frozenset[str], dropped: dict[s
             yield ballot
 
 
+def _noting_simulated(ballots: Iterable[Ballot], seen: dict[str, int]) -> Iterator[Ballot]:
+    """`ballots` unchanged, counting in `seen` those of jurors of `pp-jury simulate` (ids simulated001, ...)."""
+    for b in ballots:
+        if b.juror.startswith(SIMULATED_PREFIX) and b.juror[len(SIMULATED_PREFIX):].isdigit():
+            seen[b.juror] = seen.get(b.juror, 0) + 1
+        yield b
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     package = load_package(args.dir)
     key = load_key(package.root, package)
@@ -239,7 +247,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raise PackageError(f"{package.root}: this jury package has no attention checks (it was written with "
                            "[jury] attention_every = 0), so --exclude-failed has nothing to go by; rank without it, "
                            "or set attention_every in task.toml and rerun pp-evaluate for the next jury.")
+    ballots = _noting_simulated(ballots, simulated := {})
     result = rank_jury(ballots, key, interval=args.interval, seed=args.seed)
+    if simulated:
+        print(f"warning: {sum(simulated.values())} ballot(s) of {len(simulated)} SIMULATED juror(s) (`pp-jury "
+              f"simulate`, scripted, not people) are counted: {', '.join(sorted(simulated)[:5])}"
+              f"{', ...' if len(simulated) > 5 else ''}", file=sys.stderr)
     if dropped:
         print(f"warning: left out {sum(dropped.values())} ballot(s) of {len(dropped)} juror(s) revoked in "
               f"{redact_url(store_url(args.store) or str(package.store_path))} (`pp-jury jurors DIR --revoke`): "

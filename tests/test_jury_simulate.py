@@ -113,3 +113,23 @@ def test_pp_jury_simulate_runs_as_several_processes_on_one_store(package, reques
     assert all(j.finalized and j.ballots == 3 for j in jurors) and store.count_ballots() == 27
     assert not (jury / "votes.sqlite").exists()
     store.close()
+
+
+def test_simulate_refuses_a_store_with_real_jurors_and_rank_labels_simulated_ballots(package, capsys):
+    """Scripted ballots must never mix unnoticed with people's: `pp-jury simulate` refuses a store that already
+    has non-simulated jurors (nothing is added), and `pp-jury rank` says when simulated ballots are counted."""
+    from jury_app.cli import main as pp_jury
+
+    jury, originals = package
+    args = ["simulate", str(jury), "--originals", str(originals), "--jurors", "2"]
+    assert pp_jury(args) == 0
+    assert pp_jury(["rank", str(jury)]) == 0
+    err = capsys.readouterr().err
+    assert "6 ballot(s) of 2 SIMULATED juror(s)" in err and "simulated001" in err
+    store = VoteStore(load_package(jury))
+    store.add_jurors(1)  # a person: juror001
+    before = [j.juror for j in store.jurors()]
+    assert pp_jury(args) == 2
+    err = capsys.readouterr().err
+    assert "juror001" in err and "copy of the package" in err
+    assert [j.juror for j in store.jurors()] == before and store.count_ballots() == 6

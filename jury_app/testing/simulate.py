@@ -60,6 +60,12 @@ def simulate(directory: str | Path, originals: str | Path, jurors: int = 7, sigm
     ballots cast."""
     package = load_package(directory)
     store = store if store is not None else open_store(package)
+    people = [j.juror for j in store.jurors() if not j.juror.startswith(SIMULATED_PREFIX)]
+    if people:
+        raise ValueError(f"{store.where} holds jurors who are not simulated ({', '.join(people[:3])}"
+                         f"{', ...' if len(people) > 3 else ''}): scripted ballots would be counted with theirs. "
+                         "Run the simulation on a copy of the package (without votes.sqlite) or with --store on a "
+                         "store of its own; nothing was added.")
     quality = candidate_ssim(package, Path(originals))
     cast = 0
     for link in store.add_jurors(jurors, prefix=SIMULATED_PREFIX):
