@@ -252,7 +252,8 @@ def _retire_generations(out_dir: Path) -> list[tuple[Path, str]]:
                 kept.append((gen, "is being served by `pp-jury serve`"))
                 continue
             if _holds_votes(jury, current):
-                kept.append((gen, f"holds votes ({VOTES_FILE} or {EXTERNAL_STORE_NAME})"))
+                marker = (jury / EXTERNAL_STORE_NAME).exists() and not (jury / VOTES_FILE).exists()
+                kept.append((gen, f"holds votes ({EXTERNAL_STORE_NAME if marker else VOTES_FILE})"))
                 continue
             _keep_key(gen, out_dir)
             retiring = gens / f"{RETIRING_PREFIX}{gen.name}"
