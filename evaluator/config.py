@@ -70,6 +70,8 @@ class TaskConfig:
         """The rules as plain data (for `task.json` and cache keys)."""
         d = dataclasses.asdict(self)
         d.pop("source")
+        if not d["jury"]["attention_every"]:
+            del d["jury"]["attention_every"]  # off (the default): task.json and cache keys read as before checks
         return d
 
 
@@ -110,6 +112,8 @@ def _validate(cfg: TaskConfig, where: str) -> None:
     _require(where, "selection.images", s.images >= 1, "an integer >= 1", s.images)
     _require(where, "jury.most", y.most >= 1, "an integer >= 1", y.most)
     _require(where, "jury.least", y.least >= 0, "an integer >= 0", y.least)
+    _require(where, "jury.attention_every", y.attention_every >= 0,
+             "an integer >= 0 (0: no attention checks; N: a planted check every N images)", y.attention_every)
     _validate_chain(cfg, where)
 
 
