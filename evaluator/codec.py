@@ -244,6 +244,19 @@ class OrganizerCodec:
             self._write(path, rgb)
             return self._read(path)
 
+    def roundtrip_bytes(self, rgb: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(compress(rgb), decompress(compress(rgb))): the bytes the organizer scores and their pixels.
+
+        In memory through Pillow when `pillow_reproduces(self)` (its libjpeg writes the same bytes and decodes the
+        same pixels as this codec's build on the probe images; checked once per process), else through jpeglib:
+        the same result, without jpeglib's files (about 3x faster)."""
+        rgb = _check_rgb(rgb, "OrganizerCodec.roundtrip_bytes")
+        if not pillow_reproduces(self):
+            data = self.compress(rgb)
+            return data, self.decompress(data)
+        data = _pillow_compress(rgb, self.quality, self.subsampling)
+        return data, _pillow_decompress(data)
+
     def write_jpeg(self, path: str | Path, rgb: np.ndarray) -> None:
         """Write compress(rgb) to `path` atomically (temporary file in the same folder, then replace)."""
         write_bytes_atomic(Path(path), self.compress(rgb))
@@ -319,3 +332,66 @@ class OrganizerCodec:
         with libjpeg(self.libjpeg), _scratch("coeffs.jpg") as path:
             self._write_dct(path, coeffs)
             return self._read(path)
+
+
+# -- Pillow, where it reproduces the pinned build ----------------------------------------------------------------
+_PILLOW_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def _pillow_compress(rgb: np.ndarray, quality: int, subsampling: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=quality, subsampling=_PILLOW_SUBSAMPLING[subsampling],
+                                     optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def _pillow_decompress(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode != "RGB":
+            raise CodecError(f"Pillow decoded this JPEG as {im.mode}, expected RGB")
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def _probe_images() -> list[np.ndarray]:
+    """Deterministic probes for `pillow_reproduces`: noise, smooth ramps, saturated and flat blocks, odd sizes
+    (partial MCUs at both edges), and a sharp synthetic texture."""
+    rng = np.random.default_rng(20201215)
+    yy, xx = np.mgrid[0:77, 0:101]
+    ramp = np.stack([(xx * 2.5) % 256, (yy * 3.3) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    blocks = np.zeros((48, 64, 3), np.uint8)
+    blocks[:, :20] = (255, 0, 0)
+    blocks[:, 20:40] = (0, 255, 255)
+    blocks[24:, 40:] = 255
+    rings = (127.5 + 127.5 * np.sin(((xx - 50.0) ** 2 + (yy - 38.0) ** 2) / 40.0))[..., None].repeat(3, -1)
+    return [rng.integers(0, 256, (45, 67, 3), dtype=np.uint8), ramp, blocks, rings.astype(np.uint8),
+            rng.integers(100, 140, (16, 16, 3), dtype=np.uint8), rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)]
+
+
+_PILLOW_OK: dict[tuple[str, int, str], bool] = {}
+
+
+def pillow_reproduces(codec: OrganizerCodec) -> bool:
+    """True when Pillow's JPEG writer and reader give byte-identical files and identical pixels to `codec`'s
+    libjpeg build on every probe image (`_probe_images`) at its quality and subsampling; cached per process."""
+    key = (codec.libjpeg, codec.quality, codec.subsampling)
+    if key not in _PILLOW_OK:
+        ok = True
+        try:
+            for rgb in _probe_images():
+                ours = codec.compress(rgb)
+                theirs = _pillow_compress(rgb, codec.quality, codec.subsampling)
+                if ours != theirs or not np.array_equal(codec.decompress(ours), _pillow_decompress(ours)):
+                    ok = False
+                    break
+        except Exception:  # noqa: BLE001 - any Pillow problem: use jpeglib
+            ok = False
+        _PILLOW_OK[key] = ok
+    return _PILLOW_OK[key]
