@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: PSNR/SSIM run in a worker thread beside the model, and "
                              "2 torch threads on 2 cores busy-wait; benchmarks/bench_evaluate.py measured this)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that decode, JPEG-compress and compute PSNR/SSIM beside the model (default: "
+                             "one per CPU, at most 8; 0 = all in this process); the numbers do not depend on it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(EXIT_USAGE, f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 1:
         return _fail(EXIT_USAGE, f"--threads must be >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 0:
+        return _fail(EXIT_USAGE, f"--workers must be >= 0, got {args.workers}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -141,7 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         task = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model=name))
     result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, workers=args.workers)
     n_q = sum(r.qualified for r in result.runs)
     n_inv = sum(r.status == "invalid" for r in result.runs)
     print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "

@@ -394,6 +394,20 @@ def test_fidelity_threads_do_not_change_any_number(setup, threads):
     assert result.cache.computed == 5 + 10
 
 
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_worker_processes_do_not_change_any_number(setup, workers):
+    """Decoding, JPEG and PSNR/SSIM in 0 (inline), 1 or 3 worker processes: the same files, byte for byte."""
+    tmp_path, _, _ = setup
+    _run(tmp_path)
+    names = ("scores.csv", "runs.csv", "selection.csv")
+    reference = {n: (tmp_path / "out" / n).read_bytes() for n in names}
+    shutil.rmtree(tmp_path / "out")
+    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(), BrightnessBIQA(),
+                      batch_size=2, progress=False, workers=workers)
+    assert {n: (tmp_path / "out" / n).read_bytes() for n in names} == reference
+    assert result.cache.computed == 5 + 10
+
+
 def test_fidelity_worker_keeps_order_bounds_memory_and_reports_errors():
     from evaluator.scoring.fidelity import FidelityWorker
 
