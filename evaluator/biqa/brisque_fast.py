@@ -27,39 +27,6 @@ import numpy as np
 _FLAGS = {"reassoc", "nsz"}  # vectorized row sums; no change to non-finite handling
 
 
-@numba.njit(nogil=True, cache=True)
-def _local_sums(gray: np.ndarray, taps: np.ndarray):
-    """(K * g, K * g^2): 'same' separable correlation with zero padding, rows first, then columns."""
-    h, w = gray.shape
-    n = taps.shape[0]
-    half = (n - 1) // 2
-    padded = np.zeros((2, h, w + n - 1))
-    for i in range(h):
-        for j in range(w):
-            v = gray[i, j]
-            padded[0, i, j + half] = v
-            padded[1, i, j + half] = v * v
-    tmp = np.zeros((2, h + n - 1, w))
-    for p in range(2):
-        for i in range(h):
-            trow = tmp[p, i + half]
-            prow = padded[p, i]
-            for k in range(n):
-                t = taps[k]
-                for j in range(w):
-                    trow[j] += t * prow[j + k]
-    out = np.zeros((2, h, w))
-    for p in range(2):
-        for i in range(h):
-            orow = out[p, i]
-            for k in range(n):
-                t = taps[k]
-                trow = tmp[p, i + k]
-                for j in range(w):
-                    orow[j] += t * trow[j]
-    return out[0], out[1]
-
-
 @numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
 def _abs_max(gray: np.ndarray) -> float:
     """max |g|, NaN when g holds a NaN (inf when it holds an inf)."""
@@ -74,31 +41,102 @@ def _abs_max(gray: np.ndarray) -> float:
 
 
 @numba.njit(nogil=True, cache=True)
-def mscn_maps(gray: np.ndarray, taps: np.ndarray, c: float, tiny: float):
-    """(m, mu, sigma, diff, candidates) of one (H, W) float64 image; candidates = pixels with |g - mu| at most
-    1e-11 * 1.001 * sqrt(3 max g^2 + tiny) (or all, for a non-finite image): those need the package's own
-    rounding (`brisque.match_package_where_mscn_vanishes` decides)."""
+def _row_pass(gray: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """(2, H + n - 1, W): rows of g and g^2 correlated with `taps` ('same', zeros outside), with (n - 1) / 2 zero
+    rows above and below (the column pass reads them as the zero padding)."""
     h, w = gray.shape
-    mu, ex2 = _local_sums(gray, taps)
+    n = taps.shape[0]
+    half = (n - 1) // 2
+    tmp = np.zeros((2, h + n - 1, w))
+    pg = np.zeros(w + n - 1)  # one row of g and of g^2 with zero padding
+    pq = np.zeros(w + n - 1)
+    for i in range(h):
+        row = gray[i]
+        for j in range(w):
+            pg[j + half] = row[j]
+            pq[j + half] = row[j] * row[j]
+        t0 = tmp[0, i + half]
+        for k in range(n):
+            t = taps[k]
+            for j in range(w):
+                t0[j] += t * pg[j + k]
+        t1 = tmp[1, i + half]
+        for k in range(n):
+            t = taps[k]
+            for j in range(w):
+                t1[j] += t * pq[j + k]
+    return tmp
+
+
+@numba.njit(nogil=True, cache=True)
+def mscn_maps(gray: np.ndarray, taps: np.ndarray, c: float, tiny: float):
+    """(m, candidates) of one (H, W) float64 image: m = (g - mu) / (sigma + c); candidates = pixels with
+    |g - mu| at most 1e-11 * 1.001 * sqrt(3 max g^2 + tiny) (all pixels for a non-finite image): where the package's
+    own rounding may matter (`local_maps` gives mu, sigma for `brisque.match_package_where_mscn_vanishes`)."""
+    h, w = gray.shape
+    n = taps.shape[0]
+    tmp = _row_pass(gray, taps)
     big = _abs_max(gray)
     bound = 1e-11 * 1.001 * math.sqrt(3 * big * big + tiny)
-    sigma = np.empty((h, w))
-    diff = np.empty((h, w))
     m = np.empty((h, w))
+    mu = np.empty(w)
+    ex2 = np.empty(w)
     candidates = 0
     for i in range(h):
+        mu[:] = 0.0
+        ex2[:] = 0.0
+        for k in range(n):
+            t = taps[k]
+            r0 = tmp[0, i + k]
+            for j in range(w):
+                mu[j] += t * r0[j]
+        for k in range(n):
+            t = taps[k]
+            r1 = tmp[1, i + k]
+            for j in range(w):
+                ex2[j] += t * r1[j]
+        row = gray[i]
+        out = m[i]
         for j in range(w):
-            mu_ij = mu[i, j]
-            var = abs(ex2[i, j] - mu_ij * mu_ij)
+            var = abs(ex2[j] - mu[j] * mu[j])
             s = math.sqrt(max(var, tiny))
-            d = gray[i, j] - mu_ij
-            sigma[i, j] = s
-            diff[i, j] = d
-            m[i, j] = d / (s + c)
+            d = row[j] - mu[j]
+            out[j] = d / (s + c)
             candidates += abs(d) <= bound
     if not math.isfinite(bound):
         candidates = h * w
-    return m, mu, sigma, diff, candidates
+    return m, candidates
+
+
+@numba.njit(nogil=True, cache=True)
+def local_maps(gray: np.ndarray, taps: np.ndarray, tiny: float):
+    """(mu, sigma, g - mu) maps of one image, the same arithmetic as `mscn_maps` (for the package fix-ups)."""
+    h, w = gray.shape
+    n = taps.shape[0]
+    tmp = _row_pass(gray, taps)
+    mu = np.zeros((h, w))
+    ex2 = np.zeros(w)
+    sigma = np.empty((h, w))
+    diff = np.empty((h, w))
+    for i in range(h):
+        mrow = mu[i]
+        ex2[:] = 0.0
+        for k in range(n):
+            t = taps[k]
+            r0 = tmp[0, i + k]
+            for j in range(w):
+                mrow[j] += t * r0[j]
+        for k in range(n):
+            t = taps[k]
+            r1 = tmp[1, i + k]
+            for j in range(w):
+                ex2[j] += t * r1[j]
+        srow, drow, grow = sigma[i], diff[i], gray[i]
+        for j in range(w):
+            var = abs(ex2[j] - mrow[j] * mrow[j])
+            srow[j] = math.sqrt(max(var, tiny))
+            drow[j] = grow[j] - mrow[j]
+    return mu, sigma, diff
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
@@ -228,9 +266,9 @@ def image_moments(gray: np.ndarray, taps: np.ndarray, half_taps: np.ndarray, c: 
     scales = (gray, None)
     for s in range(2):
         g = scales[0] if s == 0 else half_scale(gray, half_taps, round(h / 2), round(w / 2))
-        m, mu, sigma, diff, candidates = mscn_maps(g, taps, c, tiny)
+        m, candidates = mscn_maps(g, taps, c, tiny)
         if candidates and match_package is not None:
-            m = match_package(m, g, mu, sigma, diff)
+            m = match_package(m, g, *local_maps(g, taps, tiny))
         out[s] = aggd_moments5(m)
     return out
 
