@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: PSNR/SSIM run in a worker thread beside the model, and "
-                             "2 torch threads on 2 cores busy-wait; benchmarks/bench_evaluate.py measured this)")
+                        help="torch CPU threads of the model in the main process (default 1: the --workers "
+                             "processes use the other cores, and 2 torch threads on 2 busy cores busy-wait)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes that decode, JPEG-compress and compute PSNR/SSIM beside the model (default: "
                              "one per CPU, at most 8; 0 = all in this process); the numbers do not depend on it")

@@ -8,7 +8,9 @@
    joined by " | ", and every other run is still scored.
 3. For every valid run and image: compress the submitted image with the organizer codec, decode, score it in
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
-   (one image id at a time, all runs' versions of it batched together), never all held in memory.
+   (one image id at a time, all runs' versions of it batched together), never all held in memory. Decoding, the
+   JPEG round trip and PSNR/SSIM run in `workers` processes (one image id per job, a few jobs ahead); the model
+   scores in this process. Every value depends on the files only, not on `workers` or the thread count.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
 5. Select the jury images (`evaluator.scoring.selection`) and write the blinded jury package for the qualified runs.
 6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
