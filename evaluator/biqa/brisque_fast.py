@@ -12,8 +12,9 @@ The same quantities as `evaluator.biqa.brisque` (whose graph path attacks differ
 Every image is computed by one thread with a fixed order of operations, so its features do not depend on how
 many threads run (or on the batch it is in). Sums are vectorized (reassociated) inside a row in a fixed way:
 the result is the same for every call on one machine, and within ~1e-16 relative of a sequential sum.
-Compiled functions are cached on disk by numba (`cache=True`): the first call in a fresh checkout compiles
-them (a few seconds), later processes load them.
+Compiled functions are cached on disk by numba (`evaluator.common.jit.njit`): the first call in a fresh checkout
+compiles them (a few seconds), later processes load them; where no cache folder is writable they are compiled in
+memory in each process.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
+
+from evaluator.common.jit import njit
 
 _FLAGS = {"reassoc", "nsz"}  # vectorized row sums; no change to non-finite handling
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
+@njit(fastmath=_FLAGS)
 def _abs_max(gray: np.ndarray) -> float:
     """max |g|, NaN when g holds a NaN (inf when it holds an inf)."""
     big = 0.0
@@ -40,7 +42,7 @@ def _abs_max(gray: np.ndarray) -> float:
     return big if nan == 0 else math.nan
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def _row_pass(gray: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """(2, H + n - 1, W): rows of g and g^2 correlated with `taps` ('same', zeros outside), with (n - 1) / 2 zero
     rows above and below (the column pass reads them as the zero padding)."""
@@ -68,7 +70,7 @@ def _row_pass(gray: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return tmp
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def mscn_maps(gray: np.ndarray, taps: np.ndarray, c: float, tiny: float):
     """(m, candidates) of one (H, W) float64 image: m = (g - mu) / (sigma + c); candidates = pixels with
     |g - mu| at most 1e-11 * 1.001 * sqrt(3 max g^2 + tiny) (all pixels for a non-finite image): where the package's
@@ -108,7 +110,7 @@ def mscn_maps(gray: np.ndarray, taps: np.ndarray, c: float, tiny: float):
     return m, candidates
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def local_maps(gray: np.ndarray, taps: np.ndarray, tiny: float):
     """(mu, sigma, g - mu) maps of one image, the same arithmetic as `mscn_maps` (for the package fix-ups)."""
     h, w = gray.shape
@@ -139,7 +141,7 @@ def local_maps(gray: np.ndarray, taps: np.ndarray, tiny: float):
     return mu, sigma, diff
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
+@njit(fastmath=_FLAGS)
 def _sums(m: np.ndarray, kind: int, acc: np.ndarray) -> None:
     """acc[kind] = [sum |x|, sum x^2, sum x^2 for x < 0, count x < 0] over the map `kind` of `aggd_moments5`."""
     h, w = m.shape
@@ -172,7 +174,7 @@ def _sums(m: np.ndarray, kind: int, acc: np.ndarray) -> None:
     acc[kind, 3] = lc
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def aggd_moments5(m: np.ndarray) -> np.ndarray:
     """(5, 4) [E|x|, E[x^2], E[x^2 | x < 0], E[x^2 | x >= 0]] of m and its horizontal, vertical, main- and
     secondary-diagonal pair products (cropped: m[:, :-1] m[:, 1:], m[:-1] m[1:], m[:-1, :-1] m[1:, 1:],
@@ -194,7 +196,7 @@ def aggd_moments5(m: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def half_scale(gray: np.ndarray, taps: np.ndarray, oh: int, ow: int) -> np.ndarray:
     """cv2.resize(fx=fy=0.5, INTER_CUBIC): output d takes inputs 2d-1 .. 2d+2 (clamped), horizontal pass first;
     the sums in `brisque.half_scale`'s order ((t0 + t1) + t2) + t3."""
@@ -219,7 +221,7 @@ def half_scale(gray: np.ndarray, taps: np.ndarray, oh: int, ow: int) -> np.ndarr
     return out
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def snap_to_8bit_grid(x: np.ndarray, scale, tolerance: float) -> np.ndarray:
     """(H, W, 3) float64 of an RGB (3, H, W) float image, with values within `tolerance` of k/255 (measured as
     |x * 255 - round(x * 255)| in x's precision) set to exactly k * (1/255), as `brisque.to_float64_on_8bit_grid`
@@ -236,7 +238,7 @@ def snap_to_8bit_grid(x: np.ndarray, scale, tolerance: float) -> np.ndarray:
     return out
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def weighted_gray(rgb: np.ndarray, r: float, g: float, b: float) -> np.ndarray:
     """(H, W) = R r + G g + B b of an (H, W, 3) image, summed left to right (`brisque.rgb_to_gray`)."""
     h, w, _ = rgb.shape
@@ -294,7 +296,7 @@ def batch_moments(images: np.ndarray, weights: tuple[float, float, float], taps:
     return out
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def vanishing_pixels(gray: np.ndarray, mu: np.ndarray, sigma: np.ndarray, diff: np.ndarray, tiny: float):
     """(flat indices, flat-window flags) of the pixels where g - mu vanishes to rounding level, as
     `brisque.vanishing_mscn_pixels` defines them: |g - mu| <= 1e-11 * 1.001 * sqrt(3 max g^2 + tiny) and

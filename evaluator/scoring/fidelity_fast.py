@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from evaluator.common.jit import njit
 
 WIN = 7
 K1, K2 = 0.01, 0.03
 DATA_RANGE = 255.0
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def _row_window_sums(a: np.ndarray, b: np.ndarray, ch: int, i: int, out: np.ndarray) -> None:
     """out[k, j] = sum over the 7 pixels j .. j+6 of row i, channel ch, of x, y, x^2, y^2, xy (k = 0..4), exact
     (int32: at most 7 * 255^2)."""
@@ -55,7 +56,7 @@ def _row_window_sums(a: np.ndarray, b: np.ndarray, ch: int, i: int, out: np.ndar
         out[4, j] = sxy
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "nsz"})
+@njit(fastmath={"reassoc", "nsz"})
 def ssim_uint8(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of two (H, W, 3) uint8 images (both sides >= 7), skimage's settings (module docstring).
 
@@ -107,7 +108,7 @@ def ssim_uint8(a: np.ndarray, b: np.ndarray) -> float:
     return total / 3
 
 
-@numba.njit(nogil=True, cache=True)
+@njit()
 def squared_error_sum(a: np.ndarray, b: np.ndarray) -> np.int64:
     """sum (a - b)^2 over all pixels and channels of two uint8 arrays of one shape, exact (int64)."""
     fa = a.reshape(-1)
