@@ -306,15 +306,14 @@ class _Preparer:
 
 def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original_paths: dict[str, Path],
                 original_shas: dict[str, str], model: BIQAModel, codec: OrganizerCodec, cache: ScoreCache,
-                batch_size: int, counters: _Counters, progress: bool, fidelity_threads: int = 1,
-                workers: int = 0) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, RunIssue]]:
+                batch_size: int, counters: _Counters, progress: bool, workers: int = 0
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, RunIssue]]:
     """Post-JPEG score (by submitted sha256) and fidelity (by 'submitted:original' sha256) of every image.
 
     Runs are validated from headers only, so an image whose pixels do not decode shows up here: its run is
     returned in the third dict (run -> issue) and not scored further. Decoding, the JPEG round trip and PSNR/SSIM
     run in `workers` processes, one image id (all its runs) per job; the model scores in this process, in
     batches. Every value is a function of the files only, so the numbers do not depend on `workers`.
-    (`fidelity_threads` is kept for callers; PSNR/SSIM now run in the workers.)
     """
     def fid_key(run: ValidatedRun, image: str) -> str:
         return f"{run.images[image].sha256}:{original_shas[image]}"
@@ -452,7 +451,7 @@ def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
 # -- the pipeline ----------------------------------------------------------------------------------------------
 def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Path, task: TaskConfig,
              model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
-             fidelity_threads: int = 1, workers: int | None = None) -> EvaluationResult:
+             workers: int | None = None) -> EvaluationResult:
     """Score every run found in `runs_dir` (see `evaluator.intake.runs.find_runs`) and write the results into
     `out_dir`. `workers`: processes that decode, JPEG-compress and compute PSNR/SSIM (None: `default_workers()`,
     0: all in this process); the results do not depend on it."""
@@ -465,12 +464,12 @@ def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Pat
                             "pass another --out")
     run_paths = [p for p in find_runs(runs_path) if p.resolve() != out_resolved]
     return evaluate_runs(originals_dir, run_paths, out_dir, task, model, batch_size=batch_size,
-                         progress=progress, limits=limits, fidelity_threads=fidelity_threads, workers=workers)
+                         progress=progress, limits=limits, workers=workers)
 
 
 def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir: str | Path, task: TaskConfig,
                   model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
-                  fidelity_threads: int = 1, workers: int | None = None) -> EvaluationResult:
+                  workers: int | None = None) -> EvaluationResult:
     """`evaluate` on an explicit list of run folders/zips (used by the Codabench adapter)."""
     originals_dir, out_dir = Path(originals_dir), Path(out_dir)
     headers = index_originals(originals_dir, limits or Limits())
@@ -484,13 +483,12 @@ def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir:
             raise PipelineError(str(exc)) from exc
         return _evaluate_locked(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths,
                                 batch_size=batch_size, progress=progress, limits=limits or Limits(),
-                                fidelity_threads=fidelity_threads,
                                 workers=default_workers() if workers is None else max(0, workers))
 
 
 def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,
                      model: BIQAModel, headers: dict[str, Any], image_ids: list[str], paths: dict[str, Path], *,
-                     batch_size: int, progress: bool, limits: Limits, fidelity_threads: int,
+                     batch_size: int, progress: bool, limits: Limits,
                      workers: int = 0) -> EvaluationResult:
     codec = OrganizerCodec.from_task(task)
     info = getattr(model, "info", None)
@@ -517,7 +515,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
                             show_name(str(v.issues[0])))
         jpeg_values, fid_values, failed = _score_runs([v for v in validated if v.valid], image_ids, paths,
                                                       original_shas, model, codec, cache, batch_size, counters,
-                                                      progress, fidelity_threads, workers)
+                                                      progress, workers)
         for v in validated:
             if v.name in failed:
                 v.issues.append(failed[v.name])
