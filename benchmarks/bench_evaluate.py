@@ -231,6 +231,21 @@ def _tables_agree(work: Path, threshold: float = 50.0, max_accuracy: float = 0.5
     return "identical" if not problems else "; ".join(problems)
 
 
+#: Largest score difference (points) to the plain loop a speed figure may come with (issue 16).
+MAX_SCORE_DIFFERENCE = 0.01
+
+
+def verdict(score_difference: float, tables: str) -> str | None:
+    """None when the pipeline's numbers are the loop's (scores within MAX_SCORE_DIFFERENCE, tables identical),
+    else why the speed figure must not be used. A NaN difference (a score missing or not a number) fails."""
+    problems = []
+    if not score_difference <= MAX_SCORE_DIFFERENCE:
+        problems.append(f"largest score difference {score_difference:.4f} > {MAX_SCORE_DIFFERENCE} points")
+    if tables != "identical":
+        problems.append(f"tables differ: {tables}")
+    return "; ".join(problems) or None
+
+
 def _score_agreement(work: Path) -> float:
     from evaluator.contracts.results import SCORES_CSV, read_csv  # text cells are spreadsheet-safe: read_csv undoes it
 
@@ -280,8 +295,14 @@ def main() -> int:
             print(f"baseline (Pillow JPEG + brisque package, per image, one process): {n} images in "
                   f"{base['seconds']:.1f} s ({1000 * base['seconds'] / n:.1f} ms/image; CPU "
                   f"{1000 * base['cpu_seconds'] / n:.1f} ms/image), peak memory {base['peak_rss_mib']:.0f} MiB")
+            difference, tables = _score_agreement(work), _tables_agree(work)
             print(f"speed-up {base['seconds'] / pipe['seconds']:.2f}x (whole commands, wall time); largest score "
-                  f"difference {_score_agreement(work):.4f} points; tables: {_tables_agree(work)}")
+                  f"difference {difference:.4f} points; tables: {tables}")
+            failed = verdict(difference, tables)
+            if failed:
+                print(f"FAILED: the pipeline's numbers are not the loop's ({failed}); the speed-up above does not "
+                      "count", file=sys.stderr)
+                return 1
         print(f"load average after: {_load_average()}")
     finally:
         if tmp:
