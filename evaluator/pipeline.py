@@ -47,7 +47,7 @@ from tqdm import tqdm
 from evaluator.common.errors import ResultsError
 from evaluator.scoring import metrics
 from evaluator.biqa.base import BIQAModel
-from evaluator.codec import OrganizerCodec
+from evaluator.codec import OrganizerCodec, pillow_reproduces
 from evaluator.config import TaskConfig
 from evaluator.common.device import model_device
 from evaluator.common.imageio import load_rgb, to_batch
@@ -272,11 +272,15 @@ class _Preparer:
         self.workers, self.pool = workers, None
         self.ahead = max(1, ahead)
 
-    def _start(self) -> Any:
+    def _start(self, codec: OrganizerCodec) -> Any:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "fork":  # forked workers inherit the compiled PSNR/SSIM and the codec's probe result:
+            tiny = np.zeros((metrics.SSIM_MIN_SIDE, metrics.SSIM_MIN_SIDE, 3), np.uint8)  # none per worker
+            fidelity(tiny, tiny)
+            pillow_reproduces(codec)
         self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                         initializer=_worker_init)
         return self.pool
@@ -290,7 +294,7 @@ class _Preparer:
             if self.workers <= 0 or not args[1]:  # inline, or nothing to prepare
                 pending.append((tag, None, _prepare_image(*args) if args[1] else []))
             else:
-                pending.append((tag, (self.pool or self._start()).submit(_prepare_image, *args), None))
+                pending.append((tag, (self.pool or self._start(args[2])).submit(_prepare_image, *args), None))
             while pending and (pending[0][1] is None or len(pending) > self.ahead):
                 tag0, fut, value = pending.popleft()
                 yield tag0, value if fut is None else fut.result()

@@ -425,3 +425,37 @@ def test_runs_whose_names_differ_only_in_case_are_all_invalid(setup):
     rows = [r for r in result.runs if r.run.casefold() == "team8"]
     assert len(rows) == 2 and all(r.status == "invalid" and "same run name" in r.error for r in rows)
     assert result.run(DARK).status == "scored"
+
+
+
+def test_forked_workers_inherit_the_compiled_kernels_and_the_codec_probe(tmp_path):
+    """Before the pool forks, this process compiles (or loads) PSNR/SSIM and runs the codec's Pillow probe, so a
+    worker does neither (a fresh checkout otherwise compiled the kernels once in every worker: seconds each)."""
+    import subprocess
+    import sys
+
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    code = f"""
+import multiprocessing
+from pathlib import Path
+import numpy as np
+from evaluator.codec import OrganizerCodec, _PILLOW_OK
+from evaluator.pipeline import _Entry, _Preparer
+from evaluator.scoring import fidelity_fast
+if "fork" not in multiprocessing.get_all_start_methods():
+    raise SystemExit(0)
+class Ref:
+    name, sha256 = "a.png", "0" * 64
+    def load(self):
+        return np.full((16, 16, 3), 91, np.uint8)
+preparer = _Preparer(1, ahead=1)
+jobs = iter([("tag", (Path({str(tmp_path / "a.png")!r}), [_Entry("run", Ref(), True, True)], OrganizerCodec()))])
+[(tag, [(error, sha, pixels, fid)])] = list(preparer.run(jobs))
+preparer.close()
+assert error is None and pixels.shape == (16, 16, 3) and fid["ssim"] < 1, (error, fid)
+assert fidelity_fast.ssim_uint8.signatures, "PSNR/SSIM were not compiled before the workers forked"
+assert _PILLOW_OK, "the codec probe did not run before the workers forked"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
