@@ -91,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: PSNR/SSIM run in a worker thread beside the model, and "
-                             "2 torch threads on 2 cores busy-wait; benchmarks/bench_evaluate.py measured this)")
+                        help="torch CPU threads of the model in the main process (default 1: the --workers "
+                             "processes use the other cores, and 2 torch threads on 2 busy cores busy-wait)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that decode, JPEG-compress and compute PSNR/SSIM beside the model (default: "
+                             "one per CPU, at most 8; 0 = all in this process); the numbers do not depend on it")
     parser.add_argument("--matrix", action="store_true",
                         help="also write matrix.csv: every scored run under every defense (pre-processing) and every "
                              "BIQA, and a survival section in report.html (see README: the survival matrix)")
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(EXIT_USAGE, f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 1:
         return _fail(EXIT_USAGE, f"--threads must be >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 0:
+        return _fail(EXIT_USAGE, f"--workers must be >= 0, got {args.workers}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -179,7 +184,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         for note in step.notes:
             print(f"pp-evaluate: matrix: {note}", file=sys.stderr)
     result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
-                      progress=not args.no_progress, extra=step)
+                      progress=not args.no_progress, extra=step,
+                      workers=args.workers)
     if step is not None and step.result is not None:
         from evaluator.contracts.results import MATRIX_CSV
 

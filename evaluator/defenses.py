@@ -329,6 +329,10 @@ class PreprocessedCodec:
     def decompress(self, data: bytes) -> np.ndarray:
         return self.codec.decompress(data)
 
+    def roundtrip_bytes(self, rgb: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(compress(rgb), decompress(compress(rgb))): the task codec's `roundtrip_bytes` of `steps(rgb)`."""
+        return self.codec.roundtrip_bytes(self.steps(rgb, self.codec))
+
 
 def official_chain(task: Any) -> Chain:
     """The task's official pre-processing, `preprocess.chain` of its task.toml (validated by `evaluator.config`)."""
