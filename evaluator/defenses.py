@@ -80,6 +80,13 @@ class Defense:
             return height, width
         return _fit_long_side(height, width, self.long_side)
 
+    def __reduce__(self) -> tuple[Callable[[str], Defense | None], tuple[str]]:
+        """Pickled by name (its `fn` is a closure): the scoring pipeline's worker processes receive the official
+        chain this way, and get the same catalogue entry back (`lookup`)."""
+        if lookup(self.name) is not self:
+            raise TypeError(f"defense {self.name!r} is not a catalogue entry and cannot be sent to another process")
+        return lookup, (self.name,)
+
     def __call__(self, rgb: np.ndarray, codec: OrganizerCodec | None = None) -> np.ndarray:
         """The defended image: RGB uint8 (H', W', 3), a new C-contiguous array (the input is not modified)."""
         rgb = check_rgb(rgb, self.name)

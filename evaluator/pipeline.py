@@ -293,6 +293,13 @@ class _Preparer:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        import pickle
+
+        try:  # a job that cannot be pickled would fail in the pool's feeder thread (and can hang its shutdown)
+            pickle.dumps(codec)
+        except Exception as exc:
+            raise PipelineError(f"the official pre-processing {getattr(codec, 'chain', 'codec')!r} cannot be sent to "
+                                f"worker processes ({exc}); run with --workers 0") from exc
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         if method == "fork":  # forked workers inherit the compiled PSNR/SSIM and the codec's probe result:
             tiny = np.zeros((metrics.SSIM_MIN_SIDE, metrics.SSIM_MIN_SIDE, 3), np.uint8)  # none per worker

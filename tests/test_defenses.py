@@ -13,6 +13,7 @@ from PIL import Image
 
 from evaluator.codec import OrganizerCodec
 from evaluator.config import load_task
+from evaluator import defenses
 from evaluator.defenses import (
     DEFENSES,
     OFFICIAL,
@@ -295,3 +296,17 @@ def test_a_chain_may_name_any_jpeg_quality_through_the_organizer_codec(quality: 
 def test_jpeg_names_outside_1_to_100_are_unknown_and_the_message_says_which_are_known(text: str) -> None:
     with pytest.raises(DefenseError, match=r"unknown defense .*known defenses: none, .*jpeg<Q> for any JPEG quality"):
         parse_chain(text)
+
+
+@pytest.mark.parametrize("name", sorted(defenses.DEFENSES) + ["jpeg37"])
+def test_every_defense_pickles_to_the_same_catalogue_entry(name):
+    """The scoring pipeline's worker processes receive the official chain by pickling: each defense (a closure
+    inside) travels by name and comes back as the same catalogue entry, with the same output."""
+    import pickle
+
+    entry = defenses.lookup(name)
+    assert pickle.loads(pickle.dumps(entry)) is entry
+    chain = defenses.parse_chain(f"{name}+jpeg90" if name != "none" else "jpeg90")
+    again = pickle.loads(pickle.dumps(chain))
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    assert np.array_equal(again(rgb), chain(rgb))
