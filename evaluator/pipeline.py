@@ -53,6 +53,7 @@ from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS
                                          write_csv, write_task_json)
 from evaluator.outputs.jury_export import JuryItem, write_jury_package
 from evaluator.outputs.report import write_report
+from evaluator.outputs.report_gallery import gallery_html
 from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
                                           new_generation, tidy)
 from evaluator.scoring.fidelity import FidelityWorker
@@ -489,7 +490,10 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
             run_names=qualified,
         )
         thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
-        write_report(staging / REPORT_HTML, result, meta, thumbs)
+        gallery = gallery_html(result, original=lambda image: load_rgb(original_paths[image]),
+                               submitted=lambda run, image: runs[run].images[image].load(),
+                               scored=lambda rgb: codec.decompress(codec.compress(rgb)))
+        write_report(staging / REPORT_HTML, result, meta, thumbs, gallery)
         commit_generation(staging, out_dir, RESULT_NAMES)
     except BaseException as exc:
         committed = committed_generation(out_dir)

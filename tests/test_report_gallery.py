@@ -1,0 +1,129 @@
+"""The report's camouflage gallery: the percentile scaling of the difference maps, the per-run picks, the size
+bound on 13 runs x 20 noisy images, hostile run names, and (in headless Chromium) that its images load, the
+difference switch works and a thumbnail opens full size by mouse and keyboard."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluator.outputs.report import render_report
+from evaluator.outputs.report_gallery import amplified, difference, percentile_of_counts, run_picks
+from report_field import field, gallery_for
+
+HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self.scripts += tag == "script"
+
+
+def _jpeg_size(uri: str) -> tuple[int, int]:
+    assert uri.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+        assert im.format == "JPEG"
+        return im.size
+
+
+def test_difference_map_makes_the_runs_99th_percentile_white():
+    original = np.zeros((10, 10, 3), np.uint8)
+    submitted = original.copy()
+    submitted[..., 1] = np.arange(100, dtype=np.uint8).reshape(10, 10)  # d = 0..99, one pixel each
+    d = difference(submitted, original)
+    assert d.max() == 99 and d.dtype == np.uint8
+    p99 = percentile_of_counts(np.bincount(d.ravel(), minlength=256))
+    assert p99 == 98  # 99 of the 100 pixels are <= 98
+    m = amplified(d, p99)
+    assert m[d == 98].item() == 255 and m[d == 99].item() == 255 and m[d == 49].item() == round(49 * 255 / 98 - 0.5)
+    assert amplified(d, 0).max() == 0 and percentile_of_counts(np.zeros(256, np.int64)) == 0
+
+
+def test_run_picks_are_lowest_median_highest_score_and_skip_excluded_originals():
+    result, *_ = field(["a"], 5)
+    picks = run_picks(result)  # scores fall with i % 7: img000 60, img001 59, ... img004 56
+    assert [(p.lowest, p.median, p.highest) for p in picks] == [("img004", "img002", "img000")]
+    import dataclasses
+    assert run_picks(dataclasses.replace(result, excluded_originals=("img004",)))[0].lowest == "img003"
+
+
+def test_gallery_of_13_runs_by_20_noisy_images_stays_under_20_mb_and_escapes_run_names():
+    runs = [f"run{i:02d}" for i in range(12)] + [HOSTILE]
+    result, gallery = gallery_for(runs, 20)
+    page = render_report(result, {}, {}, gallery)
+    assert len(page.encode()) < 20_000_000, len(page.encode())
+    assert "<script>alert" not in page and "onerror=alert" not in page.replace("onerror=alert(2)&gt;", "")
+    parser = _Tags()
+    parser.feed(page)
+    assert parser.scripts == 1  # the gallery's own script only
+    images = [a for t, a in parser.tags if t == "img" and a.get("src", "").startswith("data:")]
+    # 20 jury images x (original + 13 runs) + 13 runs x 3 picks x (original + run)
+    assert len(images) == 20 * 14 + 13 * 6
+    run_imgs = [a for a in images if "data-diff" in a]
+    assert len(run_imgs) == 20 * 13 + 13 * 3 and all(a["alt"] for a in images)
+    assert all(_jpeg_size(a["src"])[0] == 200 for a in images[:30])
+    buttons = [a for t, a in parser.tags if t == "button" and "data-full" in a]
+    assert len(buttons) == len(images) and all(_jpeg_size(b["data-full"]) for b in buttons[:30])
+    assert any(HOSTILE in a["alt"] for a in run_imgs)  # the name is there, as text (the parser unescaped it)
+
+
+def test_gallery_in_chromium_loads_switches_and_opens_full_size(tmp_path):
+    from jury_app.testing.browser import CHROMIUM, LAUNCH_ARGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    result, gallery = gallery_for(["alpha", HOSTILE], 2, size=(120, 160), noise=5.0)
+    report = tmp_path / "report.html"
+    report.write_text(render_report(result, {}, {}, gallery))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        loaded = page.eval_on_selector_all("img.gimg", "els => els.map(e => e.complete && e.naturalWidth)")
+        assert len(loaded) == 2 * 3 + 2 * 6 and all(w == 200 for w in loaded)
+        thumbs = page.locator("img.gimg[data-diff]")
+        before = thumbs.first.get_attribute("src")
+        switch = page.get_by_role("button", name="Amplified difference")
+        switch.click()
+        assert switch.get_attribute("aria-pressed") == "true"
+        assert page.get_by_role("button", name="Scored images").get_attribute("aria-pressed") == "false"
+        after = thumbs.first.get_attribute("src")
+        assert after != before and after == thumbs.first.get_attribute("data-diff")
+        assert "Amplified difference" in thumbs.first.get_attribute("alt")
+        page.wait_for_function("() => [...document.querySelectorAll('img.gimg')].every(i => i.complete && "
+                               "i.naturalWidth === 200)")
+        # keyboard: focus the first run's thumbnail button, Enter opens its full-size difference map
+        opener = page.locator("button.gopen[data-fulldiff]").first
+        opener.focus()
+        page.keyboard.press("Enter")
+        big = page.locator("dialog#gview img")
+        big.wait_for(state="visible")
+        page.wait_for_function("() => document.querySelector('dialog#gview img').naturalWidth === 160")
+        assert big.get_attribute("src") == opener.get_attribute("data-fulldiff")
+        assert page.evaluate("document.getElementById('gview').open")
+        page.keyboard.press("Escape")
+        assert not page.evaluate("document.getElementById('gview').open")
+        page.get_by_role("button", name="Scored images").click()
+        page.locator("button.gopen").first.click()  # the original, by mouse
+        page.wait_for_function("() => document.querySelector('dialog#gview img').naturalWidth === 160")
+        page.get_by_role("button", name="Close").click()
+        assert not page.evaluate("document.getElementById('gview').open")
+        assert dialogs == []  # no injected alert() ran
+        assert page.eval_on_selector_all("img", "els => els.filter(e => !e.complete || !e.naturalWidth).length") == 0
+        browser.close()
