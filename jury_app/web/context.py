@@ -1,8 +1,9 @@
 """What both pages share: the jury package folder, the loaded package, the vote store, served image bytes.
 
-`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: their
-decoded pixels as uncompressed PNGs of one length, with a private chunk keyed per juror (`blind_screen` in
-`jury_app/web/served_image.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
+`screen_images(ctx, juror, image)` (the grid) and `full_image` (one candidate enlarged) are everything a juror's
+browser receives of an image's candidates: their decoded pixels as uncompressed PNGs of one length per image and
+size, with a private chunk keyed per juror (`blind_screen` in `jury_app/web/served_image.py`), prepared once per
+package (`jury_app/web/screen_cache.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
 came before it, and every wrong one is logged, escaped, on the logger `pp-jury.login` (the server's stderr). Each
 page has its own `LoginGuard`, so wrong tokens on one page never change what the other answers.
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import streamlit as st
 
 from evaluator.contracts.jury_package import MANIFEST_NAME, JuryImage, JuryPackage, PackageError, load_package
-from jury_app.web.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
+from jury_app.web.screen_cache import ScreenCache
+from jury_app.web.served_image import candidate_key, served_bytes
 from jury_app.votes.store import VoteStore
 from jury_app.votes.tokens import LoginGuard, log_safe, token_owner
 
@@ -45,6 +47,7 @@ class JuryContext:
     image_secret: bytes
     juror_guard: LoginGuard
     organizer_guard: LoginGuard
+    screens: ScreenCache
 
 
 def package_dir() -> Path | None:
@@ -58,8 +61,10 @@ def package_dir() -> Path | None:
 def _open(directory: str, manifest_mtime_ns: int) -> JuryContext:
     package = load_package(directory)
     store = VoteStore(package)
+    screens = ScreenCache(package)
+    screens.warm()  # pre-size every candidate once per package, in the background
     return JuryContext(package=package, store=store, image_secret=store.image_secret(),
-                      juror_guard=LoginGuard(), organizer_guard=LoginGuard())
+                      juror_guard=LoginGuard(), organizer_guard=LoginGuard(), screens=screens)
 
 
 def jury_context() -> JuryContext:
@@ -83,15 +88,17 @@ def image_bytes(path: str) -> bytes:
     return served_bytes(Path(path))[0]
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def _pixels(path: str) -> Pixels:
-    """The decoded pixels of a candidate file (cached by path: 3 bytes per pixel, so fewer entries)."""
-    return candidate_pixels(Path(path))
-
-
 def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
-    """candidate id -> the PNG bytes this juror receives for it: one length per image, keyed per juror."""
-    return blind_screen({c.id: _pixels(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
+    """candidate id -> the grid PNG bytes this juror receives for it: one length per image, keyed per juror
+    (`blind_screen` of the grid-sized pixels; the juror-independent parts come from the package's ScreenCache)."""
+    return {c.id: ctx.screens.grid(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
+            for c in image.candidates}
+
+
+def full_image(ctx: JuryContext, juror: str, image: JuryImage, candidate: str) -> bytes:
+    """The full-size PNG of one candidate for this juror (same layout and key as the grid's, larger pixels)."""
+    c = next(c for c in image.candidates if c.id == candidate)
+    return ctx.screens.full(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
 
 
 def client_address() -> str:
