@@ -7,7 +7,7 @@ DEMO_IMAGES ?= all
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 
-.PHONY: install test data demo jury bench clean
+.PHONY: install test data demo jury bench screenshots clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ bench: install
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_jury.py
 	$(PY) benchmarks/bench_rank.py --jurors 1000 5000 20000
+
+# docs/img/*.png: the report gallery, the juror page (desktop, phone), the organizer page (headless Chromium)
+screenshots: install
+	$(PY) benchmarks/screenshots.py --out docs/img
 
 clean:
 	rm -rf $(VENV) data/demo data/demo-manifest.csv demo_out .pytest_cache
