@@ -23,10 +23,10 @@ from pathlib import Path
 import streamlit as st
 
 from evaluator.contracts.jury_package import MANIFEST_NAME, JuryImage, JuryPackage, PackageError, load_package
-from jury_app.web.screen_cache import ScreenCache
 from jury_app.web.served_image import candidate_key, served_bytes
 from jury_app.votes.store import VoteStore
 from jury_app.votes.tokens import LoginGuard, log_safe, token_owner
+from jury_app.web.screen_cache import ScreenCache
 
 ENV_DIR = "PP_JURY_DIR"
 HINT = "Appealing could mean that you would like to share the image with your friends on social media."
@@ -47,7 +47,6 @@ class JuryContext:
     image_secret: bytes
     juror_guard: LoginGuard
     organizer_guard: LoginGuard
-    screens: ScreenCache
 
 
 def package_dir() -> Path | None:
@@ -61,10 +60,8 @@ def package_dir() -> Path | None:
 def _open(directory: str, manifest_mtime_ns: int) -> JuryContext:
     package = load_package(directory)
     store = VoteStore(package)
-    screens = ScreenCache(package)
-    screens.warm()  # pre-size every candidate once per package, in the background
     return JuryContext(package=package, store=store, image_secret=store.image_secret(),
-                      juror_guard=LoginGuard(), organizer_guard=LoginGuard(), screens=screens)
+                      juror_guard=LoginGuard(), organizer_guard=LoginGuard())
 
 
 def jury_context() -> JuryContext:
@@ -88,17 +85,31 @@ def image_bytes(path: str) -> bytes:
     return served_bytes(Path(path))[0]
 
 
+@st.cache_resource(show_spinner=False)
+def _screen_cache(directory: str, manifest_mtime_ns: int, _package: JuryPackage) -> ScreenCache:
+    """The package's ScreenCache, made once per package (and manifest version), warmed in the background."""
+    cache = ScreenCache(_package)
+    cache.warm()
+    return cache
+
+
+def screens(ctx: JuryContext) -> ScreenCache:
+    root = ctx.package.root
+    return _screen_cache(str(root), (root / MANIFEST_NAME).stat().st_mtime_ns, ctx.package)
+
+
 def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
     """candidate id -> the grid PNG bytes this juror receives for it: one length per image, keyed per juror
     (`blind_screen` of the grid-sized pixels; the juror-independent parts come from the package's ScreenCache)."""
-    return {c.id: ctx.screens.grid(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
+    cache = screens(ctx)
+    return {c.id: cache.grid(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
             for c in image.candidates}
 
 
 def full_image(ctx: JuryContext, juror: str, image: JuryImage, candidate: str) -> bytes:
     """The full-size PNG of one candidate for this juror (same layout and key as the grid's, larger pixels)."""
     c = next(c for c in image.candidates if c.id == candidate)
-    return ctx.screens.full(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
+    return screens(ctx).full(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
 
 
 def client_address() -> str:

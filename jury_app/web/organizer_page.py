@@ -129,7 +129,7 @@ def _live(ctx: JuryContext) -> None:
         return
     n_images = len(package.images)
     jurors = store.jurors()
-    st.subheader("Progress", anchor=False)
+    st.subheader("Progress")
     if not jurors:
         st.info(NO_JURORS)
     else:
@@ -138,7 +138,7 @@ def _live(ctx: JuryContext) -> None:
                                   "revoked (not counted)": j.revoked or ""} for j in jurors])
         st.dataframe(_shown(progress), hide_index=True)
     ballots = store.ballots()
-    st.subheader("Ranking (task rule: most appealing, ties by fewer least appealing)", anchor=False)
+    st.subheader("Ranking (task rule: most appealing, ties by fewer least appealing)")
     if not ballots:
         st.info(NO_VOTES)
         return
