@@ -127,3 +127,20 @@ def test_gallery_in_chromium_loads_switches_and_opens_full_size(tmp_path):
         assert dialogs == []  # no injected alert() ran
         assert page.eval_on_selector_all("img", "els => els.filter(e => !e.complete || !e.naturalWidth).length") == 0
         browser.close()
+
+
+def test_jpeg_within_keeps_every_cap_and_learns_the_quality_per_kind():
+    from evaluator.outputs.report_gallery import MIN_CAP, QUALITIES, jpeg_within
+
+    noise = np.random.default_rng(0).integers(0, 256, (384, 512, 3), dtype=np.uint8)
+    hint: dict[str, int] = {}
+    for cap in (200_000, 30_000, 5_000, 10):
+        data = jpeg_within(noise, cap, long_side=1024, hint=hint, kind="full")
+        assert len(data) <= max(cap, MIN_CAP)
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.format == "JPEG" and im.size[0] <= 512 and im.size[0] / im.size[1] == pytest.approx(4 / 3, 0.02)
+    assert hint["full"] == len(QUALITIES) - 1  # the last images needed the lowest quality (and a smaller size)
+    big = jpeg_within(noise, 10_000_000, long_side=1024, hint={"full": 3}, kind="full")
+    with Image.open(io.BytesIO(big)) as im:
+        assert im.size == (512, 384)
+    assert len(big) == len(jpeg_within(noise, 10_000_000, long_side=1024))  # the hint never lowers the quality

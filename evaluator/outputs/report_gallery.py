@@ -17,7 +17,8 @@ Size bound: every embedded JPEG is encoded within a cap from one byte budget (`D
 characters) shared out as the gallery is written: a cell (one version of one image: thumbnail, full size and, for
 runs, both difference images) gets remaining_budget / remaining_cells; its thumbnails take at most
 `THUMB_CAP` each and the full-size images share the rest. An image is encoded at the highest JPEG quality of
-`QUALITIES` that fits its cap, else shrunk until it fits; full size means the long side at most `FULL_SIDE`.
+`QUALITIES` that fits its cap (searched from the quality that fitted the previous image of its kind), else shrunk
+until it fits; full size means the long side at most `FULL_SIDE`.
 So the gallery's images never exceed the budget (18 M characters), and report.html stays under 20 MB for 13 runs
 x 20 images (`tests/test_report_gallery.py` checks it on a synthetic field of noisy 512x384 images).
 
@@ -89,10 +90,14 @@ def _encode(im: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, width: int | None = None) -> bytes:
+def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, width: int | None = None,
+                hint: dict[str, int] | None = None, kind: str = "") -> bytes:
     """JPEG bytes of `rgb` (H, W, 3 or H, W uint8), at most `max(cap, MIN_CAP)` bytes: sized to `width` (or with
     its long side at most `long_side`), at the highest quality of QUALITIES that fits, else shrunk by
-    sqrt(cap / size) steps until it fits."""
+    sqrt(cap / size) steps until it fits.
+
+    `hint[kind]`: the quality index that fitted the last image of this kind; tried first (with one step up), so
+    a gallery of similar images needs about two encodes each instead of a search."""
     cap = max(int(cap), MIN_CAP)
     im = Image.fromarray(rgb)
     w, h = im.size
@@ -101,20 +106,35 @@ def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, widt
         scale = width / w
     elif long_side is not None and max(w, h) > long_side:
         scale = long_side / max(w, h)
+    tried: dict[tuple[tuple[int, int], int], bytes] = {}
     while True:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        sized = im if size == im.size else im.resize(size, Image.Resampling.LANCZOS)
-        best, lo, hi = None, 0, len(QUALITIES) - 1  # bisect: QUALITIES falls, so sizes fall along it
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            data = _encode(sized, QUALITIES[mid])
-            if len(data) <= cap:
-                best, hi = data, mid - 1
-            else:
-                lo = mid + 1
-                smallest = data
-        if best is not None:
-            return best
+        sized = im if size == im.size else im.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.1)
+
+        def fits(i: int) -> bool:
+            if (size, i) not in tried:
+                tried[(size, i)] = _encode(sized, QUALITIES[i])
+            return len(tried[(size, i)]) <= cap
+
+        start = hint.get(kind, 0) if hint is not None else 0
+        found = None
+        if fits(start):  # the hint fits: go up while the next quality fits too
+            found = start
+            while found > 0 and fits(found - 1):
+                found -= 1
+        else:  # bisect below the hint: QUALITIES falls, so sizes fall along it
+            lo, hi = start + 1, len(QUALITIES) - 1
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    found, hi = mid, mid - 1
+                else:
+                    lo = mid + 1
+        if found is not None:
+            if hint is not None:
+                hint[kind] = found
+            return tried[(size, found)]
+        smallest = tried[(size, len(QUALITIES) - 1)]
         if max(size) <= 8:
             return smallest  # cannot happen for cap >= MIN_CAP (an 8x8 JPEG is a few hundred bytes)
         scale *= max(0.25, min(0.9, math.sqrt(cap / len(smallest))))
@@ -201,11 +221,14 @@ class _Writer:
                  p99: Mapping[str, int], clean: Mapping[str, float]) -> None:
         self.budget, self.original, self.submitted, self.scored = budget, original, submitted, scored
         self.p99, self.clean = p99, clean
+        self.hint: dict[str, int] = {}  # quality index per kind of image (`jpeg_within`)
 
     def original_cell(self, image: str, rgb: np.ndarray, label: str = "original") -> str:
         cap = self.budget.cell()
-        thumb = self.budget.spend(jpeg_within(rgb, min(THUMB_CAP, cap // 4), width=THUMB_WIDTH))
-        full = self.budget.spend(jpeg_within(rgb, cap - min(THUMB_CAP, cap // 4), long_side=FULL_SIDE))
+        thumb = self.budget.spend(jpeg_within(rgb, min(THUMB_CAP, cap // 4), width=THUMB_WIDTH, hint=self.hint,
+                                              kind="original thumb"))
+        full = self.budget.spend(jpeg_within(rgb, cap - min(THUMB_CAP, cap // 4), long_side=FULL_SIDE,
+                                             hint=self.hint, kind="original full"))
         clean = self.clean.get(image, math.nan)
         alt = f"Original {image}, clean score {clean:.1f}"
         return (f'<figure class="gcell"><button type="button" class="gopen" data-full="{full}" '
@@ -221,11 +244,11 @@ class _Writer:
         del submitted
         tcap = min(THUMB_CAP, cap // 8)
         fcap = (cap - 2 * tcap) // 2
-        thumb = self.budget.spend(jpeg_within(scored, tcap, width=THUMB_WIDTH))
-        full = self.budget.spend(jpeg_within(scored, fcap, long_side=FULL_SIDE))
+        thumb = self.budget.spend(jpeg_within(scored, tcap, width=THUMB_WIDTH, hint=self.hint, kind="thumb"))
+        full = self.budget.spend(jpeg_within(scored, fcap, long_side=FULL_SIDE, hint=self.hint, kind="full"))
         del scored
-        dthumb = self.budget.spend(jpeg_within(diff, tcap, width=THUMB_WIDTH))
-        dfull = self.budget.spend(jpeg_within(diff, fcap, long_side=FULL_SIDE))
+        dthumb = self.budget.spend(jpeg_within(diff, tcap, width=THUMB_WIDTH, hint=self.hint, kind="diff thumb"))
+        dfull = self.budget.spend(jpeg_within(diff, fcap, long_side=FULL_SIDE, hint=self.hint, kind="diff full"))
         del diff
         alt_img = f"{row.run} on {row.image}, as scored (after the organizer JPEG): {_numbers_alt(row)}"
         alt_diff = (f"Amplified difference of {row.run} on {row.image} (white = the run's 99th percentile, "
