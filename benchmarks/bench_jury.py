@@ -7,7 +7,8 @@ Targets (issue 5, issue 16 item 4): a page of 13 candidates renders in under 1 s
 to every grid image decoded, in a warm browser (one that has the app's files cached: a new tab of the same
 browser context); ballot commit p95 under 50 ms with 20 concurrent jurors. `--baseline REV` also measures the
 pages of the kit at git revision REV (extracted with `git archive` into a temp folder and served from there), in
-the same run, one server after the other on the same package. Prints a markdown table (paste it into
+the same run: first both kits' warm-browser opens interleaved (one kit after the other in every round, so the
+machine's load hits both alike), then each kit's full page benchmark, one server after the other. Prints a markdown table (paste it into
 docs/benchmarks.md), the load average and the command.
 """
 
@@ -101,6 +102,37 @@ def bench_page(root: Path, n_images: int, *, opens: int = 5, source: Path | None
     return out
 
 
+def bench_open_interleaved(root: Path, kits: list[tuple[str, Path | None]], rounds: int
+                           ) -> dict[str, list[float]]:
+    """The warm-browser open, kit after kit within each round (so machine load hits every kit alike): one server
+    and one browser context per kit, warmed by one open; then per round a new tab per kit opens a new link."""
+    from playwright.sync_api import sync_playwright
+
+    store = VoteStore(load_package(root))
+    tokens = [link.token for link in store.add_jurors(len(kits) * (rounds + 1))]
+    servers, out = [], {label: [] for label, _ in kits}
+    try:
+        for _, source in kits:
+            port = free_port()
+            servers.append((start_server(root, port, source=source), f"http://127.0.0.1:{port}"))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in kits]
+            for r in range(rounds + 1):
+                for k, (label, _) in enumerate(kits):
+                    page = contexts[k].new_page()
+                    seconds = _open_link(page, f"{servers[k][1]}/?token={tokens.pop()}")
+                    page.close()
+                    if r:  # round 0 only fills the context's cache
+                        out[label].append(seconds)
+            browser.close()
+    finally:
+        for server, _ in servers:
+            server.kill()
+            server.wait()
+    return out
+
+
 def checkout(rev: str, into: Path) -> Path:
     """The kit's files at git revision `rev`, extracted into `into` (nothing else of the repository changes)."""
     repo = Path(__file__).resolve().parent.parent
@@ -171,6 +203,13 @@ def main() -> int:
             if args.baseline:
                 kits.insert(0, (f"before ({args.baseline}): ", checkout(args.baseline, Path(tmp) / "baseline")))
                 kits[1] = ("after (this tree): ", None)
+            if args.baseline:
+                root = make_demo_package(Path(tmp) / "interleaved", [f"run{i:02d}" for i in range(13)],
+                                         args.images, size=args.size)
+                for label, values in bench_open_interleaved(root, kits, args.opens).items():
+                    rows.append((f"{label}13-candidate page, open link (warm browser, kits interleaved) "
+                                 f"({args.size}px JPEGs)", len(values), statistics.median(values) * 1000,
+                                 pct(values, 95) * 1000, max(values) * 1000, "< 1000 ms"))
             for label, source in kits:
                 root = make_demo_package(Path(tmp) / f"page{len(rows)}", [f"run{i:02d}" for i in range(13)],
                                          args.images, size=args.size)
