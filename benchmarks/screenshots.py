@@ -115,7 +115,7 @@ def shoot(results: Path, out: Path, work: Path) -> None:
                         save_small(pg.screenshot(), out / f"{name}.png")
                         ctx.close()
                 else:
-                    ctx = browser.new_context(viewport={"width": 1280, "height": 1500})
+                    ctx = browser.new_context(viewport={"width": 1280, "height": 1760})
                     pg = ctx.new_page()
                     pg.goto(f"{base}/organizer?admin={admin}")
                     pg.get_by_text("Per image: the candidates", exact=False).wait_for(timeout=WAIT_MS)
