@@ -119,6 +119,9 @@ def test_gallery_in_chromium_loads_switches_and_opens_full_size(tmp_path):
         assert page.evaluate("document.getElementById('gview').open")
         page.keyboard.press("Escape")
         assert not page.evaluate("document.getElementById('gview').open")
+        # focus returns to the thumbnail that opened the dialog (keyboard users keep their place)
+        page.wait_for_function("() => document.activeElement && document.activeElement.classList.contains('gopen')")
+        assert page.evaluate("document.activeElement === document.querySelectorAll('button.gopen[data-fulldiff]')[0]")
         page.get_by_role("button", name="Scored images").click()
         page.locator("button.gopen").first.click()  # the original, by mouse
         page.wait_for_function("() => document.querySelector('dialog#gview img').naturalWidth === 160")
@@ -144,3 +147,46 @@ def test_jpeg_within_keeps_every_cap_and_learns_the_quality_per_kind():
     with Image.open(io.BytesIO(big)) as im:
         assert im.size == (512, 384)
     assert len(big) == len(jpeg_within(noise, 10_000_000, long_side=1024))  # the hint never lowers the quality
+
+
+def test_gallery_decodes_each_original_and_pair_once_and_counts_repeats_in_the_budget():
+    """Speed: one decode per distinct original and (run, image) pair, one organizer JPEG round trip per pair, even
+    where a run's lowest/median/highest image is also a jury image (shown twice, counted twice in the budget)."""
+    from collections import Counter
+
+    from evaluator.outputs.report_gallery import gallery_html
+
+    result, original, submitted, scored = field(["a", "b", "c"], 6, size=(96, 128), selected=4)
+    calls: Counter = Counter()
+
+    def count(name, fn):
+        def wrapped(*args):
+            calls[(name,) + tuple(a for a in args if isinstance(a, str))] += 1
+            return fn(*args)
+        return wrapped
+
+    page = gallery_html(result, original=count("original", original), submitted=count("submitted", submitted),
+                        scored=count("scored", scored), budget=400_000)
+    assert max(n for k, n in calls.items() if k[0] != "scored") == 1
+    shown = {k[1:] for k in calls if k[0] == "submitted"}
+    assert calls[("scored",)] == len(shown)  # one round trip per distinct pair
+    parser = _Tags()
+    parser.feed(page)
+    uris = [a[k] for _, a in parser.tags for k in ("src", "data-diff", "data-full", "data-fulldiff") if k in a]
+    assert sum(len(u) - len("data:image/jpeg;base64,") for u in uris) <= 400_000
+    # every pair the page shows was decoded: 3 runs x 4 jury images, plus the picks outside them
+    picks = {(p.run, i) for p in run_picks(result) for i in (p.lowest, p.median, p.highest)}
+    assert shown == {(r, i) for r in "abc" for i in ("img000", "img001", "img002", "img003")} | picks
+
+
+def test_jpeg_within_encodes_once_where_the_learnt_quality_fits_without_room_to_spare(monkeypatch):
+    import evaluator.outputs.report_gallery as gallery
+
+    noise = np.random.default_rng(1).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    at_55 = len(gallery._encode(Image.fromarray(noise), 55))
+    encodes = []
+    real = gallery._encode
+    monkeypatch.setattr(gallery, "_encode", lambda im, q: encodes.append(q) or real(im, q))
+    hint = {"full": gallery.QUALITIES.index(55)}
+    data = gallery.jpeg_within(noise, at_55 + 10, long_side=1024, hint=hint, kind="full")
+    assert encodes == [55] and len(data) == at_55  # the next better quality would not fit: not tried

@@ -14,16 +14,20 @@ full-size image (or difference map) in a modal `<dialog>` (Esc or "Close" closes
 with the numbers; run names (participant input) are HTML-escaped wherever they appear.
 
 Size bound: every embedded JPEG is encoded within a cap from one byte budget (`DEFAULT_BUDGET`, counted in base64
-characters) shared out as the gallery is written: a cell (one version of one image: thumbnail, full size and, for
-runs, both difference images) gets remaining_budget / remaining_cells; its thumbnails take at most
-`THUMB_CAP` each and the full-size images share the rest. An image is encoded at the highest JPEG quality of
-`QUALITIES` that fits its cap (searched from the quality that fitted the previous image of its kind), else shrunk
-until it fits; full size means the long side at most `FULL_SIDE`.
+characters) shared out by weight as the gallery is encoded: an original's thumbnail + full size weighs 2, a run's
+scored thumbnail + full size 1 and its two difference images 1, per appearance on the page (an image shown twice,
+e.g. in a jury strip and a run's picks, is encoded once and counted twice); a part gets
+remaining_chars * weight / remaining_weight. Its thumbnail takes at most min(`THUMB_CAP`, cap / 4), the full
+size the rest. An image is encoded at the quality that fitted the previous image of its kind (the quality is
+found once per kind by a search over `QUALITIES` and kept while it fits; a better one is tried only with room to
+spare), else shrunk until it fits; full size means the long side at most `FULL_SIDE`.
 So the gallery's images never exceed the budget (18 M characters), and report.html stays under 20 MB for 13 runs
 x 20 images (`tests/test_report_gallery.py` checks it on a synthetic field of noisy 512x384 images).
 
-Memory: images are processed one (run, image) pair at a time and only the encoded bytes are kept; a first pass
-reads the pairs once to histogram d per run (256 counts each) for the percentile, the second writes the page.
+Speed and memory: each distinct original and (run, image) pair is decoded once (pass 1: the originals and scored
+versions are encoded, d is histogrammed per run for the percentile and kept, one byte per pixel with its long
+side shrunk to at most `FULL_SIDE` before amplification); pass 2 amplifies and encodes the kept maps. Held at most:
+the kept maps (13 x 20 pairs at 512x384: about 60 MB) and the encoded bytes.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ FULL_SIDE = 1024
 QUALITIES = (85, 75, 65, 55, 45, 35, 25)
 MIN_CAP = 1_500  # a cap below this still gets a (tiny) image: the bound is max(budget, cells * 4 * MIN_CAP)
 PERCENTILE = 99.0
+STEP_UP_ROOM = 1.25  # a better quality is tried only when the fitting one takes at most cap / 1.25
 
 CSS = """
 .gswitch{margin:.6em 0;display:flex;gap:.5em;flex-wrap:wrap;align-items:center}
@@ -96,8 +101,9 @@ def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, widt
     its long side at most `long_side`), at the highest quality of QUALITIES that fits, else shrunk by
     sqrt(cap / size) steps until it fits.
 
-    `hint[kind]`: the quality index that fitted the last image of this kind; tried first (with one step up), so
-    a gallery of similar images needs about two encodes each instead of a search."""
+    `hint[kind]`: the quality index that fitted the last image of this kind; tried first, and a better one only
+    when the fitting JPEG takes at most cap / STEP_UP_ROOM, so a gallery of similar images needs about one encode
+    each: the quality is found once per kind and kept while it fits."""
     cap = max(int(cap), MIN_CAP)
     im = Image.fromarray(rgb)
     w, h = im.size
@@ -118,9 +124,9 @@ def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, widt
 
         start = hint.get(kind, 0) if hint is not None else 0
         found = None
-        if fits(start):  # the hint fits: go up while the next quality fits too
+        if fits(start):  # the hint fits: go up only while there is room for a better quality (saves encodes)
             found = start
-            while found > 0 and fits(found - 1):
+            while found > 0 and len(tried[(size, found)]) * STEP_UP_ROOM <= cap and fits(found - 1):
                 found -= 1
         else:  # bisect below the hint: QUALITIES falls, so sizes fall along it
             lo, hi = start + 1, len(QUALITIES) - 1
@@ -188,21 +194,41 @@ def run_picks(result: EvaluationResult) -> list[RunPicks]:
 
 
 class _Budget:
-    """remaining characters shared out evenly over the remaining cells."""
+    """Remaining characters shared out by weight: a part of weight w shown k times gets
+    remaining_chars * w / remaining_weight per appearance (the page holds its data URI k times)."""
 
-    def __init__(self, chars: int, cells: int) -> None:
-        self.chars, self.cells = chars, max(cells, 1)
+    def __init__(self, chars: int, weight: int) -> None:
+        self.chars, self.weight = chars, max(weight, 1)
 
-    def cell(self) -> int:
-        """The byte cap of the next cell's images together (base64: 4 characters per 3 bytes)."""
-        cap = self.chars // self.cells * 3 // 4
-        self.cells = max(self.cells - 1, 1)
+    def cap(self, weight: int, times: int = 1) -> int:
+        """The byte cap of one appearance of the next part (base64: 4 characters per 3 bytes)."""
+        cap = self.chars * weight // self.weight * 3 // 4
+        self.weight = max(self.weight - weight * times, 1)
         return cap
 
-    def spend(self, data: bytes) -> str:
+    def spend(self, data: bytes, times: int = 1) -> str:
         uri = _uri(data)
-        self.chars -= len(uri) - len("data:image/jpeg;base64,")
+        self.chars -= times * (len(uri) - len("data:image/jpeg;base64,"))
         return uri
+
+
+def _pair(budget: _Budget, rgb: np.ndarray, cap: int, hint: dict[str, int], kind: str, times: int) -> tuple[str, str]:
+    """(thumbnail, full-size) data URIs of `rgb` within `cap` bytes together: the thumbnail takes at most
+    min(THUMB_CAP, cap / 4), the full size the rest."""
+    tcap = min(THUMB_CAP, cap // 4)
+    thumb = budget.spend(jpeg_within(rgb, tcap, width=THUMB_WIDTH, hint=hint, kind=kind + " thumb"), times)
+    full = budget.spend(jpeg_within(rgb, cap - tcap, long_side=FULL_SIDE, hint=hint, kind=kind + " full"), times)
+    return thumb, full
+
+
+def _shrunk(d: np.ndarray) -> np.ndarray:
+    """d with its long side at most FULL_SIDE (what the full-size difference image shows)."""
+    h, w = d.shape
+    if max(h, w) <= FULL_SIDE:
+        return d
+    scale = FULL_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(d).resize(size, Image.Resampling.LANCZOS, reducing_gap=1.1))
 
 
 def _numbers(row: ImageScore) -> str:
@@ -215,50 +241,27 @@ def _numbers_alt(row: ImageScore) -> str:
     return f"score {row.score:.1f}, PSNR {psnr}, SSIM {row.ssim:.4f}"
 
 
-class _Writer:
-    def __init__(self, budget: _Budget, original: Callable[[str], np.ndarray],
-                 submitted: Callable[[str, str], np.ndarray], scored: Callable[[np.ndarray], np.ndarray],
-                 p99: Mapping[str, int], clean: Mapping[str, float]) -> None:
-        self.budget, self.original, self.submitted, self.scored = budget, original, submitted, scored
-        self.p99, self.clean = p99, clean
-        self.hint: dict[str, int] = {}  # quality index per kind of image (`jpeg_within`)
+def _original_cell(image: str, uris: tuple[str, str], clean: float, label: str = "original") -> str:
+    thumb, full = uris
+    alt = f"Original {image}, clean score {clean:.1f}"
+    return (f'<figure class="gcell"><button type="button" class="gopen" data-full="{full}" '
+            f'aria-label="Open full size: {_e(alt)}"><img class="gimg" src="{thumb}" alt="{_e(alt)}" '
+            f'width="{THUMB_WIDTH}"></button><figcaption><b>{_e(label)}</b> {_e(image)}<br>'
+            f"clean score {clean:.1f}</figcaption></figure>")
 
-    def original_cell(self, image: str, rgb: np.ndarray, label: str = "original") -> str:
-        cap = self.budget.cell()
-        thumb = self.budget.spend(jpeg_within(rgb, min(THUMB_CAP, cap // 4), width=THUMB_WIDTH, hint=self.hint,
-                                              kind="original thumb"))
-        full = self.budget.spend(jpeg_within(rgb, cap - min(THUMB_CAP, cap // 4), long_side=FULL_SIDE,
-                                             hint=self.hint, kind="original full"))
-        clean = self.clean.get(image, math.nan)
-        alt = f"Original {image}, clean score {clean:.1f}"
-        return (f'<figure class="gcell"><button type="button" class="gopen" data-full="{full}" '
-                f'aria-label="Open full size: {_e(alt)}"><img class="gimg" src="{thumb}" alt="{_e(alt)}" '
-                f'width="{THUMB_WIDTH}"></button><figcaption><b>{_e(label)}</b> {_e(image)}<br>'
-                f"clean score {clean:.1f}</figcaption></figure>")
 
-    def run_cell(self, row: ImageScore, original: np.ndarray, label: str | None = None) -> str:
-        cap = self.budget.cell()
-        submitted = self.submitted(row.run, row.image)
-        scored = self.scored(submitted)
-        diff = amplified(difference(submitted, original), self.p99.get(row.run, 0))
-        del submitted
-        tcap = min(THUMB_CAP, cap // 8)
-        fcap = (cap - 2 * tcap) // 2
-        thumb = self.budget.spend(jpeg_within(scored, tcap, width=THUMB_WIDTH, hint=self.hint, kind="thumb"))
-        full = self.budget.spend(jpeg_within(scored, fcap, long_side=FULL_SIDE, hint=self.hint, kind="full"))
-        del scored
-        dthumb = self.budget.spend(jpeg_within(diff, tcap, width=THUMB_WIDTH, hint=self.hint, kind="diff thumb"))
-        dfull = self.budget.spend(jpeg_within(diff, fcap, long_side=FULL_SIDE, hint=self.hint, kind="diff full"))
-        del diff
-        alt_img = f"{row.run} on {row.image}, as scored (after the organizer JPEG): {_numbers_alt(row)}"
-        alt_diff = (f"Amplified difference of {row.run} on {row.image} (white = the run's 99th percentile, "
-                    f"{self.p99.get(row.run, 0)} levels): {_numbers_alt(row)}")
-        head = f"<b>{_e(label)}</b><br>" if label else ""
-        return (f'<figure class="gcell"><button type="button" class="gopen" data-full="{full}" '
-                f'data-fulldiff="{dfull}" aria-label="Open full size: {_e(alt_img)}"><img class="gimg" '
-                f'src="{thumb}" data-diff="{dthumb}" alt="{_e(alt_img)}" '
-                f'data-altimg="{_e(alt_img)}" data-altdiff="{_e(alt_diff)}" width="{THUMB_WIDTH}"></button>'
-                f"<figcaption>{head}<b>{_e(row.run)}</b><br>{_numbers(row)}</figcaption></figure>")
+def _run_cell(row: ImageScore, uris: tuple[str, str], diff_uris: tuple[str, str], p99: int,
+              label: str | None = None) -> str:
+    (thumb, full), (dthumb, dfull) = uris, diff_uris
+    alt_img = f"{row.run} on {row.image}, as scored (after the organizer JPEG): {_numbers_alt(row)}"
+    alt_diff = (f"Amplified difference of {row.run} on {row.image} (white = the run's 99th percentile, "
+                f"{p99} levels): {_numbers_alt(row)}")
+    head = f"<b>{_e(label)}</b><br>" if label else ""
+    return (f'<figure class="gcell"><button type="button" class="gopen" data-full="{full}" '
+            f'data-fulldiff="{dfull}" aria-label="Open full size: {_e(alt_img)}"><img class="gimg" '
+            f'src="{thumb}" data-diff="{dthumb}" alt="{_e(alt_img)}" '
+            f'data-altimg="{_e(alt_img)}" data-altdiff="{_e(alt_diff)}" width="{THUMB_WIDTH}"></button>'
+            f"<figcaption>{head}<b>{_e(row.run)}</b><br>{_numbers(row)}</figcaption></figure>")
 
 
 def _pairs_by_image(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -275,7 +278,7 @@ def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarr
     """The gallery section (heading, switch, strips, dialog, script) as one HTML string; '' without a scored run.
 
     `original(image)` and `submitted(run, image)` return (H, W, 3) uint8 RGB; `scored(rgb)` returns what the BIQA
-    scored for a submitted image (the organizer JPEG round trip). Called once per image / pair per pass.
+    scored for a submitted image (the organizer JPEG round trip). Each is called once per distinct image / pair.
     """
     rows = {(r.run, r.image): r for r in result.scores}
     scored_runs = sorted({r.run for r in result.scores})
@@ -283,18 +286,55 @@ def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarr
         return ""
     selected = [s.image for s in result.selection]
     picks = run_picks(result)
-    shown = [(run, image) for image in selected for run in scored_runs if (run, image) in rows]
-    shown += [(p.run, image) for p in picks for image in (p.lowest, p.median, p.highest)]
-    # pass 1: the histogram of d per run over the pairs it shows
+    # the page: (label, image, run or None) per cell, strip by strip
+    strips: list[tuple[str, str, list[tuple[str | None, str, str | None]]]] = []
+    for image in selected:
+        strips.append(("image", image, [(None, image, None)] + [(None, image, run) for run in scored_runs
+                                                                 if (run, image) in rows]))
+    for p in picks:
+        strips.append(("run", p.run, [c for label, image in (("lowest score", p.lowest), ("median score", p.median),
+                                                             ("highest score", p.highest))
+                                      for c in ((None, image, None), (label, image, p.run))]))
+    shown_originals: dict[str, int] = {}  # image -> appearances (insertion order: first appearance)
+    shown_pairs: dict[tuple[str, str], int] = {}
+    for _, _, cells in strips:
+        for _, image, run in cells:
+            if run is None:
+                shown_originals[image] = shown_originals.get(image, 0) + 1
+            else:
+                shown_originals.setdefault(image, 0)
+                shown_pairs[(run, image)] = shown_pairs.get((run, image), 0) + 1
+    # weights: an original's thumbnail + full size 2, a run's scored pair 1 and its difference pair 1 (per appearance)
+    budget_ = _Budget(budget, 2 * sum(shown_originals.values()) + 2 * sum(shown_pairs.values()))
+    hint: dict[str, int] = {}  # quality index per kind of image (`jpeg_within`)
+    # pass 1, one decode per distinct image and pair: originals and scored versions encoded, d histogrammed per
+    # run and kept (one byte per pixel, long side <= FULL_SIDE) for pass 2
     counts = {run: np.zeros(256, np.int64) for run in scored_runs}
-    for image, runs in _pairs_by_image(shown).items():
+    orig_uris: dict[str, tuple[str, str]] = {}
+    run_uris: dict[tuple[str, str], tuple[str, str]] = {}
+    kept: dict[tuple[str, str], np.ndarray] = {}
+    for image, times in shown_originals.items():
         base = original(image)
-        for run in runs:
-            counts[run] += np.bincount(difference(submitted(run, image), base).ravel(), minlength=256)
+        if times:
+            orig_uris[image] = _pair(budget_, base, budget_.cap(2, times), hint, "original", times)
+        for (run, im), t in shown_pairs.items():
+            if im != image:
+                continue
+            sub = submitted(run, image)
+            d = difference(sub, base)
+            counts[run] += np.bincount(d.ravel(), minlength=256)
+            kept[(run, image)] = _shrunk(d)
+            del d
+            run_uris[(run, image)] = _pair(budget_, scored(sub), budget_.cap(1, t), hint, "scored", t)
+            del sub
         del base
     p99 = {run: percentile_of_counts(c) for run, c in counts.items()}
-    cells = len(selected) * (1 + len(scored_runs)) + 6 * len(picks)
-    writer = _Writer(_Budget(budget, cells), original, submitted, scored, p99, result.original_scores)
+    # pass 2: the amplified difference maps
+    diff_uris: dict[tuple[str, str], tuple[str, str]] = {}
+    for (run, image), t in shown_pairs.items():
+        amp = amplified(kept.pop((run, image)), p99[run])
+        diff_uris[(run, image)] = _pair(budget_, amp, budget_.cap(1, t), hint, "diff", t)
+        del amp
     out = [f"<style>{CSS}</style>",
            "<h2 id='gallery'>Camouflage gallery</h2>",
            "<p class='note'>What the runs did to the photos: each run's version as it was scored (the submitted "
@@ -309,25 +349,25 @@ def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarr
            "Amplified difference</button></div>"]
     if selected:
         out.append("<h3>Jury images</h3>")
-    for image in selected:
-        base = original(image)
-        cells_html = [writer.original_cell(image, base)]
-        cells_html += [writer.run_cell(rows[(run, image)], base) for run in scored_runs if (run, image) in rows]
-        del base
-        out.append(f"<h4>{_e(image)}</h4><div class='gstrip' role='group' aria-label='{_e(image)}: the original "
-                   f"and every run'>" + "".join(cells_html) + "</div>")
-    out.append("<h3>Per run: lowest, median and highest score</h3>")
-    for p in picks:
-        cells_html = []
-        for label, image in (("lowest score", p.lowest), ("median score", p.median), ("highest score", p.highest)):
-            base = original(image)
-            cells_html.append(writer.original_cell(image, base))
-            cells_html.append(writer.run_cell(rows[(p.run, image)], base, label))
-            del base
-        out.append(f"<h4>{_e(p.run)}</h4><div class='gstrip' role='group' aria-label='{_e(p.run)}: lowest, median "
-                   f"and highest score'>" + "".join(cells_html) + "</div>")
+    for n, (kind, name, cells) in enumerate(strips):
+        if n == len(selected):
+            out.append("<h3>Per run: lowest, median and highest score</h3>")
+        html_cells = []
+        for label, image, run in cells:
+            if run is None:
+                html_cells.append(_original_cell(image, orig_uris[image], result.original_scores.get(image, math.nan)))
+            else:
+                html_cells.append(_run_cell(rows[(run, image)], run_uris[(run, image)], diff_uris[(run, image)],
+                                            p99[run], label))
+        if kind == "image":
+            out.append(f"<h4>{_e(name)}</h4><div class='gstrip' role='group' aria-label='{_e(name)}: the "
+                       f"original and every run'>" + "".join(html_cells) + "</div>")
+        else:
+            out.append(f"<h4>{_e(name)}</h4><div class='gstrip' role='group' aria-label='{_e(name)}: lowest, "
+                       f"median and highest score'>" + "".join(html_cells) + "</div>")
+    if len(strips) == len(selected):
+        out.append("<h3>Per run: lowest, median and highest score</h3>")
     out.append("<dialog id='gview' class='gview' aria-label='Full-size image'><button type='button'>Close"
                "</button><img alt=''><p></p></dialog>")
     out.append(f"<script>{SCRIPT}</script>")
     return "\n".join(out)
-
