@@ -38,3 +38,30 @@ def test_warm_up_stops_at_the_byte_bound_and_the_lru_stays_within_it(tmp_path):
         for c in image.candidates:
             assert cache.grid(c.file).width == 32
     assert cache._grid.bytes <= 3 * one and len(cache._grid.items) <= 3
+
+
+def test_a_rewritten_package_gets_a_new_cache_even_with_the_same_mtime_and_old_ones_are_dropped(tmp_path):
+    import os
+    from types import SimpleNamespace
+
+    from evaluator.contracts.jury_package import MANIFEST_NAME
+    from jury_app.web.context import SCREEN_CACHES, screens
+
+    root = make_demo_package(tmp_path / "jury", ["a", "b"], 1, size=16)
+    manifest = root / MANIFEST_NAME
+    original = manifest.read_bytes()
+    first = screens(SimpleNamespace(package=load_package(root)))
+    assert screens(SimpleNamespace(package=load_package(root))) is first  # same generation: same cache
+    seen = [first]
+    stamp = manifest.stat().st_mtime_ns
+    for k in range(SCREEN_CACHES):  # new generations: another manifest in place (same size, mtime and inode)
+        data = manifest.read_bytes().rstrip(b" \n")
+        manifest.write_bytes(data + b" " * (k + 1) + b"\n" * (SCREEN_CACHES - k))
+        os.utime(manifest, ns=(stamp, stamp))
+        cache = screens(SimpleNamespace(package=load_package(root)))
+        assert all(cache is not old for old in seen)
+        seen.append(cache)
+    assert screens(SimpleNamespace(package=load_package(root))) is seen[-1]
+    # the first generation was dropped (at most SCREEN_CACHES kept): asking for it again builds a new cache
+    manifest.write_bytes(original)
+    assert screens(SimpleNamespace(package=load_package(root))) is not first

@@ -13,6 +13,7 @@ argument after `--` of `streamlit run jury_app/app.py -- DIR`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -85,8 +86,11 @@ def image_bytes(path: str) -> bytes:
     return served_bytes(Path(path))[0]
 
 
-@st.cache_resource(show_spinner=False)
-def _screen_cache(directory: str, manifest_mtime_ns: int, _package: JuryPackage) -> ScreenCache:
+SCREEN_CACHES = 2  # packages (generations) whose ScreenCache is kept: each holds up to 2 x DEFAULT_MAX_BYTES
+
+
+@st.cache_resource(show_spinner=False, max_entries=SCREEN_CACHES)
+def _screen_cache(directory: str, manifest_sha256: str, _package: JuryPackage) -> ScreenCache:
     """The package's ScreenCache, made once per package (and manifest version), warmed in the background."""
     cache = ScreenCache(_package)
     cache.warm()
@@ -94,8 +98,12 @@ def _screen_cache(directory: str, manifest_mtime_ns: int, _package: JuryPackage)
 
 
 def screens(ctx: JuryContext) -> ScreenCache:
+    """The ScreenCache of this package generation: keyed by the SHA-256 of its manifest (a new generation has new
+    random candidate ids, so a package rewritten in place never serves the old generation's images, whatever the
+    file system's mtime resolution or inode reuse); only the last `SCREEN_CACHES` generations are kept."""
     root = ctx.package.root
-    return _screen_cache(str(root), (root / MANIFEST_NAME).stat().st_mtime_ns, ctx.package)
+    digest = hashlib.sha256((root / MANIFEST_NAME).read_bytes()).hexdigest()
+    return _screen_cache(str(root), digest, ctx.package)
 
 
 def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
