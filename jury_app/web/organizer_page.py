@@ -14,6 +14,7 @@ so text cells, column headers and index labels (run names, juror and image ids) 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ from jury_app.web.served_image import served_bytes
 from jury_app.ranking.intervals import INTERVALS, QUESTION
 from evaluator.contracts.jury_package import RANKING_NAME, PackageError, load_key
 from jury_app.ranking.position_bias import position_bias
+from jury_app.ranking.ranking import ImageRunCount
 from jury_app.ranking.summary import rank_jury, ranking_csv
 from jury_app.votes.votes_csv import votes_to_csv
 
@@ -100,15 +102,26 @@ def _ranking_chart(table: pd.DataFrame):
     return bars + points
 
 
+def strip_order(candidates: Iterable[tuple[str | None, Path]], counts: Mapping[str, ImageRunCount],
+                ranked: Collection[str]) -> list[tuple[str, Path]]:
+    """(run, file) of one image's strip: the candidates whose run is in the ranking, by most picks on this image
+    (more first), then least picks (fewer first), then run. A candidate with no run or a run outside the ranking
+    (e.g. a planted attention-check image) is skipped: the strip shows ranked runs only."""
+    files = {run: file for run, file in candidates if run is not None and run in ranked}
+    return sorted(files.items(), key=lambda rf: (-counts[rf[0]].most if rf[0] in counts else 0,
+                                                 counts[rf[0]].least if rf[0] in counts else 0, rf[0]))
+
+
 def _image_strip(ctx: JuryContext, key, result) -> None:
     """One image's candidates in ranking order (most picks, then fewer least, then run), with their counts."""
     package = ctx.package
     image_id = st.selectbox("Image", package.image_ids, key="strip_image",
                             format_func=lambda i: f"{package.image_ids.index(i) + 1}. {safe_text(i)}")
     counts = {c.run: c for c in result.per_image if c.image == image_id}
-    files = {key.run_of(c.id): c.file for c in package.image(image_id).candidates}
-    order = sorted(files, key=lambda r: (-counts[r].most if r in counts else 0,
-                                         counts[r].least if r in counts else 0, r))
+    ordered = strip_order(((key.candidates[c.id].run if c.id in key.candidates else None, c.file)
+                           for c in package.image(image_id).candidates), counts, {s.run for s in result.scores})
+    files = dict(ordered)
+    order = [run for run, _ in ordered]
     for start in range(0, len(order), STRIP_COLUMNS):
         cols = st.columns(STRIP_COLUMNS)
         for col, run in zip(cols, order[start:start + STRIP_COLUMNS]):
