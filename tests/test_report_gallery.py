@@ -190,3 +190,16 @@ def test_jpeg_within_encodes_once_where_the_learnt_quality_fits_without_room_to_
     hint = {"full": gallery.QUALITIES.index(55)}
     data = gallery.jpeg_within(noise, at_55 + 10, long_side=1024, hint=hint, kind="full")
     assert encodes == [55] and len(data) == at_55  # the next better quality would not fit: not tried
+
+
+def test_hostile_names_cannot_add_attributes_or_script_and_the_one_script_is_the_fixed_code():
+    from evaluator.outputs.report_gallery import SCRIPT
+
+    names = ["x' onmouseover='alert(3)", 'y" onfocus="alert(4)', "</script><script>alert(5)</script>", "z\u2028w"]
+    result, page = gallery_for(names, 3, size=(48, 64), noise=5.0)
+    parser = _Tags()
+    parser.feed(page)
+    assert parser.scripts == 1 and page.count("<script") == 1 and f"<script>{SCRIPT}</script>" in page
+    assert not [a for _, a in parser.tags if any(k.startswith("on") for k in a)]
+    labels = [a["aria-label"] for t, a in parser.tags if t == "div" and "aria-label" in a]
+    assert sum(n in label for n in names for label in labels) == len(names)  # each run's strip, its name as text
