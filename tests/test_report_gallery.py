@@ -203,3 +203,25 @@ def test_hostile_names_cannot_add_attributes_or_script_and_the_one_script_is_the
     assert not [a for _, a in parser.tags if any(k.startswith("on") for k in a)]
     labels = [a["aria-label"] for t, a in parser.tags if t == "div" and "aria-label" in a]
     assert sum(n in label for n in names for label in labels) == len(names)  # each run's strip, its name as text
+
+
+def test_gallery_uses_the_scored_images_it_is_given_and_the_jpeg_memo_keeps_its_bound():
+    from evaluator.outputs.report_gallery import JpegMemo, gallery_html
+
+    result, original, submitted, scored = field(["a", "b"], 3, size=(48, 64), selected=3)
+    made = []
+    grey = np.full((48, 64, 3), 128, np.uint8)
+
+    def scored_of(run, image):
+        made.append((run, image))
+        return grey if run == "a" else None
+
+    calls = []
+    page = gallery_html(result, original=original, submitted=submitted,
+                        scored=lambda rgb: calls.append(1) or scored(rgb), scored_of=scored_of)
+    assert len(made) == 6 and len(calls) == 3  # run a's scored images came from scored_of, b's from scored
+    assert page.count("data-full=") == 3 * 3 + 2 * 6
+    memo = JpegMemo(max_bytes=10)
+    assert memo.keep("x", b"12345") == b"12345" and memo.keep("y", b"123456") == b"123456"  # y over the bound
+    assert memo.take("y", bytes) is None and memo.take("x", bytes) == b"12345" and memo.take("x", bytes) is None
+    assert memo.bytes == 0

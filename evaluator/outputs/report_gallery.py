@@ -36,7 +36,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,21 +264,37 @@ def _run_cell(row: ImageScore, uris: tuple[str, str], diff_uris: tuple[str, str]
             f"<figcaption>{head}<b>{_e(row.run)}</b><br>{_numbers(row)}</figcaption></figure>")
 
 
-def _pairs_by_image(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for run, image in pairs:
-        if run not in out.setdefault(image, []):
-            out[image].append(run)
-    return out
+class JpegMemo:
+    """JPEG bytes kept by key up to `max_bytes` together (a key over the bound is not kept), each taken once."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes, self.bytes, self.items = max_bytes, 0, {}
+
+    def keep(self, key: object, data: bytes) -> bytes:
+        if key not in self.items and self.bytes + len(data) <= self.max_bytes:
+            self.items[key] = data
+            self.bytes += len(data)
+        return data
+
+    def take(self, key: object, decode: Callable[[bytes], np.ndarray]) -> np.ndarray | None:
+        """decode(the kept bytes), dropped from the memo; None when `key` was not kept."""
+        data = self.items.pop(key, None)
+        if data is None:
+            return None
+        self.bytes -= len(data)
+        return decode(data)
 
 
 def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarray],
                  submitted: Callable[[str, str], np.ndarray], scored: Callable[[np.ndarray], np.ndarray],
-                 budget: int = DEFAULT_BUDGET) -> str:
+                 budget: int = DEFAULT_BUDGET,
+                 scored_of: Callable[[str, str], np.ndarray | None] | None = None) -> str:
     """The gallery section (heading, switch, strips, dialog, script) as one HTML string; '' without a scored run.
 
     `original(image)` and `submitted(run, image)` return (H, W, 3) uint8 RGB; `scored(rgb)` returns what the BIQA
     scored for a submitted image (the organizer JPEG round trip). Each is called once per distinct image / pair.
+    `scored_of(run, image)`, where given, may return that scored image already made (pp-evaluate: the decoded JPEG
+    it just wrote to the jury package), else None and `scored` makes it.
     """
     rows = {(r.run, r.image): r for r in result.scores}
     scored_runs = sorted({r.run for r in result.scores})
@@ -325,7 +341,10 @@ def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarr
             counts[run] += np.bincount(d.ravel(), minlength=256)
             kept[(run, image)] = _shrunk(d)
             del d
-            run_uris[(run, image)] = _pair(budget_, scored(sub), budget_.cap(1, t), hint, "scored", t)
+            made = scored_of(run, image) if scored_of is not None else None
+            run_uris[(run, image)] = _pair(budget_, scored(sub) if made is None else made, budget_.cap(1, t), hint,
+                                           "scored", t)
+            del made
             del sub
         del base
     p99 = {run: percentile_of_counts(c) for run, c in counts.items()}
