@@ -37,10 +37,8 @@ jury: install
 	$(VENV)/bin/pp-jury serve demo_out/results/jury
 
 bench: install
-	$(PY) benchmarks/bench_biqa.py
-	$(PY) benchmarks/bench_koncept512.py
+	PY=$(abspath $(PY)) bash benchmarks/run_all.sh
 	$(PY) benchmarks/bench_attack_loop.py
-	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_jury.py
 	$(PY) benchmarks/bench_rank.py --jurors 1000 5000 20000
 

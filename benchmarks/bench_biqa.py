@@ -5,7 +5,11 @@ Reports images/s of both, the max |difference| in BRISQUE points, and peak memor
 ours = growth of the process's peak RSS (resource.getrusage) while scoring, measured first in a fresh process;
 package = tracemalloc peak (numpy allocations) while scoring. Prints a markdown table and the exact command.
 
-    python benchmarks/bench_biqa.py [--threads 2] [--dtype float32] [--repeats 3]
+    python benchmarks/bench_biqa.py [--threads 2] [--dtype float32] [--repeats 3] [--images 32]
+
+Ours scores without a graph (the compiled per-image kernels of `evaluator.biqa.brisque_fast`, one image per
+thread, `--threads` threads); the package runs one image at a time (it is single-threaded). Also prints the largest
+difference to the package on the parity tests' images (clean, blurred, noisy and JPEG-20 versions).
 """
 
 from __future__ import annotations
@@ -83,6 +87,22 @@ def package_scores(crops: list[np.ndarray]) -> list[float]:
     return scores
 
 
+def parity_check(model: Brisque) -> tuple[int, float]:
+    """(photos, max |ours - package|) over the parity tests' photos in their four versions."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from parity_images import VERSIONS, photo
+
+    names = ["astronaut", "coffee", "chelsea", "motorcycle_left", "china", "flower"]
+    rgbs = [VERSIONS[v](photo(n)) for n in names for v in VERSIONS]
+    worst = 0.0
+    for rgb in rgbs:
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            ours = float(model.brisque(x)[0])
+        worst = max(worst, abs(ours - package_scores([rgb])[0]))
+    return len(names), worst
+
+
 def _status_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -108,9 +128,9 @@ def peak_rss_growth_mib(rss_before: float) -> float:
     return peak - rss_before
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads = images scored at once by ours")
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of ours (best is reported)")
@@ -147,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     package_per_s = len(images) / package_s
 
     diff = np.abs(ours - reference)
+    parity = parity_check(model)
     command = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv])
     print(
         f"`{command}`  ({len(images)} crops {WIDTH}x{HEIGHT}, torch threads {args.threads}, dtype {args.dtype}, "
@@ -166,7 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"speed-up: {ours_per_s / package_per_s:.1f}x; worst image: {names[int(diff.argmax())]}; "
           f"BRISQUE range of the set: {reference.min():.1f} .. {reference.max():.1f}")
+    print(f"parity images of the tests (tests/parity_images.py: {parity[0]} photos x clean, blur, noise, JPEG-20): "
+          f"max abs diff to the package {parity[1]:.2e} BRISQUE points (target <= 0.01)")
+    if not parity[1] <= 0.01:
+        print(f"FAILED: parity {parity[1]:.2e} > 0.01 BRISQUE points; the speed-up above does not count",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,16 +4,20 @@ Scores N images x R runs (default 550 x 13 at 512x384, the 2020 field) with the 
 1. builds N originals from the demo photos (the 512x384 crops of `evaluator.demo.demo_data`, mirrored/flipped and
    given +-1 level noise so every image is distinct) and R synthetic runs (noise, blur, contrast, gamma,
    sharpening, ... at run-specific strengths), all PNG;
-2. in a fresh process: `evaluator.pipeline.evaluate` on an empty results folder (validation with full decode,
-   clean originals, JPEG + scoring, PSNR/SSIM, selection, jury package, report), then once more on the same
-   folder (everything from the cache);
-3. in a fresh process: the plain loop: for every original and every submitted image, Pillow decode, Pillow
-   JPEG quality 90 to memory, decode, and the `brisque` package's own feature functions + libsvm prediction
-   (its `score()` fails on NumPy 2); no validation, no fidelity, no outputs;
-4. prints wall time and peak RSS of each process, and the largest score difference between the two paths.
+2. the whole command `pp-evaluate --originals O --runs R --out OUT --no-progress` (its defaults: worker
+   processes on every core) on an empty results folder, timed from outside (start-up included: interpreter,
+   imports, validation, clean originals, JPEG + scoring, PSNR/SSIM, selection, jury package, report), then once
+   more on the same folder (everything from the cache);
+3. the plain loop as a whole command (`--phase baseline`, start-up included): for every original and every
+   submitted image, Pillow decode, Pillow JPEG quality 90 to memory, decode, and the `brisque` package's own
+   feature functions + libsvm prediction (its `score()` fails on NumPy 2); no validation, no fidelity, no outputs;
+4. prints wall time, CPU time (all processes) and peak memory (summed PSS of the command's process tree, sampled
+   every 50 ms) of each, the largest score difference between the two paths, and whether the tables agree: the
+   accuracy and gate of every run and the jury selection recomputed from the loop's scores against runs.csv and
+   selection.csv.
 
     python benchmarks/bench_evaluate.py                       # 550 x 13 (takes a while to generate)
-    python benchmarks/bench_evaluate.py --images 40 --runs 3  # quick check
+    python benchmarks/bench_evaluate.py --images 64 --runs 8  # the small field
 
 Wall time on a shared machine varies a lot; the CPU time (user + system, all threads) and the load average
 printed beside it tell whether a difference is real.
@@ -39,16 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RUN_METHODS = ("noise", "blur", "contrast", "gamma", "sharpen", "darken", "pixelate")
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads (less sensitive to other load than wall time)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _load_average() -> str:
@@ -127,29 +121,62 @@ def build_data(work: Path, n_images: int, n_runs: int) -> tuple[Path, Path]:
     return originals, runs
 
 
-# -- the two measured paths (each in its own process) -----------------------------------------------------------
-def phase_pipeline(work: Path, batch_size: int, fidelity_threads: int) -> dict:
-    import logging
+# -- the two measured paths (each a whole command, timed from outside) ------------------------------------------
+def _tree_rss_mib(pid: int) -> float:
+    """Summed proportional set size (PSS: shared pages split between their processes, so forked workers are not
+    counted twice) of `pid` and its descendants (Linux /proc), MiB; 0 when it is gone."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
 
-    from evaluator.biqa import create
-    from evaluator.config import TaskConfig
-    from evaluator.pipeline import evaluate
 
-    logging.basicConfig(level=logging.ERROR)
-    out = work / "out"
-    shutil.rmtree(out, ignore_errors=True)
-    model = create("brisque", device="cpu")
-    t0, c0 = time.perf_counter(), _cpu_seconds()
-    result = evaluate(work / "originals", work / "runs", out, TaskConfig(), model, batch_size=batch_size,
-                      progress=False, fidelity_threads=fidelity_threads)
-    first, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+def timed_command(cmd: list[str], env: dict | None = None) -> dict:
+    """Run `cmd`; wall seconds, CPU seconds of it and its children, peak summed RSS of its process tree."""
+    import threading
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    again = evaluate(work / "originals", work / "runs", out, TaskConfig(), model, batch_size=batch_size,
-                     progress=False, fidelity_threads=fidelity_threads)
-    rerun = time.perf_counter() - t0
-    return {"seconds": first, "cpu_seconds": cpu, "rerun_seconds": rerun, "peak_rss_mib": _peak_rss_mib(),
-            "computed": result.cache.computed, "rerun_computed": again.cache.computed,
-            "qualified": sum(r.qualified for r in result.runs)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss_mib(proc.pid))
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak[0], "stdout": out}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def pipeline_command(work: Path) -> list[str]:
+    """`pp-evaluate` with its defaults (as `python -m evaluator.cli`, the entry point's module)."""
+    return [sys.executable, "-m", "evaluator.cli", "--originals", str(work / "originals"), "--runs",
+            str(work / "runs"), "--out", str(work / "out"), "--no-progress"]
 
 
 def phase_baseline(work: Path) -> dict:
@@ -169,7 +196,6 @@ def phase_baseline(work: Path) -> dict:
         return float(np.clip(100.0 - package.calculate_image_quality_score(values), 0, 100))
 
     scores: dict[str, float] = {}
-    t0, c0 = time.perf_counter(), _cpu_seconds()
     for path in sorted((work / "originals").glob("*.png")):
         with Image.open(path) as im:
             scores[f"clean/{path.stem}"] = quality(np.asarray(im.convert("RGB")))
@@ -180,18 +206,44 @@ def phase_baseline(work: Path) -> dict:
                 im.convert("RGB").save(buf, format="JPEG", quality=90)
             with Image.open(io.BytesIO(buf.getvalue())) as jp:
                 scores[f"{run.name}/{path.stem}"] = quality(np.asarray(jp.convert("RGB")))
-    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     (work / "baseline_scores.json").write_text(json.dumps(scores))
-    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": _peak_rss_mib(), "images": len(scores)}
+    return {"images": len(scores)}
 
 
-def _child(phase: str, work: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--phase", phase, "--workdir", str(work), "--threads", str(args.threads),
-           "--batch-size", str(args.batch_size), "--fidelity-threads", str(args.fidelity_threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{phase} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _tables_agree(work: Path, threshold: float = 50.0, max_accuracy: float = 0.5, k: int = 20) -> str:
+    """'identical' when every run's accuracy and gate and the jury selection recomputed from the loop's scores
+    equal runs.csv / selection.csv (the task defaults), else what differs."""
+    from evaluator.contracts.results import RUNS_CSV, SELECTION_CSV, read_csv
+
+    baseline = json.loads((work / "baseline_scores.json").read_text())
+    images = sorted(k2.split("/", 1)[1] for k2 in baseline if k2.startswith("clean/"))
+    eligible = [i for i in images if baseline[f"clean/{i}"] >= threshold]
+    runs = sorted({k2.split("/", 1)[0] for k2 in baseline} - {"clean"})
+    problems = []
+    for row in read_csv(work / "out" / RUNS_CSV):
+        acc = float(np.mean([baseline[f"{row['run']}/{i}"] >= threshold for i in eligible]))
+        if abs(float(row["accuracy"]) - acc) > 1e-12 or (row["qualified"] == "true") != (acc < max_accuracy):
+            problems.append(f"run {row['run']}: accuracy {row['accuracy']} vs {acc}")
+    variances = {i: float(np.var([baseline[f"{r}/{i}"] for r in runs])) for i in eligible}
+    chosen = [i for i, _ in sorted(variances.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+    if [r["image"] for r in read_csv(work / "out" / SELECTION_CSV)] != chosen:
+        problems.append("jury selection differs")
+    return "identical" if not problems else "; ".join(problems)
+
+
+#: Largest score difference (points) to the plain loop a speed figure may come with (issue 16).
+MAX_SCORE_DIFFERENCE = 0.01
+
+
+def verdict(score_difference: float, tables: str) -> str | None:
+    """None when the pipeline's numbers are the loop's (scores within MAX_SCORE_DIFFERENCE, tables identical),
+    else why the speed figure must not be used. A NaN difference (a score missing or not a number) fails."""
+    problems = []
+    if not score_difference <= MAX_SCORE_DIFFERENCE:
+        problems.append(f"largest score difference {score_difference:.4f} > {MAX_SCORE_DIFFERENCE} points")
+    if tables != "identical":
+        problems.append(f"tables differ: {tables}")
+    return "; ".join(problems) or None
 
 
 def _score_agreement(work: Path) -> float:
@@ -209,26 +261,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=550)
     parser.add_argument("--runs", type=int, default=13)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: with the PSNR/SSIM worker thread that fills the 2 cores of "
-                             "the target machine; 2 torch threads + the worker oversubscribe them and the OpenMP "
-                             "threads spin: 2-8x more CPU time under load)")
-    parser.add_argument("--fidelity-threads", type=int, default=1, help="PSNR/SSIM worker threads (0 = inline)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data here (reused between calls)")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--phase", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=("baseline",), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.phase:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        if args.phase == "pipeline":
-            measured = phase_pipeline(args.workdir, args.batch_size, args.fidelity_threads)
-        else:
-            measured = phase_baseline(args.workdir)
-        print(json.dumps(measured))
+        print(json.dumps(phase_baseline(args.workdir)))
         return 0
 
     tmp = None
@@ -240,22 +279,30 @@ def main() -> int:
     try:
         build_data(work, args.images, args.runs)
         n = args.images * (args.runs + 1)
+        print(f"machine: {os.uname().machine}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
         print(f"load average before: {_load_average()}")
-        pipe = _child("pipeline", work, args)
-        print(f"pipeline (torch threads {args.threads}, fidelity threads {args.fidelity_threads}, batch "
-              f"{args.batch_size}): {args.images} images x {args.runs} runs (+ originals = {n} scored) in "
-              f"{pipe['seconds']:.1f} s ({1000 * pipe['seconds'] / n:.1f} ms/image; CPU {pipe['cpu_seconds']:.1f} s = "
-              f"{1000 * pipe['cpu_seconds'] / n:.1f} ms/image), peak RSS "
-              f"{pipe['peak_rss_mib']:.0f} MiB; rerun from cache {pipe['rerun_seconds']:.1f} s "
-              f"({pipe['rerun_computed']} recomputed); {pipe['qualified']} qualified run(s)")
+        shutil.rmtree(work / "out", ignore_errors=True)
+        cmd = pipeline_command(work)
+        pipe = timed_command(cmd, _env())
+        again = timed_command(cmd, _env())
+        print(f"pipeline `pp-evaluate` (defaults, fresh --out; {' '.join(cmd[3:])}): {args.images} images x "
+              f"{args.runs} runs (+ originals = {n} scored) in {pipe['seconds']:.1f} s "
+              f"({1000 * pipe['seconds'] / n:.1f} ms/image; CPU of all its processes {pipe['cpu_seconds']:.1f} s = "
+              f"{1000 * pipe['cpu_seconds'] / n:.1f} ms/image), peak memory (process tree) "
+              f"{pipe['peak_rss_mib']:.0f} MiB; rerun from cache {again['seconds']:.1f} s")
         if not args.skip_baseline:
-            base = _child("baseline", work, args)
-            print(f"baseline (Pillow JPEG + brisque package, per image): {base['images']} images in "
-                  f"{base['seconds']:.1f} s ({1000 * base['seconds'] / base['images']:.1f} ms/image; CPU "
-                  f"{1000 * base['cpu_seconds'] / base['images']:.1f} ms/image), peak RSS "
-                  f"{base['peak_rss_mib']:.0f} MiB")
-            print(f"speed-up {base['seconds'] / pipe['seconds']:.2f}x; largest score difference "
-                  f"{_score_agreement(work):.4f} points")
+            base = timed_command([sys.executable, __file__, "--phase", "baseline", "--workdir", str(work)], _env())
+            print(f"baseline (Pillow JPEG + brisque package, per image, one process): {n} images in "
+                  f"{base['seconds']:.1f} s ({1000 * base['seconds'] / n:.1f} ms/image; CPU "
+                  f"{1000 * base['cpu_seconds'] / n:.1f} ms/image), peak memory {base['peak_rss_mib']:.0f} MiB")
+            difference, tables = _score_agreement(work), _tables_agree(work)
+            print(f"speed-up {base['seconds'] / pipe['seconds']:.2f}x (whole commands, wall time); largest score "
+                  f"difference {difference:.4f} points; tables: {tables}")
+            failed = verdict(difference, tables)
+            if failed:
+                print(f"FAILED: the pipeline's numbers are not the loop's ({failed}); the speed-up above does not "
+                      "count", file=sys.stderr)
+                return 1
         print(f"load average after: {_load_average()}")
     finally:
         if tmp:

@@ -15,7 +15,8 @@ from evaluator.contracts.results import REPORT_HTML
 EPILOG = """\
 results (in --out):
   runs.csv, scores.csv, selection.csv, task.json, report.html, jury/ (manifest.json, key.json, images/),
-  and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
+  with --matrix also matrix.csv (run, defense, biqa, n_images, accuracy, mean_score, qualified, error) and a
+  survival section in report.html, and .cache/ (scores reused by the next run; delete it to rescore everything). The results are links into
   current/, itself a link to the committed generation in .generations/: a new evaluation switches that one
   link only when it fully succeeded, so an interrupted run leaves the previous results as they were and a
   reader never sees old and new files mixed. A generation whose jury is being served or holds votes is left in
@@ -25,6 +26,12 @@ random weights:
   --random-weights SEED builds a model that needs weights (koncept512) with random weights from SEED instead of
   a weights file: the same network in every process, for tests only. Its scores are meaningless, and task.json
   (model.random_weights_seed), runs.csv (column random_weights_seed) and report.html (a banner) say so.
+
+subcommands:
+  pp-evaluate codabench-bundle --originals DIR --out bundle.zip [--task T] [--title T] [--image I]
+      write a results-only Codabench competition bundle (docs/codabench.md)
+  pp-evaluate codabench-check bundle.zip [--submission run.zip] [--keep DIR]
+      check a bundle offline; with --submission, score a run with the bundle's own command
 
 """ + exit_code_help() + """
   pp-evaluate: 2 also for an --out in use by another pp-evaluate or whose .cache is unusable (delete it); 130
@@ -84,8 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: PSNR/SSIM run in a worker thread beside the model, and "
-                             "2 torch threads on 2 cores busy-wait; benchmarks/bench_evaluate.py measured this)")
+                        help="torch CPU threads of the model in the main process (default 1: the --workers "
+                             "processes use the other cores, and 2 torch threads on 2 busy cores busy-wait)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that decode, JPEG-compress and compute PSNR/SSIM beside the model (default: "
+                             "one per CPU, at most 8; 0 = all in this process); the numbers do not depend on it")
+    parser.add_argument("--matrix", action="store_true",
+                        help="also write matrix.csv: every scored run under every defense (pre-processing) and every "
+                             "BIQA, and a survival section in report.html (see README: the survival matrix)")
+    parser.add_argument("--defenses", default=None, metavar="A,B",
+                        help="with --matrix: defenses or chains to use (default: the whole catalogue of "
+                             "evaluator/defenses.py: none, jpeg95, jpeg90, jpeg75, jpeg50, webp80, resize50, resize75, "
+                             "blur0.5, blur1, median3, bits5, social)")
+    parser.add_argument("--models", default=None, metavar="M1,M2",
+                        help="with --matrix: BIQA models (default: every registered one; a model that needs weights "
+                             "is skipped with a note unless it is the scoring model with --biqa-weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -96,13 +116,25 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+#: `pp-evaluate SUBCOMMAND ...`: module whose main(argv) runs it (the scoring form above takes no subcommand)
+SUBCOMMANDS = {"codabench-bundle": "evaluator.outputs.codabench_bundle",
+               "codabench-check": "evaluator.outputs.codabench_check"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.batch_size < 1:
         return _fail(EXIT_USAGE, f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 1:
         return _fail(EXIT_USAGE, f"--threads must be >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 0:
+        return _fail(EXIT_USAGE, f"--workers must be >= 0, got {args.workers}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -140,8 +172,27 @@ def _evaluate(args: argparse.Namespace) -> int:
         import dataclasses
 
         task = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model=name))
+    step = None
+    if args.matrix or args.defenses is not None or args.models is not None:
+        if not args.matrix:
+            return _fail(EXIT_USAGE, "--defenses and --models choose the cells of --matrix; add --matrix")
+        from evaluator.outputs.survival import build_matrix_step
+
+        step = build_matrix_step(args.defenses, args.models, task, name, model, device=args.device,
+                                 batch_size=args.batch_size,
+                                 progress=None if args.no_progress else lambda m: print(m, file=sys.stderr))
+        for note in step.notes:
+            print(f"pp-evaluate: matrix: {note}", file=sys.stderr)
     result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, extra=step,
+                      workers=args.workers)
+    if step is not None and step.result is not None:
+        from evaluator.contracts.results import MATRIX_CSV
+
+        m = step.result
+        print(f"pp-evaluate: matrix: {len(m.runs)} run(s) x {len(m.defenses)} defense(s) x {len(m.models)} model(s), "
+              f"{m.computed} score(s) computed, {m.reused} reused from the cache; {args.out / MATRIX_CSV}",
+              file=sys.stderr)
     n_q = sum(r.qualified for r in result.runs)
     n_inv = sum(r.status == "invalid" for r in result.runs)
     print(f"pp-evaluate: {len(result.runs)} run(s), {n_inv} invalid, {n_q} qualified; "

@@ -37,10 +37,17 @@ import numpy as np
 
 from evaluator.common.atomic import write_bytes_atomic
 from evaluator.common.errors import JpegError
-from evaluator.config import LIBJPEG_BUILDS, SUBSAMPLINGS
 
 if TYPE_CHECKING:
-    from evaluator.config import TaskConfig
+    from typing import Any as TaskConfig  # evaluator.config.TaskConfig: not imported (config imports this module)
+
+#: libjpeg builds that jpeglib 1.0.2 bundles (see `jpeglib.version.LIBJPEG_VERSIONS`); `jpeg.libjpeg` of task.toml.
+LIBJPEG_BUILDS = (
+    "6b", "7", "8", "8a", "8b", "8c", "8d", "9", "9a", "9b", "9c", "9d", "9e", "9f",
+    "turbo120", "turbo130", "turbo140", "turbo150", "turbo200", "turbo210",
+    "mozjpeg101", "mozjpeg201", "mozjpeg300", "mozjpeg403",
+)
+SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 #: libjpeg sampling factors per subsampling, as jpeglib wants them: [[Y_v, Y_h], [Cb_v, Cb_h], [Cr_v, Cr_h]].
 SAMPLING_FACTORS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -244,6 +251,27 @@ class OrganizerCodec:
             self._write(path, rgb)
             return self._read(path)
 
+    def roundtrip_bytes(self, rgb: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(compress(rgb), decompress(compress(rgb))): the bytes the organizer scores and their pixels.
+
+        In memory through Pillow when `pillow_reproduces(self)` (its libjpeg writes the same bytes and decodes the
+        same pixels as this codec's build on the probe images; checked once per process), else through jpeglib:
+        the same result, without jpeglib's files (about 3x faster).
+
+        Why Pillow may stand in for the pinned build: both run libjpeg-turbo's accurate integer DCT, baseline
+        Huffman tables, the same quality tables and fancy upsampling, whose SIMD and C code paths libjpeg-turbo
+        keeps bit-identical; what a different version, CPU or build could still change shows on the probes
+        (`_probe_images`: odd sizes, strips, SIMD-width remainders, saturated chroma, a pixel checkerboard, noise),
+        which are checked on this machine, at this quality and subsampling, before Pillow is used. A build that
+        differs on one probe is not used at all. `tests/test_codec_roundtrip_bytes.py` checks adversarial images
+        (strips, checkerboards, binary noise, odd sizes) at quality 1, 90 and 100 against the pinned build."""
+        rgb = _check_rgb(rgb, "OrganizerCodec.roundtrip_bytes")
+        if not pillow_reproduces(self):
+            data = self.compress(rgb)
+            return data, self.decompress(data)
+        data = _pillow_compress(rgb, self.quality, self.subsampling)
+        return data, _pillow_decompress(data)
+
     def write_jpeg(self, path: str | Path, rgb: np.ndarray) -> None:
         """Write compress(rgb) to `path` atomically (temporary file in the same folder, then replace)."""
         write_bytes_atomic(Path(path), self.compress(rgb))
@@ -319,3 +347,79 @@ class OrganizerCodec:
         with libjpeg(self.libjpeg), _scratch("coeffs.jpg") as path:
             self._write_dct(path, coeffs)
             return self._read(path)
+
+
+# -- Pillow, where it reproduces the pinned build ----------------------------------------------------------------
+_PILLOW_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def _pillow_compress(rgb: np.ndarray, quality: int, subsampling: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=quality, subsampling=_PILLOW_SUBSAMPLING[subsampling],
+                                     optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def _pillow_decompress(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode != "RGB":
+            raise CodecError(f"Pillow decoded this JPEG as {im.mode}, expected RGB")
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def _probe_images() -> list[np.ndarray]:
+    """Deterministic probes for `pillow_reproduces`, chosen where a libjpeg build could differ from another: noise
+    (full-range and binary), smooth ramps and rings, saturated colour blocks and stripes (chroma at its limits),
+    flat and grey images, a one-pixel checkerboard (the largest DCT coefficients: clamping in the inverse DCT),
+    sizes with partial MCUs at both edges, one-pixel-high and -wide strips, and widths that leave a remainder in
+    every SIMD register width (33, 65, 131) for colour conversion, downsampling and fancy upsampling."""
+    rng = np.random.default_rng(20201215)
+    yy, xx = np.mgrid[0:77, 0:101]
+    ramp = np.stack([(xx * 2.5) % 256, (yy * 3.3) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    blocks = np.zeros((48, 64, 3), np.uint8)
+    blocks[:, :20] = (255, 0, 0)
+    blocks[:, 20:40] = (0, 255, 255)
+    blocks[24:, 40:] = 255
+    rings = (127.5 + 127.5 * np.sin(((xx - 50.0) ** 2 + (yy - 38.0) ** 2) / 40.0))[..., None].repeat(3, -1)
+    cy, cx = np.mgrid[0:33, 0:65]
+    checker = (((cy + cx) % 2) * 255).astype(np.uint8)
+    stripes = np.zeros((17, 131, 3), np.uint8)
+    stripes[..., 0] = 255 * ((np.arange(131) // 3) % 2)
+    stripes[..., 2] = 255 * ((np.arange(17)[:, None] // 2) % 2)
+    return [rng.integers(0, 256, (45, 67, 3), dtype=np.uint8), ramp, blocks, rings.astype(np.uint8),
+            rng.integers(100, 140, (16, 16, 3), dtype=np.uint8), rng.integers(0, 256, (9, 13, 3), dtype=np.uint8),
+            np.stack([checker, 255 - checker, checker], -1), stripes,
+            (rng.integers(0, 2, (31, 65, 3)) * 255).astype(np.uint8),
+            np.repeat(rng.integers(0, 256, (23, 33, 1), dtype=np.uint8), 3, -1),
+            rng.integers(0, 256, (1, 131, 3), dtype=np.uint8), rng.integers(0, 256, (33, 1, 3), dtype=np.uint8),
+            np.full((7, 9, 3), (250, 3, 129), np.uint8)]
+
+
+_PILLOW_OK: dict[tuple[str, int, str], bool] = {}
+
+
+def pillow_reproduces(codec: OrganizerCodec) -> bool:
+    """True when Pillow's JPEG writer and reader give byte-identical files and identical pixels to `codec`'s
+    libjpeg build on every probe image (`_probe_images`) at its quality and subsampling; cached per process."""
+    key = (codec.libjpeg, codec.quality, codec.subsampling)
+    if key not in _PILLOW_OK:
+        ok = True
+        try:
+            for rgb in _probe_images():
+                ours = codec.compress(rgb)
+                theirs = _pillow_compress(rgb, codec.quality, codec.subsampling)
+                if ours != theirs or not np.array_equal(codec.decompress(ours), _pillow_decompress(ours)):
+                    ok = False
+                    break
+        except Exception:  # noqa: BLE001 - any Pillow problem: use jpeglib
+            ok = False
+        _PILLOW_OK[key] = ok
+    return _PILLOW_OK[key]

@@ -3,7 +3,8 @@
 Every key has a default: the 2020 task's rules, the defaults of the dataclasses below (the repository's
 `task.toml` spells them out; `tests/test_config.py` checks the two agree). A task file overrides some of them.
 An unknown key, a wrong type or an impossible value raises `TaskConfigError` naming the file, the key and what
-is allowed; `biqa.model` must be a name of the BIQA registry (`evaluator.biqa.available()`).
+is allowed; `biqa.model` must be a name of the BIQA registry (`evaluator.biqa.available()`), and
+`preprocess.chain` names of the defense catalogue (`evaluator.defenses`) ending with `jpeg<jpeg.quality>`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,6 @@ from typing import Any
 from evaluator.common.errors import ConfigError
 from evaluator.contracts.jury_package import PickRule
 
-#: libjpeg builds that jpeglib 1.0.2 bundles (see `jpeglib.version.LIBJPEG_VERSIONS`).
-LIBJPEG_BUILDS = (
-    "6b", "7", "8", "8a", "8b", "8c", "8d", "9", "9a", "9b", "9c", "9d", "9e", "9f",
-    "turbo120", "turbo130", "turbo140", "turbo150", "turbo200", "turbo210",
-    "mozjpeg101", "mozjpeg201", "mozjpeg300", "mozjpeg403",
-)
-SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 
 class TaskConfigError(ConfigError, ValueError):
@@ -54,18 +48,30 @@ class SelectionRules:
 
 
 @dataclass(frozen=True)
+class PreprocessRules:
+    """[preprocess] chain: the official organizer pre-processing, a chain of `evaluator.defenses` names applied
+    left to right ('jpeg90', 'resize75+jpeg90'); it must end with the task's JPEG, `jpeg<jpeg.quality>`. Missing:
+    `jpeg<jpeg.quality>` (2020: 'jpeg90', JPEG-90 only)."""
+
+    chain: str = "jpeg90"
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     jpeg: JpegRules = field(default_factory=JpegRules)
     biqa: BiqaRules = field(default_factory=BiqaRules)
     gate: GateRules = field(default_factory=GateRules)
     selection: SelectionRules = field(default_factory=SelectionRules)
     jury: PickRule = field(default_factory=PickRule)  # [jury]: the contract's pick rule (most, least, show_original)
+    preprocess: PreprocessRules = field(default_factory=PreprocessRules)
     source: str = "<defaults>"
 
     def to_dict(self) -> dict[str, Any]:
         """The rules as plain data (for `task.json` and cache keys)."""
         d = dataclasses.asdict(self)
         d.pop("source")
+        if not d["jury"]["attention_every"]:
+            del d["jury"]["attention_every"]  # off (the default): task.json and cache keys read as before checks
         return d
 
 
@@ -90,6 +96,8 @@ def _require(where: str, key: str, ok: bool, allowed: str, value: Any) -> None:
 
 
 def _validate(cfg: TaskConfig, where: str) -> None:
+    from evaluator.codec import LIBJPEG_BUILDS, SUBSAMPLINGS  # imported here: numpy and jpeglib load on first use
+
     j, b, g, s, y = cfg.jpeg, cfg.biqa, cfg.gate, cfg.selection, cfg.jury
     _require(where, "jpeg.quality", 1 <= j.quality <= 100, "an integer 1..100", j.quality)
     _require(where, "jpeg.libjpeg", j.libjpeg in LIBJPEG_BUILDS, ", ".join(LIBJPEG_BUILDS), j.libjpeg)
@@ -104,6 +112,31 @@ def _validate(cfg: TaskConfig, where: str) -> None:
     _require(where, "selection.images", s.images >= 1, "an integer >= 1", s.images)
     _require(where, "jury.most", y.most >= 1, "an integer >= 1", y.most)
     _require(where, "jury.least", y.least >= 0, "an integer >= 0", y.least)
+    _require(where, "jury.attention_every", y.attention_every >= 0,
+             "an integer >= 0 (0: no attention checks; N: a planted check every N images)", y.attention_every)
+    _validate_chain(cfg, where)
+
+
+def _validate_chain(cfg: TaskConfig, where: str) -> str:
+    """`preprocess.chain`: known defense names joined by '+', ending with the task's JPEG `jpeg<jpeg.quality>` (the
+    scored image is that JPEG file, the one jurors see, and attacks aim through `jpeg.quality`); returns its
+    canonical spelling (no spaces)."""
+    from evaluator.defenses import DefenseError, parse_chain  # the catalogue (numpy, scipy: loaded on first use)
+
+    text = cfg.preprocess.chain
+    key = f"{where}: key 'preprocess.chain'"
+    try:
+        chain = parse_chain(text, key)
+    except DefenseError as exc:
+        raise TaskConfigError(str(exc)) from exc
+    last = f"jpeg{cfg.jpeg.quality}"
+    if chain.defenses[-1].name != last:
+        raise TaskConfigError(
+            f"{key} = {text!r} must end with the task's JPEG '{last}' (jpeg.quality = {cfg.jpeg.quality}): the scored "
+            f"image is that JPEG file (the one jurors see) and attacks aim through jpeg.quality; write e.g. '{last}' "
+            f"or 'resize75+{last}', or set jpeg.quality to the quality of the chain's last JPEG"
+        )
+    return chain.name
 
 
 def task_from_dict(data: dict[str, Any], where: str = "<dict>") -> TaskConfig:
@@ -133,9 +166,11 @@ def task_from_dict(data: dict[str, Any], where: str = "<dict>") -> TaskConfig:
             kind = type(getattr(current, key))
             values[key] = _check_type(where, f"{name}.{key}", value, kind)
         built[name] = dataclasses.replace(current, **values)
+    if "chain" not in data.get("preprocess", {}):  # the 2020 rule: the task's JPEG only, at jpeg.quality
+        built["preprocess"] = PreprocessRules(chain=f"jpeg{built['jpeg'].quality}")
     cfg = TaskConfig(**built, source=where)
     _validate(cfg, where)
-    return cfg
+    return dataclasses.replace(cfg, preprocess=PreprocessRules(chain=_validate_chain(cfg, where)))  # canonical
 
 
 def load_task(path: str | Path | None = None) -> TaskConfig:

@@ -23,8 +23,11 @@ fixes the output), and keeps the size unless its entry says otherwise (`Defense.
 
 The JPEG entries (and `social`) use the codec passed as `codec` (libjpeg build and subsampling; the quality is the
 entry's own), by default `OrganizerCodec()`, the 2020 task's turbo210 4:2:0; pass `OrganizerCodec.from_task(task)`
-to follow a task file. Chains ("resize75+jpeg90", applied left to right) are parsed by `parse_chain`, validated
-like a task.toml key, for a future task key naming the official pre-processing (not wired into task.toml yet).
+to follow a task file. Chains ("resize75+jpeg90", applied left to right) are parsed by `parse_chain`; besides the
+catalogue names a chain (and `--defenses`) may name `jpeg<Q>` for any quality Q in 1..100 (the same organizer-codec
+round trip). task.toml's `preprocess.chain` names the official pre-processing this way (default 'jpeg90', validated
+by `evaluator.config`); `official_codec(task)` is what the scoring pipeline compresses with: the plain task codec
+for a JPEG-only chain, else `PreprocessedCodec` (the chain's steps, then the task's JPEG).
 
 Unknown names raise `DefenseError` (a `ValueError`) listing the known ones, with a did-you-mean suggestion.
 """
@@ -32,7 +35,9 @@ Unknown names raise `DefenseError` (a `ValueError`) listing the known ones, with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -218,10 +223,29 @@ def names() -> list[str]:
     return list(DEFENSES)
 
 
+JPEG_NAME = re.compile(r"jpeg([1-9][0-9]?|100)")
+
+
+@functools.lru_cache(maxsize=None)
+def _jpeg_entry(quality: int) -> Defense:
+    """`jpeg<Q>` outside the catalogue: the organizer codec at quality Q (one entry per Q, made on first use)."""
+    return Defense(f"jpeg{quality}", f"the organizer codec (its libjpeg build and subsampling) at quality {quality}, "
+                   "decoded", _jpeg(quality), {"quality": quality})
+
+
+def lookup(name: str) -> Defense | None:
+    """The catalogue entry `name`, a `jpeg<Q>` entry (Q in 1..100), or None."""
+    if name in DEFENSES:
+        return DEFENSES[name]
+    m = JPEG_NAME.fullmatch(name)
+    return _jpeg_entry(int(m.group(1))) if m else None
+
+
 def _unknown(name: object, where: str) -> DefenseError:
     known = ", ".join(DEFENSES)
     hint = did_you_mean(name.strip().lower(), DEFENSES) if isinstance(name, str) else ""
-    return DefenseError(f"{where}unknown defense {name!r}{hint}; known defenses: {known}")
+    return DefenseError(f"{where}unknown defense {name!r}{hint}; known defenses: {known} (and jpeg<Q> for any JPEG "
+                        "quality Q in 1..100)")
 
 
 def get(name: str) -> Defense:
@@ -270,11 +294,11 @@ def parse_chain(text: object, where: str = "defense chain") -> Chain:
             f"'resize75+jpeg90' (known defenses: {', '.join(DEFENSES)})"
         )
     for p in parts:
-        if p not in DEFENSES:
+        if lookup(p) is None:
             raise _unknown(p, f"{where}: {text!r}: ")
     if "none" in parts and len(parts) > 1:
         raise DefenseError(f"{where}: {text!r} combines 'none' with other defenses; 'none' is the identity, drop it")
-    return Chain(tuple(DEFENSES[p] for p in parts))
+    return Chain(tuple(lookup(p) for p in parts))
 
 
 def apply(name: str, rgb: np.ndarray, codec: OrganizerCodec | None = None) -> np.ndarray:
@@ -282,7 +306,58 @@ def apply(name: str, rgb: np.ndarray, codec: OrganizerCodec | None = None) -> np
     return parse_chain(name, "defense")(rgb, codec)
 
 
+@dataclass(frozen=True, eq=False)
+class PreprocessedCodec:
+    """The official pre-processing of a task whose `preprocess.chain` has steps before its JPEG: `compress(rgb)` =
+    the task codec's `compress(steps(rgb))`, `decompress` the codec's; `quality`, `subsampling`, `libjpeg` and
+    `chain` say what it does (task.json records them)."""
+
+    steps: Chain
+    codec: OrganizerCodec
+
+    @property
+    def chain(self) -> str:
+        return f"{self.steps.name}{CHAIN_SEPARATOR}jpeg{self.codec.quality}"
+
+    quality = property(lambda self: self.codec.quality)
+    subsampling = property(lambda self: self.codec.subsampling)
+    libjpeg = property(lambda self: self.codec.libjpeg)
+
+    def compress(self, rgb: np.ndarray) -> bytes:
+        return self.codec.compress(self.steps(rgb, self.codec))
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        return self.codec.decompress(data)
+
+    def roundtrip_bytes(self, rgb: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(compress(rgb), decompress(compress(rgb))): the task codec's `roundtrip_bytes` of `steps(rgb)`."""
+        return self.codec.roundtrip_bytes(self.steps(rgb, self.codec))
+
+
+def official_chain(task: Any) -> Chain:
+    """The task's official pre-processing, `preprocess.chain` of its task.toml (validated by `evaluator.config`)."""
+    return parse_chain(task.preprocess.chain, f"{task.source}: key 'preprocess.chain'")
+
+
+def official_codec(task: Any) -> OrganizerCodec | PreprocessedCodec:
+    """What the scoring pipeline compresses every submitted image with: `OrganizerCodec.from_task(task)` when the
+    official chain is the task's JPEG alone (2020: 'jpeg90'), else `PreprocessedCodec` (the steps, then that JPEG)."""
+    codec = OrganizerCodec.from_task(task)
+    chain = official_chain(task)
+    last = chain.defenses[-1].name
+    if last != f"jpeg{codec.quality}":
+        raise DefenseError(f"{task.source}: key 'preprocess.chain' = {task.preprocess.chain!r} must end with "
+                           f"'jpeg{codec.quality}' (jpeg.quality); load the task with evaluator.config.load_task")
+    if len(chain.defenses) == 1:
+        return codec
+    return PreprocessedCodec(Chain(chain.defenses[:-1]), codec)
+
+
 __all__ = [
+    "PreprocessedCodec",
+    "lookup",
+    "official_chain",
+    "official_codec",
     "CHAIN_SEPARATOR",
     "DEFENSES",
     "OFFICIAL",

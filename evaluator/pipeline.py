@@ -6,9 +6,12 @@
 2. Validate every run (`evaluator.intake.runs`, headers only: each image is decoded once, when it is scored); an
    invalid run, or one with an image whose pixels do not decode, becomes one `invalid` row with its errors
    joined by " | ", and every other run is still scored.
-3. For every valid run and image: compress the submitted image with the organizer codec, decode, score it in
+3. For every valid run and image: compress the submitted image with the organizer codec (after the steps of a
+   longer task `preprocess.chain`: `evaluator.defenses.official_codec`), decode, score it in
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
-   (one image id at a time, all runs' versions of it batched together), never all held in memory.
+   (one image id at a time, all runs' versions of it batched together), never all held in memory. Decoding, the
+   JPEG round trip and PSNR/SSIM run in `workers` processes (one image id per job, a few jobs ahead); the model
+   scores in this process. Every value depends on the files only, not on `workers` or the thread count.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
 5. Select the jury images (`evaluator.scoring.selection`) and write the blinded jury package for the qualified runs.
 6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
@@ -30,6 +33,7 @@ import hashlib
 import io
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -44,8 +48,9 @@ from tqdm import tqdm
 from evaluator.common.errors import ResultsError
 from evaluator.scoring import metrics
 from evaluator.biqa.base import BIQAModel
-from evaluator.codec import OrganizerCodec
+from evaluator.codec import OrganizerCodec, pillow_reproduces
 from evaluator.config import TaskConfig
+from evaluator.defenses import PreprocessedCodec, official_codec
 from evaluator.common.device import model_device
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
@@ -56,7 +61,7 @@ from evaluator.outputs.report import write_report
 from evaluator.outputs.report_gallery import JpegMemo, gallery_html
 from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
                                           new_generation, tidy)
-from evaluator.scoring.fidelity import FidelityWorker
+from evaluator.scoring.fidelity import fidelity
 from evaluator.common.imageio import ImageError
 from evaluator.intake.lookalike import lookalike_warnings
 from evaluator.common.text import show_name
@@ -76,6 +81,21 @@ ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 class PipelineError(ResultsError, RuntimeError):
     """The evaluation cannot go on (the message names the file and what to do)."""
+
+
+@dataclass(frozen=True)
+class ExtraOutputs:
+    """What an `extra` step of `evaluate` added to the generation: file names (linked from OUT like the others)
+    and HTML sections for the report."""
+
+    names: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+
+
+#: An extra step of one evaluation (`pp-evaluate --matrix`: `evaluator.scoring.matrix`), run under the results lock
+#: before the report is written: (staging folder, result, task.json meta, valid runs by name, original paths) ->
+#: ExtraOutputs. Its files go into the staging folder, so they are committed with the rest or not at all.
+ExtraStep = Callable[[Path, EvaluationResult, dict, dict[str, ValidatedRun], dict[str, Path]], ExtraOutputs]
 
 
 # -- scoring ---------------------------------------------------------------------------------------------------
@@ -212,14 +232,110 @@ def _flag_name_collisions(validated: Sequence[ValidatedRun]) -> None:
                                          "keep one folder or zip per run name"))
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One submitted image of one run to prepare: JPEG round trip (need_jpeg) and/or fidelity (need_fid)."""
+
+    run: str
+    ref: Any  # evaluator.intake.runs.ImageRef (picklable)
+    need_jpeg: bool
+    need_fid: bool
+
+
+def _prepare_image(original_path: Path, entries: Sequence[_Entry], codec: OrganizerCodec | PreprocessedCodec
+                   ) -> list[tuple[str | None, str | None, np.ndarray | None, dict[str, float] | None]]:
+    """Per entry: (decode error or None, sha256 of the JPEG bytes, decoded JPEG pixels, fidelity) of one image id:
+    decode the submitted image, compress it with the organizer codec and decode that (when needed), PSNR and SSIM
+    against the original (when needed). A pure function of the files: the same in any worker process."""
+    original: np.ndarray | None = None
+    out: list[tuple[str | None, str | None, np.ndarray | None, dict[str, float] | None]] = []
+    for e in entries:
+        try:
+            rgb = e.ref.load()
+        except (ImageError, RunReadError) as exc:
+            out.append((str(exc), None, None, None))
+            continue
+        fid = None
+        if e.need_fid:
+            if original is None:
+                original = load_rgb(original_path)
+            fid = fidelity(original, rgb)
+        jpeg_sha, decoded = None, None
+        if e.need_jpeg:
+            data, decoded = codec.roundtrip_bytes(rgb)
+            jpeg_sha = hashlib.sha256(data).hexdigest()
+        out.append((None, jpeg_sha, decoded, fid))
+    return out
+
+
+def _worker_init() -> None:
+    """A preparation worker runs single-threaded (its siblings use the other cores)."""
+    torch.set_num_threads(1)
+
+
+def default_workers() -> int:
+    """Worker processes `evaluate` uses by default: one per CPU this process may run on (at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+class _Preparer:
+    """Runs `_prepare_image` jobs in order: inline (workers=0) or on a process pool (started at the first job with
+    work, so an evaluation served from the cache forks nothing), at most `ahead` jobs in flight."""
+
+    def __init__(self, workers: int, ahead: int):
+        self.workers, self.pool = workers, None
+        self.ahead = max(1, ahead)
+
+    def _start(self, codec: OrganizerCodec | PreprocessedCodec) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "fork":  # forked workers inherit the compiled PSNR/SSIM and the codec's probe result:
+            tiny = np.zeros((metrics.SSIM_MIN_SIDE, metrics.SSIM_MIN_SIDE, 3), np.uint8)  # none per worker
+            fidelity(tiny, tiny)
+            pillow_reproduces(getattr(codec, "codec", codec))  # a PreprocessedCodec's JPEG is its `codec`
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                        initializer=_worker_init)
+        return self.pool
+
+    def run(self, jobs: Iterator[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any]]:
+        """(tag, result) per (tag, args) job, in job order."""
+        from collections import deque
+
+        pending: deque = deque()  # (tag, future or None, result when inline)
+        for tag, args in jobs:
+            if self.workers <= 0 or not args[1]:  # inline, or nothing to prepare
+                pending.append((tag, None, _prepare_image(*args) if args[1] else []))
+            else:
+                pending.append((tag, (self.pool or self._start(args[2])).submit(_prepare_image, *args), None))
+            while pending and (pending[0][1] is None or len(pending) > self.ahead):
+                tag0, fut, value = pending.popleft()
+                yield tag0, value if fut is None else fut.result()
+        while pending:
+            tag0, fut, value = pending.popleft()
+            yield tag0, value if fut is None else fut.result()
+
+    def close(self, cancel: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pool = None
+
+
 def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original_paths: dict[str, Path],
                 original_shas: dict[str, str], model: BIQAModel, codec: OrganizerCodec, cache: ScoreCache,
-                batch_size: int, counters: _Counters, progress: bool, fidelity_threads: int = 1
+                batch_size: int, counters: _Counters, progress: bool, workers: int = 0
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, RunIssue]]:
     """Post-JPEG score (by submitted sha256) and fidelity (by 'submitted:original' sha256) of every image.
 
     Runs are validated from headers only, so an image whose pixels do not decode shows up here: its run is
-    returned in the third dict (run -> issue) and not scored further.
+    returned in the third dict (run -> issue) and not scored further. Decoding, the JPEG round trip and PSNR/SSIM
+    run in `workers` processes, one image id (all its runs) per job; the model scores in this process, in
+    batches. Every value is a function of the files only, so the numbers do not depend on `workers`.
     """
     def fid_key(run: ValidatedRun, image: str) -> str:
         return f"{run.images[image].sha256}:{original_shas[image]}"
@@ -235,50 +351,72 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
         cache.put_many("jpeg", fresh)
         jpeg_values.update(fresh)
 
-    def store_fidelity(done: dict[str, dict[str, float]]) -> None:
-        cache.put_many("fidelity", done, rules=False, model=False)
-        fid_values.update(done)
+    planned_jpeg: set[str] = set()
+    planned_fid: set[str] = set()
+
+    def jobs() -> Iterator[tuple[Any, tuple]]:
+        """Per image id: the entries to prepare (planned in image, run order; a file met twice is done once)."""
+        for image in image_ids:
+            entries, hits = [], []
+            for run in runs:
+                ref = run.images[image]
+                fkey = fid_key(run, image)
+                need_jpeg = ref.sha256 not in jpeg_values and ref.sha256 not in planned_jpeg
+                need_fid = fkey not in fid_values and fkey not in planned_fid
+                if not (need_jpeg or need_fid):
+                    hits.append(run.name)
+                    continue
+                planned_jpeg.update([ref.sha256] if need_jpeg else [])
+                planned_fid.update([fkey] if need_fid else [])
+                entries.append(_Entry(run.name, ref, need_jpeg, need_fid))
+            yield (image, hits, entries), (original_paths[image], entries, codec)
 
     scorer = _BatchScorer(model, batch_size, store)
-    worker = FidelityWorker(store_fidelity, threads=fidelity_threads, max_pending=4 * max(len(runs), batch_size))
     total = len(runs) * len(image_ids)
+    preparer = _Preparer(workers if total >= 8 else 0, ahead=2 * max(1, workers))
+    run_by_name = {r.name: r for r in runs}
     try:
         with tqdm(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
-            for image in image_ids:
-                original: np.ndarray | None = None
-                for run in runs:
+            for (image, hits, entries), results in preparer.run(jobs()):
+                counters.hits += len(hits)
+                bar.update(len(hits))
+                done_fid: dict[str, dict[str, float]] = {}
+                for e, (error, jpeg_sha, decoded, fid) in zip(entries, results):
                     bar.update()
-                    ref = run.images[image]
-                    need_jpeg = ref.sha256 not in jpeg_values and ref.sha256 not in pending_sha
-                    fkey = fid_key(run, image)
-                    need_fid = fkey not in fid_values and fkey not in worker
-                    if not (need_jpeg or need_fid):
-                        counters.hits += 1
+                    if e.run in failed and error is None:  # not counted; its values still serve a copy elsewhere
+                        if fid is not None:
+                            done_fid[fid_key(run_by_name[e.run], image)] = fid
+                        if decoded is not None:
+                            pending_sha[e.ref.sha256] = jpeg_sha
+                            scorer.add(e.ref.sha256, decoded)
                         continue
-                    if run.name in failed:
+                    if e.run in failed:
                         continue
-                    try:
-                        rgb = ref.load()
-                    except (ImageError, RunReadError) as exc:
-                        failed[run.name] = RunIssue(file=ref.name, problem=f"cannot be decoded ({exc})",
-                                                    fix="re-export it as 8-bit RGB PNG and submit again")
-                        log.warning("run %s: %s", show_name(run.name), show_name(str(failed[run.name])))
+                    if error is not None:
+                        failed[e.run] = RunIssue(file=e.ref.name, problem=f"cannot be decoded ({error})",
+                                                 fix="re-export it as 8-bit RGB PNG and submit again")
+                        log.warning("run %s: %s", show_name(e.run), show_name(str(failed[e.run])))
                         continue
                     counters.computed += 1
-                    if need_fid:
-                        if original is None:
-                            original = load_rgb(original_paths[image])
-                        worker.submit(fkey, original, rgb)
-                    if need_jpeg:
-                        data = codec.compress(rgb)
-                        pending_sha[ref.sha256] = hashlib.sha256(data).hexdigest()
-                        scorer.add(ref.sha256, codec.decompress(data))
-                worker.collect()
+                    if fid is not None:
+                        done_fid[fid_key(run_by_name[e.run], image)] = fid
+                    if decoded is not None:
+                        pending_sha[e.ref.sha256] = jpeg_sha
+                        scorer.add(e.ref.sha256, decoded)
+                if done_fid:
+                    cache.put_many("fidelity", done_fid, rules=False, model=False)
+                    fid_values.update(done_fid)
         scorer.flush()
-        worker.close()
-    except BaseException:
-        worker.abandon()
-        raise
+    finally:
+        preparer.close(cancel=True)
+    for run in runs:  # a file whose first copy (in another run) did not decode: this copy does not either
+        if run.name not in failed:
+            for image in image_ids:
+                ref = run.images[image]
+                if ref.sha256 not in jpeg_values or fid_key(run, image) not in fid_values:
+                    failed[run.name] = RunIssue(file=ref.name, problem="cannot be decoded (the same file failed "
+                                                "in another run)", fix="re-export it as 8-bit RGB PNG and submit again")
+                    break
     counters.batches += scorer.batches
     return jpeg_values, fid_values, failed
 
@@ -335,9 +473,10 @@ def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
 # -- the pipeline ----------------------------------------------------------------------------------------------
 def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Path, task: TaskConfig,
              model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
-             fidelity_threads: int = 1) -> EvaluationResult:
+             extra: ExtraStep | None = None, workers: int | None = None) -> EvaluationResult:
     """Score every run found in `runs_dir` (see `evaluator.intake.runs.find_runs`) and write the results into
-    `out_dir`."""
+    `out_dir` (with `extra`'s outputs, see `ExtraStep`). `workers`: processes that decode, JPEG-compress and
+    compute PSNR/SSIM (None: `default_workers()`, 0: all in this process); the results do not depend on it."""
     runs_path, out_path = Path(runs_dir), Path(out_dir)
     if not runs_path.is_dir():
         raise PipelineError(f"{runs_path}: runs folder not found; pass the folder that holds the run folders/zips")
@@ -347,12 +486,12 @@ def evaluate(originals_dir: str | Path, runs_dir: str | Path, out_dir: str | Pat
                             "pass another --out")
     run_paths = [p for p in find_runs(runs_path) if p.resolve() != out_resolved]
     return evaluate_runs(originals_dir, run_paths, out_dir, task, model, batch_size=batch_size,
-                         progress=progress, limits=limits, fidelity_threads=fidelity_threads)
+                         progress=progress, limits=limits, extra=extra, workers=workers)
 
 
 def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir: str | Path, task: TaskConfig,
                   model: BIQAModel, *, batch_size: int = 8, progress: bool = True, limits: Limits | None = None,
-                  fidelity_threads: int = 1) -> EvaluationResult:
+                  extra: ExtraStep | None = None, workers: int | None = None) -> EvaluationResult:
     """`evaluate` on an explicit list of run folders/zips (used by the Codabench adapter)."""
     originals_dir, out_dir = Path(originals_dir), Path(out_dir)
     headers = index_originals(originals_dir, limits or Limits())
@@ -366,13 +505,14 @@ def evaluate_runs(originals_dir: str | Path, run_paths: Sequence[Path], out_dir:
             raise PipelineError(str(exc)) from exc
         return _evaluate_locked(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths,
                                 batch_size=batch_size, progress=progress, limits=limits or Limits(),
-                                fidelity_threads=fidelity_threads)
+                                extra=extra, workers=default_workers() if workers is None else max(0, workers))
 
 
 def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,
                      model: BIQAModel, headers: dict[str, Any], image_ids: list[str], paths: dict[str, Path], *,
-                     batch_size: int, progress: bool, limits: Limits, fidelity_threads: int) -> EvaluationResult:
-    codec = OrganizerCodec.from_task(task)
+                     batch_size: int, progress: bool, limits: Limits, extra: ExtraStep | None = None,
+                     workers: int = 0) -> EvaluationResult:
+    codec = official_codec(task)  # the task's JPEG, after the steps of a longer preprocess.chain
     info = getattr(model, "info", None)
     weights_seed = _random_weights_seed(model)
     mhash = model_hash(model)
@@ -397,7 +537,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
                             show_name(str(v.issues[0])))
         jpeg_values, fid_values, failed = _score_runs([v for v in validated if v.valid], image_ids, paths,
                                                       original_shas, model, codec, cache, batch_size, counters,
-                                                      progress, fidelity_threads)
+                                                      progress, workers)
         for v in validated:
             if v.name in failed:
                 v.issues.append(failed[v.name])
@@ -463,12 +603,13 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     if weights_seed is not None:
         meta["warning"] = info.random_weights_note()
     valid_by_name = {v.name: v for v in valid}
-    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths)
+    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, extra)
     return result
 
 
 def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
-                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path]) -> None:
+                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path],
+                   extra: ExtraStep | None = None) -> None:
     staging = new_generation(out_dir)
     try:
         seed = meta["model"]["random_weights_seed"]
@@ -496,8 +637,9 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
                                submitted=lambda run, image: runs[run].images[image].load(),
                                scored=lambda rgb: codec.decompress(codec.compress(rgb)),
                                scored_of=lambda run, image: jury_jpegs.take((run, image), codec.decompress))
-        write_report(staging / REPORT_HTML, result, meta, thumbs, gallery)
-        commit_generation(staging, out_dir, RESULT_NAMES)
+        added = extra(staging, result, meta, runs, original_paths) if extra is not None else ExtraOutputs()
+        write_report(staging / REPORT_HTML, result, meta, thumbs, gallery, sections=added.sections)
+        commit_generation(staging, out_dir, RESULT_NAMES + added.names)
     except BaseException as exc:
         committed = committed_generation(out_dir)
         if committed is None or committed.name != staging.name:  # not switched to: drop it (else it IS the results)

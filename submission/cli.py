@@ -160,6 +160,9 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("%s", model.info.random_weights_note())
     codec = OrganizerCodec.from_task(task)  # the one source of the JPEG settings: the task rules
     threshold = float(task.biqa.threshold)  # the one source of the threshold: the task rules
+    chain_note = _chain_note(task)
+    if chain_note:
+        log.warning("%s", chain_note)
     params = attack.recorded_params(threshold)  # a target of None is recorded as the score actually aimed at
     spec = RunSpec(
         team=args.team,
@@ -173,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
         # the codec the attack optimized for (through_jpeg's DiffJPEG, pgd-dct's tables and success check) and
         # that score_jpeg in the log was measured with: the task's [jpeg] rules, the one source
         extra={"paper": cls.paper, "threshold": threshold, "codec": dataclasses.asdict(codec),
-               "task": task.to_dict()},
+               "task": task.to_dict(), **({"preprocess_note": chain_note} if chain_note else {})},
     )
     out = open_run(args.out, spec, n_images=len(originals), shard=shard, originals=args.originals.resolve())
     attack.prepare(originals, model)
@@ -189,6 +192,17 @@ def _run(args: argparse.Namespace) -> int:
     else:
         log.info("%s: shard done; run `pp-attack finalize %s` when every shard is", out, out)
     return EXIT_OK
+
+
+def _chain_note(task) -> str:
+    """'' for the 2020 rule (preprocess.chain = the task's JPEG alone); else what pp-attack does not model: the
+    steps the evaluator applies before its JPEG (through_jpeg, pgd-dct and score_jpeg know the JPEG only)."""
+    jpeg = f"jpeg{task.jpeg.quality}"
+    if task.preprocess.chain == jpeg:
+        return ""
+    return (f"{task.source}: preprocess.chain = {task.preprocess.chain!r}: the evaluator applies the steps before "
+            f"{jpeg}, but pp-attack models the JPEG only: through_jpeg's DiffJPEG, pgd-dct and score_jpeg in the log "
+            f"use {jpeg} alone; check a run under the whole chain with pp-evaluate (or --matrix)")
 
 
 def main(argv: list[str] | None = None) -> int:

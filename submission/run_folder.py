@@ -347,6 +347,12 @@ def _score(model: BIQAModel, rgb: np.ndarray, device: torch.device) -> float:
     return float(model(to_tensor(rgb).to(device))[0])
 
 
+def _clipped(model: BIQAModel, raw: torch.Tensor) -> float:
+    """A raw score clipped to the model's score range, as `model(x)` (= raw_score(x).clamp(lo, hi)) gives it."""
+    lo, hi = model.info.score_range
+    return float(raw.clamp(lo, hi))
+
+
 def attack_folder(
     attack: Attack,
     model: BIQAModel,
@@ -402,7 +408,7 @@ def attack_folder(
                 (out / f"{p.stem}.jpg").unlink(missing_ok=True)
             row = {
                 "image": p.stem,
-                "score_before": _fmt(_score(model, rgb, device)),
+                "score_before": _fmt(_clipped(model, result.raw_before[k])),  # the attack scored the original
                 "score_after": _fmt(_score(model, written, device)),
                 "score_jpeg": _fmt(_score(model, codec.roundtrip(written), device)),
                 "raw_before": _fmt(float(result.raw_before[k])),

@@ -434,3 +434,24 @@ def test_finalize_finds_the_originals_or_says_to_pass_them(tmp_path, originals, 
         assert main(["finalize", str(copy)]) == 0
     finally:
         shutil.rmtree(elsewhere)
+
+
+def test_a_task_chain_with_steps_before_its_jpeg_is_said_in_the_log_and_run_json(tmp_path, originals, caplog):
+    """task.toml's preprocess.chain ('resize75+jpeg90') is what the evaluator applies, but pp-attack's JPEG-aware
+    parts (through_jpeg's DiffJPEG, pgd-dct, score_jpeg) model the JPEG only: the shown setting must not pass as
+    honoured, so a warning says so and run.json records it."""
+    task = tmp_path / "task.toml"
+    task.write_text('[preprocess]\nchain = "resize75+jpeg90"\n')
+    run = tmp_path / "runs" / "chain"
+    with caplog.at_level("WARNING"):
+        assert main(["noise", "--originals", str(originals), "--out", str(run), "--task", str(task), "--quiet"]) == 0
+    warned = [r.getMessage() for r in caplog.records if "preprocess.chain" in r.getMessage()]
+    assert len(warned) == 1 and "resize75" in warned[0] and "score_jpeg" in warned[0] and "through_jpeg" in warned[0]
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["task"]["preprocess"] == {"chain": "resize75+jpeg90"}
+    assert "resize75" in meta["preprocess_note"] and "score_jpeg" in meta["preprocess_note"]
+    plain = tmp_path / "runs" / "plain"
+    caplog.clear()
+    assert main(["noise", "--originals", str(originals), "--out", str(plain), "--quiet"]) == 0
+    assert "preprocess_note" not in json.loads((plain / "run.json").read_text())
+    assert not [r for r in caplog.records if "preprocess.chain" in r.getMessage()]

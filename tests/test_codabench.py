@@ -43,7 +43,7 @@ def test_run_files_at_the_root_of_res(bundle):
     assert (tmp_path / "output" / "details" / "report.html").is_file()
 
 
-def test_one_zipped_run_inside_res_and_untouched_images_give_null_psnr(bundle):
+def test_one_zipped_run_inside_res_and_untouched_images_leave_psnr_out_of_scores_json(bundle):
     tmp_path, originals = bundle
     folder = write_run(tmp_path / "staging", "copy", originals)
     (tmp_path / "input" / "res").mkdir(parents=True)
@@ -53,7 +53,9 @@ def test_one_zipped_run_inside_res_and_untouched_images_give_null_psnr(bundle):
     assert _call(tmp_path) == 0
     scores = _scores(tmp_path)
     assert scores["qualified"] == 0 and scores["accuracy"] == 1.0
-    assert scores["psnr"] is None and scores["ssim"] == pytest.approx(1.0)
+    # Codabench stores scores NOT NULL: a PSNR that is not finite is left out of scores.json (its cell stays empty)
+    assert "psnr" not in scores and list(scores) == [k for k in SCORE_KEYS if k != "psnr"]
+    assert scores["ssim"] == pytest.approx(1.0)
     assert "psnr: NaN" in (tmp_path / "output" / "scores.txt").read_text()
 
 
@@ -172,3 +174,44 @@ def test_details_are_plain_files_each_once(bundle, valid):
     names = zipfile.ZipFile(archive).namelist()
     assert len(names) == len(set(names)) and sum(n.endswith(".csv") for n in names) == 3
     assert not any("/." in "/" + n for n in names)
+
+
+def test_detailed_results_html_holds_the_table_and_gallery_or_the_problems(bundle):
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 0
+    page = (tmp_path / "output" / "detailed_results.html").read_text(encoding="utf-8")
+    assert all(f"<td class=l>{i}</td>" in page for i in originals)
+    assert page.count("data:image/jpeg;base64,") == 2 * len(originals) and "Gallery" in page
+    (tmp_path / "input" / "res" / "b.png").unlink()
+    assert _call(tmp_path) == 1
+    page = (tmp_path / "output" / "detailed_results.html").read_text(encoding="utf-8")
+    assert "Invalid submission" in page and "b.png: is missing" in page and "Gallery" not in page
+
+
+# what Codabench's compute worker writes next to a result submission's files (Run.push_output, yaml.dump)
+WORKER_STATUS = "elapsedTime: null\nexitCode: null\ningestionElapsedTime: null\ningestionExitCode: null\n"
+
+
+def test_the_compute_workers_status_file_in_res_is_not_part_of_the_run(bundle):
+    """On Codabench INPUT/res is the prediction step's output: the participant's files plus the worker's `metadata`.
+    The scorer scores the run without it (the same numbers), and leaves INPUT/res as it was."""
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    assert _call(tmp_path) == 0
+    clean = _scores(tmp_path)
+    (tmp_path / "input" / "res" / "metadata").write_text(WORKER_STATUS)
+    assert _call(tmp_path) == 0
+    assert _scores(tmp_path) == clean and (tmp_path / "input" / "res" / "metadata").read_text() == WORKER_STATUS
+
+
+@pytest.mark.parametrize("text", ["command: python evil.py\n", "exitCode: 0\nmine: 1\n", "not: [yaml\n", ""])
+def test_any_other_metadata_file_is_an_extra_file_of_the_run(bundle, capsys, text):
+    tmp_path, originals = bundle
+    staged = write_run(tmp_path, "res", {k: darken(v, 0.5) for k, v in originals.items()})
+    shutil.move(staged, tmp_path / "input" / "res")
+    (tmp_path / "input" / "res" / "metadata").write_text(text)
+    assert _call(tmp_path) == 1
+    assert "metadata: is not an image or run.json" in capsys.readouterr().err

@@ -60,6 +60,17 @@ def test_config_is_immutable():
         ("[jpge]\nquality = 90\n", ["unknown section [jpge]", "jpeg"]),
         ("jpeg = 90\n", ["'jpeg' must be a table"]),
         ("[jpeg\nquality = 90\n", ["not valid TOML"]),
+        ("[preprocess]\nchain = \"jpg90\"\n", ["preprocess.chain", "unknown defense 'jpg90'", "did you mean 'jpeg90'",
+                                              "known defenses: none, jpeg95, jpeg90", "social", "jpeg<Q>"]),
+        ("[preprocess]\nchain = \"resize75+\"\n", ["preprocess.chain", "empty part"]),
+        ("[preprocess]\nchain = \"\"\n", ["preprocess.chain", "is empty"]),
+        ("[preprocess]\nchain = 90\n", ["preprocess.chain", "must be str"]),
+        ("[preprocess]\nchain = \"resize75\"\n", ["preprocess.chain", "must end with the task's JPEG 'jpeg90'",
+                                                  "resize75+jpeg90"]),
+        ("[preprocess]\nchain = \"none\"\n", ["preprocess.chain", "must end with the task's JPEG 'jpeg90'"]),
+        ("[preprocess]\nchain = \"jpeg75\"\n", ["preprocess.chain", "'jpeg90' (jpeg.quality = 90)"]),
+        ("[jpeg]\nquality = 75\n[preprocess]\nchain = \"jpeg90\"\n", ["preprocess.chain", "'jpeg75'"]),
+        ("[preprocess]\nchian = \"jpeg90\"\n", ["unknown key 'preprocess.chian'", "chain"]),
     ],
 )
 def test_bad_task_file_names_key_and_allowed_values(tmp_path, text, fragments):
@@ -79,3 +90,36 @@ def test_missing_task_file(tmp_path):
 
 def test_no_path_gives_defaults():
     assert load_task(None) == TaskConfig()
+
+
+def test_the_official_chain_defaults_to_the_tasks_jpeg_and_may_add_steps_before_it(tmp_path):
+    from evaluator.codec import OrganizerCodec
+    from evaluator.defenses import PreprocessedCodec, official_codec
+
+    assert TaskConfig().preprocess.chain == "jpeg90" and load_task(None).preprocess.chain == "jpeg90"
+    q75 = load_task(write(tmp_path, "[jpeg]\nquality = 75\n"))
+    assert q75.preprocess.chain == "jpeg75"  # a task file of before the key keeps its JPEG-only rule
+    assert official_codec(q75) == OrganizerCodec(quality=75)
+    odd = load_task(write(tmp_path, "[jpeg]\nquality = 83\n"))
+    assert odd.preprocess.chain == "jpeg83" and official_codec(odd) == OrganizerCodec(quality=83)
+    chained = load_task(write(tmp_path, "[preprocess]\nchain = \" resize75 + jpeg90 \"\n"))
+    codec = official_codec(chained)
+    assert isinstance(codec, PreprocessedCodec) and codec.chain == "resize75+jpeg90" and codec.quality == 90
+    assert chained.to_dict()["preprocess"] == {"chain": "resize75+jpeg90"}  # canonical: one spelling, one cache key
+
+
+def test_a_longer_official_chain_changes_the_cache_key_and_the_jpeg_only_chain_does_not(tmp_path):
+    import hashlib
+    import json
+
+    from evaluator.scoring.score_cache import rules_hash
+
+    def before(task: TaskConfig) -> str:  # rules_hash as it was before the key existed
+        rules = task.to_dict()
+        keyed = {"jpeg": rules["jpeg"], "biqa.model": rules["biqa"]["model"]}
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    default = load_task(None)
+    assert rules_hash(default) == before(default)
+    chained = load_task(write(tmp_path, "[preprocess]\nchain = \"blur1+jpeg90\"\n"))
+    assert rules_hash(chained) != rules_hash(default)

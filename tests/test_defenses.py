@@ -280,3 +280,18 @@ def test_malformed_chains_are_refused_with_the_key_named(text: object, message: 
     with pytest.raises(DefenseError, match=message) as err:
         parse_chain(text, "task.toml: key 'defense.official'")
     assert str(err.value).startswith("task.toml: key 'defense.official'")
+
+
+@pytest.mark.parametrize("quality", [1, 83, 100])
+def test_a_chain_may_name_any_jpeg_quality_through_the_organizer_codec(quality: int) -> None:
+    rgb = IMAGES["photo"]
+    codec = OrganizerCodec(quality=quality)
+    chain = parse_chain(f"jpeg{quality}")
+    assert chain.name == f"jpeg{quality}" and chain.defenses[0].params == {"quality": quality}
+    assert np.array_equal(chain(rgb), codec.decompress(codec.compress(rgb)))
+
+
+@pytest.mark.parametrize("text", ["jpeg0", "jpeg101", "jpeg090", "jpeg-5", "jpeg", "jpeg9.5"])
+def test_jpeg_names_outside_1_to_100_are_unknown_and_the_message_says_which_are_known(text: str) -> None:
+    with pytest.raises(DefenseError, match=r"unknown defense .*known defenses: none, .*jpeg<Q> for any JPEG quality"):
+        parse_chain(text)

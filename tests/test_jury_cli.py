@@ -14,6 +14,7 @@ from evaluator.common.errors import exit_code_help
 from jury_app.cli import main
 from jury_app.testing.fixtures import make_demo_package
 from evaluator.contracts.jury_package import load_package
+from jury_app.votes.backends import open_store
 from jury_app.votes.store import VoteStore
 
 RUNS = ["TEAMSECRET_run1", "TEAMSECRET_run2", "TEAMSECRET_run3", "TEAMSECRET_run4"]
@@ -266,3 +267,42 @@ def test_rank_votes_leaves_out_revoked_jurors_with_a_warning(capsys, pkg, tmp_pa
     code, from_bare, err = run(capsys, "rank", bare, "--votes", votes_file)
     assert code == 0 and "6 ballots from 3 jurors" in err and "left out" not in err
     assert not (bare / "votes.sqlite").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite-url", "postgresql"])
+def test_every_command_takes_store_url_and_codes_are_listed(capsys, pkg, tmp_path, request, backend):
+    """--store URL on jurors, admin, export, rank; `jurors --codes` prints each juror's completion code; the
+    default DIR/votes.sqlite is never created."""
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}" if backend == "sqlite-url" else request.getfixturevalue("pg_url")
+    code, out, err = run(capsys, "jurors", pkg, "--add", 2, "--completion-prefix", "PANEL", "--store", url)
+    assert code == 0 and len(out.strip().splitlines()) == 2 and "organizer" in err
+    store = open_store(load_package(pkg), url)
+    codes = {j.juror: j.completion_code for j in store.jurors()}
+    c = _cand(pkg)
+    for image in ("img00", "img01"):
+        store.save_ballot("juror001", image, [c[(RUNS[0], image)], c[(RUNS[1], image)]], [c[(RUNS[3], image)]])
+    store.finalize("juror001")
+    code, out, _ = run(capsys, "jurors", pkg, "--codes", "--store", url)
+    lines = [l.split("\t") for l in out.strip().splitlines()]
+    assert code == 0 and [(l[0], l[2]) for l in lines] == sorted(codes.items())
+    assert lines[0][1] != "not final" and lines[1][1] == "not final" and codes["juror001"].startswith("PANEL-")
+    for other in (["--codes"], ["--revoke", "juror002"]):
+        code, _, err = run(capsys, "jurors", pkg, *other, "--completion-prefix", "X", "--store", url)
+        assert code == 2 and "--completion-prefix goes with --add" in err
+    assert not store.jurors()[1].revoked
+    code, out, _ = run(capsys, "admin", pkg, "--store", url)
+    assert code == 0 and store.verify_admin(parse_qs(urlparse(out.strip()).query)["admin"][0])
+    code, votes, _ = run(capsys, "export", pkg, "--store", url)
+    assert code == 0 and len(votes.strip().splitlines()) == 1 + 6
+    code, ranked, err = run(capsys, "rank", pkg, "--store", url)
+    assert code == 0 and "2 ballots from 1 jurors" in err and ranked.startswith("run,")
+    assert not (pkg / "votes.sqlite").exists()
+    store.close()
+
+
+def test_store_from_the_environment_and_bad_urls(capsys, pkg, tmp_path, monkeypatch):
+    monkeypatch.setenv("PP_JURY_STORE", f"sqlite:///{tmp_path / 'env.sqlite'}")
+    code, out, _ = run(capsys, "jurors", pkg, "--add", 1)
+    assert code == 0 and (tmp_path / "env.sqlite").exists() and not (pkg / "votes.sqlite").exists()
+    code, _, err = run(capsys, "export", pkg, "--store", "mysql://u:hunter2@h/db")
+    assert code == 2 and "unknown kind 'mysql'" in err and "hunter2" not in err and "u:***@h" in err

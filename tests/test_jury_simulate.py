@@ -88,3 +88,48 @@ def test_command_line_names_the_store_it_filled(package, capsys):
     store = load_package(jury).store_path
     assert capsys.readouterr().out.strip().endswith(f"cast 6 ballots into {store}")
     assert VoteStore(load_package(jury)).count_ballots() == 6
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_pp_jury_simulate_runs_as_several_processes_on_one_store(package, request, backend, tmp_path):
+    """`pp-jury simulate` (three processes at once) on one store: each adds its own labelled jurors; every ballot
+    lands, finalized, and the store holds no juror twice."""
+    import subprocess
+    import sys
+
+    jury, originals = package
+    url = (f"sqlite:///{tmp_path / 'shared.sqlite'}" if backend == "sqlite" else request.getfixturevalue("pg_url"))
+    procs = [subprocess.Popen([sys.executable, "-m", "jury_app.cli", "simulate", str(jury), "--originals",
+                               str(originals), "--jurors", "3", "--seed", str(k), "--store", url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert all(o.startswith("SIMULATED jury: 3 scripted jurors cast 9 ballots into ") for o, _ in outs)
+    from jury_app.votes.backends import open_store
+
+    store = open_store(load_package(jury), url)
+    jurors = store.jurors()
+    assert [j.juror for j in jurors] == [f"simulated{k:03d}" for k in range(1, 10)]
+    assert all(j.finalized and j.ballots == 3 for j in jurors) and store.count_ballots() == 27
+    assert not (jury / "votes.sqlite").exists()
+    store.close()
+
+
+def test_simulate_refuses_a_store_with_real_jurors_and_rank_labels_simulated_ballots(package, capsys):
+    """Scripted ballots must never mix unnoticed with people's: `pp-jury simulate` refuses a store that already
+    has non-simulated jurors (nothing is added), and `pp-jury rank` says when simulated ballots are counted."""
+    from jury_app.cli import main as pp_jury
+
+    jury, originals = package
+    args = ["simulate", str(jury), "--originals", str(originals), "--jurors", "2"]
+    assert pp_jury(args) == 0
+    assert pp_jury(["rank", str(jury)]) == 0
+    err = capsys.readouterr().err
+    assert "6 ballot(s) of 2 SIMULATED juror(s)" in err and "simulated001" in err
+    store = VoteStore(load_package(jury))
+    store.add_jurors(1)  # a person: juror001
+    before = [j.juror for j in store.jurors()]
+    assert pp_jury(args) == 2
+    err = capsys.readouterr().err
+    assert "juror001" in err and "copy of the package" in err
+    assert [j.juror for j in store.jurors()] == before and store.count_ballots() == 6

@@ -36,6 +36,7 @@ CONTRACT_FILES = {
     "selection.csv": "evaluator.contracts.results",
     "task.json": "evaluator.contracts.results",
     "report.html": "evaluator.contracts.results",
+    "matrix.csv": "evaluator.contracts.results",
     "manifest.json": "evaluator.contracts.jury_package",
     "key.json": "evaluator.contracts.jury_package",
     "votes.sqlite": "evaluator.contracts.jury_package",

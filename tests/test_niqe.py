@@ -202,3 +202,47 @@ def test_oracle_aggd_fit_recovers_known_generalized_gaussians() -> None:
         assert a == pytest.approx(alpha, rel=0.03)
         assert bl == pytest.approx(0.5, rel=0.03) and br == pytest.approx(0.5, rel=0.03)
         assert abs(eta) < 0.02
+
+
+def test_scoring_path_without_graph_agrees_with_the_differentiable_path(model: Niqe) -> None:
+    """Scoring (no graph) takes in-place shifted sums and float64 moments; attacks take the autograd path. The two
+    compute the same NIQE: on every version of two photos, both agree to 1e-5 relative (the float32 rounding of
+    each filter pass is the same in both; only the order of the float64 sums differs)."""
+    for name in ("coffee", "china"):
+        versions, _, _ = versions_and_scores(name)
+        x = to_tensor(*versions.values())
+        with torch.no_grad():
+            fast = model.niqe(x)
+            fast_features = niqe_features(x)
+        xg = x.clone().requires_grad_(True)
+        graph = model.niqe(xg)
+        graph_features = niqe_features(xg)
+        assert graph.requires_grad and not fast.requires_grad
+        torch.testing.assert_close(fast, graph.detach(), rtol=1e-5, atol=0)
+        torch.testing.assert_close(fast_features, graph_features.detach(), rtol=1e-4, atol=1e-5)
+        with torch.inference_mode():
+            assert torch.equal(model.niqe(x), fast)
+
+
+def test_half_bicubic_without_graph_equals_the_differentiable_one() -> None:
+    img = torch.from_numpy(np.random.default_rng(5).uniform(0, 255, (2, 96, 144)).astype(np.float32))
+    with torch.no_grad():
+        fast = half_bicubic(img)
+    graph = half_bicubic(img.clone().requires_grad_(True))
+    assert fast.dtype == graph.dtype == torch.float32 and fast.shape == (2, 48, 72)
+    torch.testing.assert_close(fast, graph.detach(), rtol=1e-6, atol=1e-4)
+
+
+def test_scores_do_not_depend_on_the_number_of_threads(model: Niqe) -> None:
+    versions, _, _ = versions_and_scores("flower")
+    x = to_tensor(*versions.values())
+    before = torch.get_num_threads()
+    try:
+        scores = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                scores.append(model.niqe(x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(scores[0], scores[1])

@@ -26,7 +26,7 @@ import evaluator.pipeline
 from evaluator.common.versions import library_versions
 from evaluator.codec import OrganizerCodec
 from evaluator.config import TaskConfig, task_from_dict
-from evaluator.scoring.fidelity import SSIM_FLOAT32_TOLERANCE
+from evaluator.scoring.fidelity import SSIM_TOLERANCE
 from evaluator.contracts.jury_package import jpeg_markers
 from evaluator.contracts.results import RUNS_COLUMNS, SCORES_COLUMNS
 from evaluator.pipeline import PipelineError, evaluate
@@ -98,9 +98,9 @@ def test_every_file_of_the_results_contract(setup):
         assert float(r["score"]) == pytest.approx(expected, abs=1e-4)
         assert r["low_quality"] == ("true" if expected < 50 else "false")
         assert float(r["psnr"]) == pytest.approx(peak_signal_noise_ratio(orig, sub, data_range=255), rel=1e-9)
-        # SSIM is computed in float32 (evaluator.scoring.fidelity): documented difference <= SSIM_FLOAT32_TOLERANCE
+        # SSIM is the compiled one (evaluator.scoring.fidelity): documented difference <= SSIM_TOLERANCE
         assert float(r["ssim"]) == pytest.approx(
-            structural_similarity(orig, sub, channel_axis=-1, data_range=255), rel=0, abs=SSIM_FLOAT32_TOLERANCE)
+            structural_similarity(orig, sub, channel_axis=-1, data_range=255), rel=0, abs=SSIM_TOLERANCE)
 
     # runs.csv: exact columns, invalid row with its errors, numbers over the high-quality originals only
     runs = {r["run"]: r for r in _read_csv(out / "runs.csv")}
@@ -384,34 +384,27 @@ def test_a_results_folder_inside_the_runs_folder_is_not_taken_for_a_run(setup):
         evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "runs", TaskConfig(), model, progress=False)
 
 
-@pytest.mark.parametrize("threads", [0, 3])
-def test_fidelity_threads_do_not_change_any_number(setup, threads):
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_worker_processes_do_not_change_any_number(setup, workers):
+    """Decoding, JPEG and PSNR/SSIM in 0 (inline), 1 or 3 worker processes: the same files, byte for byte."""
     tmp_path, _, _ = setup
     _run(tmp_path)
-    reference = (tmp_path / "out" / "scores.csv").read_bytes()
+    names = ("scores.csv", "runs.csv", "selection.csv")
+    reference = {n: (tmp_path / "out" / n).read_bytes() for n in names}
     shutil.rmtree(tmp_path / "out")
     result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(), BrightnessBIQA(),
-                      batch_size=2, progress=False, fidelity_threads=threads)
-    assert (tmp_path / "out" / "scores.csv").read_bytes() == reference
+                      batch_size=2, progress=False, workers=workers)
+    assert {n: (tmp_path / "out" / n).read_bytes() for n in names} == reference
     assert result.cache.computed == 5 + 10
 
 
-def test_fidelity_worker_keeps_order_bounds_memory_and_reports_errors():
-    from evaluator.scoring.fidelity import FidelityWorker
-
-    got: list[str] = []
-    worker = FidelityWorker(lambda done: got.extend(done), threads=2, max_pending=2)
-    img = np.full((8, 8, 3), 100, np.uint8)
-    for i in range(7):
-        worker.submit(f"k{i}", img, img + i)
-        assert len(worker._pending) <= 2
-    worker.close()
-    assert got == [f"k{i}" for i in range(7)]
-    broken = FidelityWorker(lambda done: None, threads=1)
-    with pytest.raises(ValueError, match="differ in size"):  # raised when collected: on submit or on close
-        broken.submit("bad", img, img[:4])
-        broken.close()
-    broken.abandon()
+def test_an_unused_setting_is_refused_not_ignored(setup):
+    """`fidelity_threads` (PSNR/SSIM threads before they moved into the worker processes) is gone: passing it is
+    a TypeError, not a setting that is accepted and ignored."""
+    tmp_path, _, _ = setup
+    with pytest.raises(TypeError, match="fidelity_threads"):
+        evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(), BrightnessBIQA(),
+                 progress=False, fidelity_threads=2)
 
 
 def test_a_run_json_with_a_huge_integer_or_overflowing_float_is_one_invalid_row(setup):
@@ -434,3 +427,37 @@ def test_runs_whose_names_differ_only_in_case_are_all_invalid(setup):
     rows = [r for r in result.runs if r.run.casefold() == "team8"]
     assert len(rows) == 2 and all(r.status == "invalid" and "same run name" in r.error for r in rows)
     assert result.run(DARK).status == "scored"
+
+
+
+def test_forked_workers_inherit_the_compiled_kernels_and_the_codec_probe(tmp_path):
+    """Before the pool forks, this process compiles (or loads) PSNR/SSIM and runs the codec's Pillow probe, so a
+    worker does neither (a fresh checkout otherwise compiled the kernels once in every worker: seconds each)."""
+    import subprocess
+    import sys
+
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    code = f"""
+import multiprocessing
+from pathlib import Path
+import numpy as np
+from evaluator.codec import OrganizerCodec, _PILLOW_OK
+from evaluator.pipeline import _Entry, _Preparer
+from evaluator.scoring import fidelity_fast
+if "fork" not in multiprocessing.get_all_start_methods():
+    raise SystemExit(0)
+class Ref:
+    name, sha256 = "a.png", "0" * 64
+    def load(self):
+        return np.full((16, 16, 3), 91, np.uint8)
+preparer = _Preparer(1, ahead=1)
+jobs = iter([("tag", (Path({str(tmp_path / "a.png")!r}), [_Entry("run", Ref(), True, True)], OrganizerCodec()))])
+[(tag, [(error, sha, pixels, fid)])] = list(preparer.run(jobs))
+preparer.close()
+assert error is None and pixels.shape == (16, 16, 3) and fid["ssim"] < 1, (error, fid)
+assert fidelity_fast.ssim_uint8.signatures, "PSNR/SSIM were not compiled before the workers forked"
+assert _PILLOW_OK, "the codec probe did not run before the workers forked"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

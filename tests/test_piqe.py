@@ -206,3 +206,18 @@ def test_attacks_without_gradients_still_run_against_piqe(method: str, model: Pi
     x = to_tensor(photo("coffee")[:64, :64])
     result = get_attack(method)().run(x, model, **RULES)
     assert result.x_adv.shape == x.shape and torch.isfinite(result.raw_after).all()
+
+
+def test_scores_do_not_depend_on_the_number_of_threads(model: Piqe) -> None:
+    versions, _ = versions_and_scores("coffee")
+    x = to_tensor(*versions.values())
+    before = torch.get_num_threads()
+    try:
+        scores = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                scores.append(model.piqe(x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(scores[0], scores[1])

@@ -254,3 +254,59 @@ def test_a_retired_jury_leaves_its_key_and_manifest(tmp_path):
     _commit_with_key(out, "last")
     assert not (out / f"jury-previous-{empty.name}").exists()
     assert sorted(p.name for p in out.glob("jury-previous-*")) == [kept.name]
+
+
+def _store_urls(tmp_path: Path, request) -> list[str]:
+    urls = [f"sqlite:///{tmp_path / 'elsewhere' / 'votes.sqlite'}"]  # three slashes + an absolute path
+    if request.node.callspec.params["backend"] == "postgresql":
+        urls = [request.getfixturevalue("pg_url")]
+    return urls
+
+
+@pytest.mark.parametrize("backend", ["sqlite-elsewhere", "postgresql"])
+def test_a_jury_whose_votes_live_in_another_store_keeps_its_generation(tmp_path, request, backend, caplog):
+    """Votes in PostgreSQL (or an SQLite file outside the jury folder) leave no votes.sqlite in the jury folder:
+    opening that store (`pp-jury serve/jurors/... --store URL`) marks the folder, so a later pp-evaluate run with
+    no server running still keeps the generation a juror voted on (its images and key) where it is."""
+    from jury_app.testing.fixtures import make_demo_package
+    from evaluator.contracts.jury_package import EXTERNAL_STORE_NAME, load_package
+    from jury_app.votes.backends import open_store
+
+    (url,) = _store_urls(tmp_path, request)
+    (tmp_path / "elsewhere").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    tidy(out, NAMES)
+    old = new_generation(out)
+    write_generation_by_hand(old, "old", votes=False)
+    shutil.rmtree(old / "jury")
+    make_demo_package(old / "jury", ["r1", "r2", "r3", "r4", "r5"], 2, size=8)
+    commit_generation(old, out, NAMES)
+    package = load_package(out / "jury")  # through the link, as an organizer passes it
+    store = open_store(package, url)
+    juror = store.add_jurors(1)[0].juror
+    cands = list(package.candidate_ids("img00"))
+    store.save_ballot(juror, "img00", cands[:3], cands[3:5])
+    store.close()
+    assert not (old / "jury" / "votes.sqlite").exists()
+    marker = json.loads((old / "jury" / EXTERNAL_STORE_NAME).read_text())
+    assert marker["store"] == url and "password" not in json.dumps(marker)
+    images = sorted(p.name for p in (old / "jury" / "images").iterdir())
+    with caplog.at_level(logging.WARNING):
+        _commit_with_key(out, "new")  # no server runs
+    assert old.is_dir() and sorted(p.name for p in (old / "jury" / "images").iterdir()) == images
+    assert any(EXTERNAL_STORE_NAME in r.getMessage() for r in caplog.records if r.getMessage().startswith(str(old)))
+    again = open_store(load_package(old / "jury"), url)  # the votes still map to this very package
+    assert again.ballot(juror, "img00") is not None
+    again.close()
+
+
+def test_opening_the_default_store_writes_no_marker(tmp_path):
+    from jury_app.testing.fixtures import make_demo_package
+    from evaluator.contracts.jury_package import EXTERNAL_STORE_NAME, load_package
+    from jury_app.votes.backends import open_store
+
+    root = make_demo_package(tmp_path / "jury", ["r1", "r2", "r3", "r4", "r5"], 2, size=8)
+    open_store(load_package(root)).add_jurors(1)
+    open_store(load_package(root), f"sqlite:///{root / 'votes.sqlite'}").add_jurors(1)  # the same file
+    assert not (root / EXTERNAL_STORE_NAME).exists() and (root / "votes.sqlite").exists()

@@ -23,3 +23,8 @@ def test_library_versions_list_python_the_kit_and_every_library():
     got = versions.library_versions()
     assert list(got) == ["python", "pixel-privacy-kit", *versions.LIBRARIES]
     assert got["pixel-privacy-kit"] == versions.kit_version()
+
+
+def test_the_compiler_of_the_scoring_kernels_is_recorded():
+    """numba compiles BRISQUE's features and PSNR/SSIM (evaluator/*/..._fast.py): its version changes numbers."""
+    assert versions.library_versions()["numba"] == importlib.metadata.version("numba")

@@ -21,11 +21,13 @@ The two model files are read at run time from the installed package's directory,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
 import math
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -400,6 +402,41 @@ def _file_digest(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """Run torch ops on one intra-op thread inside the block (small ops: no OpenMP hand-offs, which spin and
+    stall when the cores are busy), then restore the caller's count."""
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def _match_package_numpy(m: np.ndarray, gray: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
+                         diff: np.ndarray) -> np.ndarray:
+    """`match_package_where_mscn_vanishes` on the float64 numpy maps of one image (m updated in place): the
+    same pixels, values and update, with the search and the flat-window test compiled."""
+    from evaluator.biqa.brisque_fast import vanishing_pixels
+
+    linear, flat = vanishing_pixels(gray, mu, sigma, diff, nss.TINY)
+    if linear.size == 0:
+        return m
+    target = np.empty(linear.size)
+    if flat.any():
+        target[flat] = package_flat_mscn(gray.reshape(-1)[linear[flat]])
+    if not flat.all():
+        rows, cols = np.unravel_index(linear[~flat], gray.shape)
+        target[~flat] = package_mscn_at(torch.from_numpy(gray), (torch.from_numpy(rows), torch.from_numpy(cols)))
+    flat_m = m.reshape(-1)
+    current = flat_m[linear]
+    flat_m[linear] = current + (target - current)
+    return m
+
+
 class Brisque(BIQAModel):
     """BRISQUE with the `brisque` package's SVR. raw_score = 100 - BRISQUE; forward = clip to [0, 100].
 
@@ -416,6 +453,7 @@ class Brisque(BIQAModel):
         model_dir: str | Path | None = None,
         match_package: bool = True,
         chunk_size: int = 1,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
@@ -431,6 +469,9 @@ class Brisque(BIQAModel):
         if chunk_size < 1:
             raise ValueError(f"Brisque: chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
+        if threads is not None and threads < 1:
+            raise ValueError(f"Brisque: threads must be >= 1 (or None: torch's thread count), got {threads}")
+        self.threads = threads
         self.register_buffer("support_vectors", svr.support_vectors)
         self.register_buffer("dual_coef", svr.dual_coef)
         self.register_buffer("rho", torch.tensor(svr.rho, dtype=torch.float64))
@@ -444,6 +485,8 @@ class Brisque(BIQAModel):
         self.check_input(x)
         if min(x.shape[-2:]) < MIN_SIZE:
             raise ValueError(f"BRISQUE needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape)}")
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return self._features_no_graph(x)
         per_chunk = []
         for chunk in x.split(self.chunk_size):  # small chunks keep temporaries in cache
             x64 = to_float64_on_8bit_grid(chunk)
@@ -456,13 +499,37 @@ class Brisque(BIQAModel):
         )
         return features_from_moments(moments).to(torch.float64)
 
+    def _features_no_graph(self, x: torch.Tensor) -> torch.Tensor:
+        """`features` without a graph: the compiled per-image kernels of `evaluator.biqa.brisque_fast` (float64
+        throughout, one image per thread: the values do not depend on `self.threads`, the batch or torch's
+        thread count)."""
+        from evaluator.biqa import brisque_fast
+
+        images = x.detach().cpu()
+        if images.dtype not in (torch.float32, torch.float64):
+            images = images.to(torch.float64)
+        taps = nss.gaussian_kernel1d(KERNEL_SIZE, KERNEL_SIGMA, dtype=torch.float64).numpy()
+        half_taps = np.array(HALF_SCALE_TAPS, dtype=np.float64)
+        match = _match_package_numpy if self.match_package else None
+        threads = self.threads if self.threads is not None else torch.get_num_threads()
+        with single_torch_thread():  # the package-rounding fix-ups run small torch ops on each image's thread
+            moments = torch.from_numpy(brisque_fast.batch_moments(
+                images.contiguous().numpy(), GRAY_WEIGHTS, taps, half_taps, MSCN_C, nss.TINY, match, threads,
+            ))  # (N, 2 scales, 5 maps, 4 moments)
+        stacked = nss.AGGDMoments(*(moments[..., k] for k in range(4)))
+        with single_torch_thread():
+            return features_from_moments(stacked).to(device=x.device, dtype=torch.float64)
+
     def svr(self, features: torch.Tensor) -> torch.Tensor:
         """BRISQUE (N,) (lower = better) of raw features (N, 36): min-max scaling to [-1, 1], then the RBF SVR."""
         dtype = self.support_vectors.dtype
         f = features.to(dtype)
         scaled = -1 + 2.0 / (self.feature_max - self.feature_min) * (f - self.feature_min)
         sq_dist = ((scaled[:, None, :] - self.support_vectors[None, :, :]) ** 2).sum(-1)
-        return torch.exp(-self.gamma * sq_dist) @ self.dual_coef - self.rho
+        if torch.is_grad_enabled() and features.requires_grad:
+            return torch.exp(-self.gamma * sq_dist) @ self.dual_coef - self.rho
+        with single_torch_thread():  # small: one thread is faster, and the sums do not depend on a thread count
+            return (torch.exp(-self.gamma * sq_dist) * self.dual_coef).sum(-1) - self.rho
 
     def brisque(self, x: torch.Tensor) -> torch.Tensor:
         """The BRISQUE score (N,) of the package (lower = better, roughly 0..100), float64."""

@@ -194,13 +194,17 @@ class KonCept512BIQA(BIQAModel):
             state, sha = read_koncept512_checkpoint(weights)
             self.net.load_state_dict(state, strict=False)  # keys checked above; num_batches_tracked may be absent
         self.info = spec("koncept512").info(weights_sha256=sha, random_weights_seed=random_seed)
+        # channels_last (NHWC): oneDNN's / cuDNN's fast convolution layout; the values are those of the default
+        # layout up to float rounding (benchmarks/bench_koncept512.py prints the difference), the state dict the same
+        self.net.to(memory_format=torch.channels_last)
 
     @staticmethod
     def preprocess(x: torch.Tensor) -> torch.Tensor:
-        """Resize to 384x512 (bilinear, antialiased, only when the size differs), then (x - 0.5) / 0.5."""
+        """Resize to 384x512 (bilinear, antialiased, only when the size differs), then (x - 0.5) / 0.5, in
+        channels_last memory format (values unchanged)."""
         if tuple(x.shape[-2:]) != INPUT_SIZE:
             x = F.interpolate(x, size=INPUT_SIZE, mode="bilinear", align_corners=False, antialias=True)
-        return (x - 0.5) / 0.5
+        return ((x - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)
 
     def raw_score(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

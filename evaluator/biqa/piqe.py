@@ -82,9 +82,12 @@ def check_size(h: int, w: int) -> None:
 
 def gray_u8(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 1] -> (N, H, W) int64 gray 0..255 (step 1: 8-bit quantisation, OpenCV's luma)."""
-    q = torch.round(x.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0).to(torch.int64)
+    q = torch.empty(x.shape, dtype=torch.float64, device=x.device).copy_(x.detach())  # never x itself
+    q = q.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.int64)
     wr, wg, wb = _GRAY_WEIGHTS
-    return (q[:, 0] * wr + q[:, 1] * wg + q[:, 2] * wb + (1 << (_GRAY_SHIFT - 1))) >> _GRAY_SHIFT
+    y = q[:, 0] * wr
+    y.add_(q[:, 1], alpha=wg).add_(q[:, 2], alpha=wb).add_(1 << (_GRAY_SHIFT - 1))
+    return y.bitwise_right_shift_(_GRAY_SHIFT)
 
 
 def _pad_symmetric(y: torch.Tensor) -> torch.Tensor:
@@ -105,30 +108,37 @@ def _gauss_window() -> torch.Tensor:
     return g / g.sum()
 
 
-def _blur(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) float64 -> same size: separable 7x7 Gaussian with replicated borders (cv2 BORDER_REPLICATE)."""
+def _blur_pair(img: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w * I, w * I^2) of (N, H, W) float64, w the separable 7x7 Gaussian with replicated borders
+    (cv2.GaussianBlur, BORDER_REPLICATE): one padded buffer of both, filtered as shifted, weighted slices summed in
+    place, rows then columns (no conv2d with one channel; per-pixel float64 sums, the same for any thread count)."""
     r = GAUSS_SIZE // 2
-    n, h, w = img.shape
-    p = F.pad(img.unsqueeze(1), (r, r, r, r), mode="replicate")
-    p = F.conv2d(p, window.view(1, 1, 1, -1))
-    p = F.conv2d(p, window.view(1, 1, -1, 1))
-    return p.reshape(n, h, w)
+    taps = window.tolist()
+    p = F.pad(img.unsqueeze(1), (r, r, r, r), mode="replicate").squeeze(1)
+    both = torch.stack([p, p * p])  # (2, N, H + 2r, W + 2r)
+    h, w = img.shape[-2:]
+    rows = both[..., 0:w] * taps[0]
+    for k in range(1, GAUSS_SIZE):
+        rows.add_(both[..., k : k + w], alpha=taps[k])
+    out = rows[..., 0:h, :] * taps[0]
+    for k in range(1, GAUSS_SIZE):
+        out.add_(rows[..., k : k + h, :], alpha=taps[k])
+    return out[0], out[1]
 
 
 def mscn(img: torch.Tensor) -> torch.Tensor:
     """MSCN (step 3): (I - mu) / (sqrt(|w * I^2 - mu^2|) + 1) of (N, H, W) float64 images in 0..255."""
-    window = _gauss_window()
-    mu = _blur(img, window)
-    nu = torch.sqrt((_blur(img * img, window) - mu * mu).abs())
-    return (img - mu) / (nu + MSCN_C)
+    mu, ex2 = _blur_pair(img, _gauss_window())
+    nu = torch.sub(ex2, mu * mu, out=ex2).abs_().sqrt_()
+    return (img - mu).div_(nu.add_(MSCN_C))
 
 
 def normalised_image(x: torch.Tensor) -> torch.Tensor:
     """Steps 1-2: (N, 3, H, W) RGB in [0, 1] -> (N, H', W') float64 round(255 Y / max Y), padded to 16 | H', W'."""
     y = _pad_symmetric(gray_u8(x)).to(torch.float64)
     peak = y.amax(dim=(-2, -1), keepdim=True)
-    scaled = torch.where(peak > 0, 255.0 * (y / peak.clamp_min(1.0)), torch.zeros_like(y))
-    return torch.round(scaled)
+    # an all-black image (peak 0) is all zeros and stays 0: 0 / 1 * 255
+    return y.div_(peak.clamp_min(1.0)).mul_(255.0).round_()
 
 
 def _blocks(m: torch.Tensor) -> torch.Tensor:
@@ -137,19 +147,27 @@ def _blocks(m: torch.Tensor) -> torch.Tensor:
     return m.reshape(n, h // BLOCK, BLOCK, w // BLOCK, BLOCK).permute(0, 1, 3, 2, 4).reshape(n, -1, BLOCK, BLOCK)
 
 
+def _sample_var(v: torch.Tensor) -> torch.Tensor:
+    """Sample variance (ddof 1) over the last dim, two-pass: sum((v - mean)^2) / (n - 1), float64 sums over
+    that dim only (the same for any thread count; torch.var / std on short rows cost more than the arithmetic)."""
+    n = v.shape[-1]
+    d = v - v.sum(-1, keepdim=True) / n
+    return d.mul_(d).sum(-1) / (n - 1)
+
+
 def block_decisions(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(..., 16, 16) MSCN blocks -> (variance nu_k, active, artifact, noise) per block (steps 4-6)."""
-    var = blocks.flatten(-2).var(dim=-1, unbiased=True)
+    var = _sample_var(blocks.flatten(-2))
     active = var > ACTIVITY_THRESHOLD
     edges = torch.stack([blocks[..., 0, :], blocks[..., :, -1], blocks[..., -1, :], blocks[..., :, 0]], dim=-2)
     segments = edges.unfold(-1, SEGMENT, 1)  # (..., 4, 11, 6)
-    artifact = (segments.std(dim=-1, unbiased=True) < SEGMENT_THRESHOLD).flatten(-2).any(dim=-1)
+    artifact = (_sample_var(segments).sqrt_() < SEGMENT_THRESHOLD).flatten(-2).any(dim=-1)
     sigma = var.sqrt()
     c1 = BLOCK // 2 - 1  # 0-based center columns 7 and 8 (MATLAB's center1 = 8, center2 = 9)
     center = blocks[..., :, c1 : c1 + 2].transpose(-1, -2).flatten(-2)
     keep = [j for j in range(BLOCK) if j not in (c1, c1 + 2)]  # MATLAB deletes col 8, then col 9 of the rest
     surround = blocks[..., :, keep].flatten(-2)
-    ratio = center.std(dim=-1, unbiased=True) / surround.std(dim=-1, unbiased=True)
+    ratio = _sample_var(center).sqrt_() / _sample_var(surround).sqrt_()
     ratio = torch.nan_to_num(ratio, nan=0.0, posinf=float("inf"))
     beta = (sigma - ratio).abs() / torch.maximum(sigma, ratio)
     noise = sigma > 2 * beta

@@ -13,7 +13,7 @@ KIT_DISTRIBUTION = "pixel-privacy-kit"
 UNKNOWN_VERSION = "0+unknown"
 VERSIONS_KEY = "versions"
 #: the libraries whose versions change the numbers (scores, codec, images) or the attacks
-LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "pillow", "jpeglib", "brisque", "scikit-video")
+LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "pillow", "jpeglib", "brisque", "scikit-video", "numba")
 
 
 def kit_version() -> str:

@@ -16,6 +16,9 @@ Format (version 1). Every path is relative to the package folder and must stay i
       images/<candidate id>.jpg   the JPEG-90 files that were scored, named by candidate id
       originals/<image id>.png    optional: only written when task.show_original is true (any image file is read)
       votes.sqlite    created by pp-jury (the vote store)
+      votes.store.json  written by pp-jury when the votes live in another store (`--store URL`, PostgreSQL):
+                      {"store": "<the URL, password redacted>"}; like votes.sqlite, it keeps the folder from
+                      being retired by pp-evaluate (`evaluator.outputs.results_io`)
       ranking.csv     written by `pp-jury rank` (columns `RANKING_COLUMNS`)
 
 manifest.json:
@@ -40,10 +43,19 @@ manifest.json:
 
 key.json:
 
-    {"candidates": {"<candidate id>": {"run": "<run id>", "image": "<image id>"}, ...}}
+    {"candidates": {"<candidate id>": {"run": "<run id>", "image": "<image id>"}, ...},
+     "checks": {"<candidate id>": {"image": "<image id>", "kind": "degraded"}, ...}}     (only with checks)
 
-- exactly the manifest's candidate ids; `image` equals the image the candidate is listed under;
-  at most one candidate per (run, image).
+- the candidates and the checks together are exactly the manifest's candidate ids; `image` equals the image the
+  candidate is listed under; at most one candidate per (run, image).
+
+Attention checks (`task.attention_every` = N > 0; absent or 0: none, the default): every N-th image (the N-th,
+2N-th, ... in the jurors' order) gets one planted candidate more, `attention_check_jpeg` of its original: the
+photo shrunk 8 times and blown up again with nearest-neighbour pixels, then JPEG quality 10, a version an
+attentive juror never picks as most appealing. It is listed like any candidate (a random id, `images/<id>.jpg`,
+JPEG with a JFIF header only, the original's dimensions, so the juror receives the same kind of bytes of the
+same length: `served_image.blind_screen`); only key.json's "checks" tells it apart. A juror fails a check by
+picking it as most appealing; checks never count in the ranking (`jury_app.ranking.attention`).
 
 `load_package(dir)` and `load_key(dir, package)` check all of this and raise `PackageError` naming the file,
 the entry, what is wrong and what to do.
@@ -74,6 +86,7 @@ KEY_NAME = "key.json"
 IMAGES_DIR = "images"
 ORIGINALS_DIR = "originals"
 STORE_NAME = "votes.sqlite"
+EXTERNAL_STORE_NAME = "votes.store.json"  # marks a jury folder whose votes live in another store (see above)
 RANKING_NAME = "ranking.csv"
 #: `interval` names the interval that produced ci_low / ci_high: "jurors" or "jurors+images"
 #: (`jury_app.ranking.intervals`).
@@ -115,6 +128,7 @@ class PickRule:
     most: int = 3
     least: int = 2
     show_original: bool = False
+    attention_every: int = 0  # a planted attention check every N images (0: none; see the module docstring)
 
     def for_candidates(self, n: int) -> PickRule:
         """The rule for `n` candidates: the larger of (most, least) lowered by one (least on a tie) until
@@ -178,9 +192,10 @@ class CandidateKey:
 
 @dataclass(frozen=True)
 class JuryKey:
-    """Organizer-only mapping candidate id -> (run, image)."""
+    """Organizer-only mapping candidate id -> (run, image); `checks`: planted attention check id -> image."""
 
     candidates: dict[str, CandidateKey]
+    checks: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -221,17 +236,18 @@ def _inside(root: Path, rel: Any, where: str) -> Path:
 def _task(raw: Any, where: str) -> PickRule:
     if not isinstance(raw, dict):
         raise PackageError(f"{where}: 'task' must be an object {{most, least, show_original}}.")
-    unknown = set(raw) - {"most", "least", "show_original"}
+    unknown = set(raw) - {"most", "least", "show_original", "attention_every"}
     if unknown:
         raise PackageError(f"{where}: unknown keys in 'task': {sorted(unknown)}; allowed: most, least, "
-                           "show_original.")
+                           "show_original, attention_every.")
     most, least, show = raw.get("most", 3), raw.get("least", 2), raw.get("show_original", False)
-    for name, value, low in (("most", most, 1), ("least", least, 0)):
+    every = raw.get("attention_every", 0)
+    for name, value, low in (("most", most, 1), ("least", least, 0), ("attention_every", every, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise PackageError(f"{where}: task.{name} = {value!r}; it must be an integer >= {low}.")
     if not isinstance(show, bool):
         raise PackageError(f"{where}: task.show_original = {show!r}; it must be true or false.")
-    return PickRule(most=most, least=least, show_original=show)
+    return PickRule(most=most, least=least, show_original=show, attention_every=every)
 
 
 def load_package(directory: str | Path) -> JuryPackage:
@@ -304,7 +320,17 @@ def load_key(directory: str | Path, package: JuryPackage | None = None) -> JuryK
         raise PackageError(f"{kpath}: must be an object {{\"candidates\": {{id: {{run, image}}}}}}.")
     expected = {c.id: im.image for im in package.images for c in im.candidates}
     got = raw["candidates"]
-    missing = sorted(set(expected) - set(got))
+    checks_raw = raw.get("checks", {})
+    if not isinstance(checks_raw, dict) or set(checks_raw) & set(got):
+        raise PackageError(f"{kpath}: 'checks' must be an object {{id: {{image, kind}}}} of ids that are not in "
+                           "'candidates'; regenerate the package with `pp-evaluate`.")
+    checks: dict[str, str] = {}
+    for cid, entry in sorted(checks_raw.items()):
+        if not isinstance(entry, dict) or entry.get("kind") != "degraded" or expected.get(cid) != entry.get("image"):
+            raise PackageError(f"{kpath}: checks[{cid!r}] must be {{\"image\": <the image it is listed under in "
+                               f"{MANIFEST_NAME}>, \"kind\": \"degraded\"}}; regenerate the package.")
+        checks[cid] = entry["image"]
+    missing = sorted(set(expected) - set(got) - set(checks))
     extra = sorted(set(got) - set(expected))
     if missing or extra:
         raise PackageError(f"{kpath}: does not match {MANIFEST_NAME}: missing ids {missing[:5]}, unknown ids "
@@ -325,7 +351,7 @@ def load_key(directory: str | Path, package: JuryPackage | None = None) -> JuryK
                                "one version per run and image.")
         seen.add(pair)
         out[cid] = CandidateKey(run=entry["run"], image=entry["image"])
-    return JuryKey(candidates=out)
+    return JuryKey(candidates=out, checks=checks)
 
 
 def run_name_in(value: str, runs: Iterable[str]) -> str | None:
@@ -469,9 +495,12 @@ def build_manifest(task: PickRule, images: Sequence[tuple[str, Sequence[str]]],
     """The manifest.json object (format above) of `images`: (image id, its candidate ids in listing order), in
     the order jurors see them. Candidate files are `candidate_file(id)`; each image's `original` is
     `original_file(image)` when `task.show_original`, else null; "note" only when given."""
+    rule = dataclasses.asdict(task)
+    if not rule["attention_every"]:
+        del rule["attention_every"]  # no checks: the manifest reads as before they existed
     manifest: dict[str, object] = {
         "version": FORMAT_VERSION,
-        "task": dataclasses.asdict(task),
+        "task": rule,
         "images": [{"image": image,
                     "original": original_file(image) if task.show_original else None,
                     "candidates": [{"id": cid, "file": candidate_file(cid)} for cid in cids]}
@@ -491,6 +520,31 @@ def write_manifest(directory: str | Path, manifest: Mapping[str, object]) -> Non
     _write_json(Path(directory) / MANIFEST_NAME, manifest)
 
 
-def write_key(directory: str | Path, key: Mapping[str, Mapping[str, str]]) -> None:
-    """Write `DIR/key.json` from {candidate id: {"run", "image"}}, ids sorted, atomically."""
-    _write_json(Path(directory) / KEY_NAME, {"candidates": {cid: dict(key[cid]) for cid in sorted(key)}})
+def write_key(directory: str | Path, key: Mapping[str, Mapping[str, str]],
+              checks: Mapping[str, str] | None = None) -> None:
+    """Write `DIR/key.json` from {candidate id: {"run", "image"}} and the planted checks {id: image}, ids sorted,
+    atomically ("checks" only when there are some)."""
+    data: dict[str, object] = {"candidates": {cid: dict(key[cid]) for cid in sorted(key)}}
+    if checks:
+        data["checks"] = {cid: {"image": checks[cid], "kind": "degraded"} for cid in sorted(checks)}
+    _write_json(Path(directory) / KEY_NAME, data)
+
+
+CHECK_SHRINK = 8  # attention check: shrink factor before blowing the photo up again
+CHECK_QUALITY = 10  # and its JPEG quality
+
+
+def attention_check_jpeg(rgb: Any) -> bytes:
+    """The planted attention check of an image (see the module docstring): the original's HxWx3 uint8 pixels,
+    box-shrunk by CHECK_SHRINK (at least 1 pixel), nearest-neighbour back to WxH, JPEG quality CHECK_QUALITY
+    (Pillow, JFIF header only: no metadata)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    small = im.resize((max(1, im.width // CHECK_SHRINK), max(1, im.height // CHECK_SHRINK)), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    small.resize(im.size, Image.Resampling.NEAREST).save(buf, format="JPEG", quality=CHECK_QUALITY)
+    return buf.getvalue()

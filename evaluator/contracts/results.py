@@ -8,6 +8,9 @@ adapter, participants' scripts) read them through it.
     OUT/task.json       the rules, model, codec, library versions, originals and jury note of the evaluation
     OUT/report.html     the self-contained report (`evaluator.outputs.report`)
     OUT/jury/           the jury package (`evaluator.contracts.jury_package`)
+    OUT/matrix.csv      with `pp-evaluate --matrix` only: the survival matrix, one row per (run, defense, BIQA)
+                        (`MATRIX_COLUMNS`, `evaluator.scoring.matrix`); not in `RESULT_NAMES` (an evaluation
+                        without --matrix has none: the link OUT/matrix.csv then points at nothing)
 
 CSV cells: '' for None/NaN, `true`/`false`, `inf`/`-inf`, the shortest round-trip repr of a float; every text
 cell through `evaluator.common.csv_safe` (a cell that a spreadsheet would run as a formula gets a leading `'`;
@@ -32,6 +35,7 @@ SELECTION_CSV = "selection.csv"
 TASK_JSON = "task.json"
 REPORT_HTML = "report.html"
 JURY_DIR = "jury"
+MATRIX_CSV = "matrix.csv"
 #: everything one evaluation writes (each a link into the committed generation, `evaluator.outputs.results_io`)
 RESULT_NAMES = (RUNS_CSV, SCORES_CSV, SELECTION_CSV, TASK_JSON, REPORT_HTML, JURY_DIR)
 
@@ -42,6 +46,11 @@ RUNS_COLUMNS = (
 )
 SCORES_COLUMNS = ("run", "image", "score_clean", "score", "low_quality", "psnr", "ssim")
 SELECTION_COLUMNS = ("image", "variance", "rank")
+#: matrix.csv: accuracy / qualified as in runs.csv, under pre-processing `defense` (a name or chain of
+#: `evaluator.defenses`) and model `biqa`, over the originals that model calls high quality; `error` (last) is
+#: empty, or why the cell has no numbers (a defense or the model failed on one of the run's images; then
+#: n_images is 0 and accuracy, mean_score and qualified are empty)
+MATRIX_COLUMNS = ("run", "defense", "biqa", "n_images", "accuracy", "mean_score", "qualified", "error")
 
 
 # -- CSV ---------------------------------------------------------------------------------------------------------

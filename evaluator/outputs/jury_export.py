@@ -10,6 +10,9 @@ images x qualified runs.
   (APP1..APP15) and COM.
 - Candidates are listed, and their files written, in the order of their random ids, and every file gets the
   same modification time, so neither the list nor the files' order or times follow the runs.
+- With `picks.attention_every` = N > 0, every N-th image gets one planted attention check more
+  (`evaluator.contracts.jury_package.attention_check_jpeg` of its original), drawn, checked, written and listed
+  exactly like the other candidates; only key.json's "checks" names it.
 - With fewer candidates than `most + least`, the picks shrink (`PickRule.for_candidates`) and the manifest says
   so (`PickRule.shrink_note`).
 - Before the manifest is written, `evaluator.contracts.jury_package.blinding_problems` (the check `pp-jury serve` makes) runs
@@ -33,7 +36,7 @@ import numpy as np
 from evaluator.common.errors import JuryPackageError
 from evaluator.common.imageio import save_png
 from evaluator.contracts.jury_package import (MANIFEST_NAME, MIN_RUN_NAME_SEARCH, PackageError, PickRule,
-                                              blinding_problems, build_manifest, check_jpeg_metadata_free,
+                                              attention_check_jpeg, blinding_problems, build_manifest, check_jpeg_metadata_free,
                                               check_servable, make_folders, original_path, write_candidate,
                                               write_key, write_manifest)
 
@@ -105,7 +108,8 @@ def write_jury_package(
 
     `images` in the order jurors see them; `jpeg_of(item)` returns the JPEG bytes, checked against
     `item.jpeg_sha256`; `picks` the rule jurors follow (already shrunk to the candidates) and `note` why it was
-    shrunk, if it was; `original_of(image)` the original's pixels (only called when `picks.show_original`);
+    shrunk, if it was; `original_of(image)` the original's pixels (only called when `picks.show_original`, or
+    for the images that get an attention check); the returned key holds the runs' candidates, not the checks;
     `run_names` the runs in the package (the qualified ones), which no candidate id may contain.
     """
     names = _search_names(run_names)
@@ -117,9 +121,11 @@ def write_jury_package(
         by_image[item.image].append(item)
     taken: set[str] = set()
     key: dict[str, dict[str, str]] = {}
+    checks: dict[str, str] = {}
     listing: list[tuple[str, list[str]]] = []
     written: list[Path] = []
-    for image in images:
+    every = picks.attention_every
+    for index, image in enumerate(images):
         files: dict[str, bytes] = {}
         for item in by_image[image]:
             data = jpeg_of(item)
@@ -137,6 +143,12 @@ def write_jury_package(
             cid = new_candidate_id(taken, names)
             files[cid] = data
             key[cid] = {"run": item.run, "image": image}
+        if every and files and (index + 1) % every == 0:
+            data = attention_check_jpeg(original_of(image))
+            check_jpeg_metadata_free(data, f"attention check for {image!r}")
+            cid = new_candidate_id(taken, names)
+            files[cid] = data
+            checks[cid] = image
         for cid in sorted(files):  # written and listed in random order, not in the runs' order
             written.append(write_candidate(directory, cid, files[cid]))
         if show_original:
@@ -151,7 +163,7 @@ def write_jury_package(
     for path in written:
         os.utime(path, ns=(stamp, stamp))
     write_manifest(directory, manifest)
-    write_key(directory, key)
+    write_key(directory, key, checks)
     if listing:
         try:
             check_servable(directory)

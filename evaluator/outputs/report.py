@@ -229,9 +229,10 @@ def _random_weights_banner(model: Mapping[str, Any]) -> str:
 
 
 def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails: Mapping[str, bytes],
-                  gallery: str = "") -> str:
+                  gallery: str = "", sections: Sequence[str] = ()) -> str:
     """The report page as one HTML string (no external resource); `gallery`: the camouflage gallery section
-    (`evaluator.outputs.report_gallery.gallery_html`), placed after the jury selection."""
+    (`evaluator.outputs.report_gallery.gallery_html`), placed after the jury selection; `sections` (finished
+    HTML, e.g. the survival matrix of `evaluator.outputs.report_survival`) go after it, before the rules."""
     scored = [r for r in result.runs if r.status == "scored"]
     by_run: dict[str, list[float]] = {r.run: [] for r in scored}
     excluded = set(result.excluded_originals)
@@ -288,6 +289,7 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
         f"most across the scored runs (population variance, ties by image id). {jury_note}</p>",
         _selection(result, thumbnails),
         gallery,
+        *sections,
         f"<h2>Rules and versions</h2><p class='note'>rules: {rules}<br>"
         f"versions: {_e(json.dumps(meta.get('versions', {})))}"
         f"<br>created: {_e(meta.get('created', ''))}</p>",
@@ -297,6 +299,6 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
 
 
 def write_report(path: str | Path, result: EvaluationResult, meta: Mapping[str, Any],
-                 thumbnails: Mapping[str, bytes], gallery: str = "") -> None:
+                 thumbnails: Mapping[str, bytes], gallery: str = "", sections: Sequence[str] = ()) -> None:
     """Write `render_report(...)` to `path` atomically."""
-    write_text_atomic(path, render_report(result, meta, thumbnails, gallery))
+    write_text_atomic(path, render_report(result, meta, thumbnails, gallery, sections))

@@ -20,7 +20,8 @@ reader of one file always reads a committed generation; a reader of several file
 evaluation resolves `OUT/current` once (`committed_generation`, or `os.path.realpath`) and reads from there.
 
 Retiring a generation deletes it, except a generation whose jury is live: being served by `pp-jury serve` (which
-holds a shared flock on `jury/.serve.lock` for its lifetime, `SERVE_LOCK`) or holding votes (`votes.sqlite`). That
+holds a shared flock on `jury/.serve.lock` for its lifetime, `SERVE_LOCK`) or holding votes (`votes.sqlite`, or
+the marker `votes.store.json` pp-jury writes when the votes live in another store, e.g. PostgreSQL). That
 one stays where it is, untouched (a warning names it): the server keeps the path it started on, so its jurors keep
 voting into that package, and `pp-jury rank OUT/.generations/<id>/jury` ranks them; the new results' jury is
 another package, with new juror links. A deleted generation's `jury/key.json` and `manifest.json` are kept in
@@ -51,6 +52,7 @@ from evaluator.common.atomic import write_bytes_atomic
 from evaluator.contracts.jury_package import KEY_NAME as KEY_FILE
 from evaluator.contracts.jury_package import MANIFEST_NAME as MANIFEST_FILE
 from evaluator.contracts.jury_package import SERVE_LOCK
+from evaluator.contracts.jury_package import EXTERNAL_STORE_NAME
 from evaluator.contracts.jury_package import STORE_NAME as VOTES_FILE
 from evaluator.contracts.results import JURY_DIR
 
@@ -188,9 +190,12 @@ def _unserved(jury: Path) -> Iterator[bool]:
 
 
 def _holds_votes(jury: Path, current: Path | None) -> bool:
-    """`jury/votes.sqlite` exists, and is not the very file of the committed generation's jury (a hard link)."""
-    return (not jury.is_symlink() and (jury / VOTES_FILE).exists()
-            and not (current is not None and _same_votes(jury, current / JURY_DIR)))
+    """`jury/votes.sqlite` exists, and is not the very file of the committed generation's jury (a hard link); or
+    `jury/votes.store.json` marks votes kept in another store (PostgreSQL) for this package."""
+    if jury.is_symlink():
+        return False
+    return ((jury / VOTES_FILE).exists() and not (current is not None and _same_votes(jury, current / JURY_DIR))) \
+        or (jury / EXTERNAL_STORE_NAME).exists()
 
 
 def _keep_key(gen: Path, out_dir: Path) -> None:
@@ -247,7 +252,8 @@ def _retire_generations(out_dir: Path) -> list[tuple[Path, str]]:
                 kept.append((gen, "is being served by `pp-jury serve`"))
                 continue
             if _holds_votes(jury, current):
-                kept.append((gen, f"holds votes ({VOTES_FILE})"))
+                marker = (jury / EXTERNAL_STORE_NAME).exists() and not (jury / VOTES_FILE).exists()
+                kept.append((gen, f"holds votes ({EXTERNAL_STORE_NAME if marker else VOTES_FILE})"))
                 continue
             _keep_key(gen, out_dir)
             retiring = gens / f"{RETIRING_PREFIX}{gen.name}"

@@ -39,9 +39,14 @@ def _sha256_json(data: Any) -> str:
 
 
 def rules_hash(task: TaskConfig) -> str:
-    """Hash of the rules that change a score: the JPEG rules and the BIQA name (not the threshold or the gate)."""
+    """Hash of the rules that change a score: the JPEG rules, the BIQA name and the official pre-processing chain
+    when it does more than the task's JPEG (not the threshold or the gate; a JPEG-only chain hashes as before)."""
     rules = task.to_dict()
-    return _sha256_json({"jpeg": rules["jpeg"], "biqa.model": rules["biqa"]["model"]})
+    keyed = {"jpeg": rules["jpeg"], "biqa.model": rules["biqa"]["model"]}
+    chain = rules.get("preprocess", {}).get("chain")
+    if chain is not None and chain != f"jpeg{rules['jpeg']['quality']}":
+        keyed["preprocess.chain"] = chain
+    return _sha256_json(keyed)
 
 
 def model_hash(model: torch.nn.Module) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from evaluator.common.csv_safe import CsvWriter
 from jury_app.ranking.agreement import Agreement, agreement
+from jury_app.ranking.attention import without_checks
 from jury_app.votes.ballot import Ballot
 from jury_app.ranking.bradley_terry import bradley_terry
 from jury_app.ranking.intervals import DEFAULT_INTERVAL, INTERVALS, bws_intervals
@@ -40,8 +41,9 @@ def rank_counts(counts: JuryCounts, *, interval: str = DEFAULT_INTERVAL, seed: i
 
 def rank_jury(ballots: Iterable[Ballot], key: JuryKey, *, interval: str = DEFAULT_INTERVAL,
               seed: int = 0) -> JuryRanking:
-    """Count `ballots` (read once, in one pass) against `key` and rank the runs."""
-    return rank_counts(Tally(key).add_all(ballots).counts(), interval=interval, seed=seed)
+    """Count `ballots` (read once, in one pass) against `key` and rank the runs; planted attention checks
+    (key.checks) are taken out of the picks first, so they never count (`attention.without_checks`)."""
+    return rank_counts(Tally(key).add_all(without_checks(ballots, key)).counts(), interval=interval, seed=seed)
 
 
 def _number(value: object) -> str:

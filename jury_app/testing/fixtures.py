@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from evaluator.contracts.jury_package import (PickRule, build_manifest, make_folders, original_path,
-                                              write_candidate, write_key, write_manifest)
+from evaluator.contracts.jury_package import (PickRule, attention_check_jpeg, build_manifest, make_folders,
+                                              original_path, write_candidate, write_key, write_manifest)
 
 
 def _demo_rgb(image_index: int, run_index: int, size: int) -> np.ndarray:
@@ -45,12 +45,14 @@ def make_demo_package(
     size: int = 48,
     seed: int = 0,
     leak_run_in_metadata: bool = False,
+    attention_every: int = 0,
 ) -> Path:
     """Write a jury package (format in `evaluator.contracts.jury_package`) with one candidate per (run, image).
 
     `images` is a count (ids img00, img01, ...) or explicit ids. Candidate ids are random hex drawn from
     `seed`, never derived from run names. `leak_run_in_metadata=True` writes the run name into each JPEG's
-    comment segment, so tests can check the app strips it before serving.
+    comment segment, so tests can check the app strips it before serving. `attention_every=N` plants an
+    attention check (`attention_check_jpeg` of the image's original) in every N-th image, as pp-evaluate does.
     """
     root = Path(directory)
     make_folders(root, show_original)
@@ -58,6 +60,7 @@ def make_demo_package(
     rng = random.Random(seed)
     listing: list[tuple[str, list[str]]] = []
     key: dict[str, dict[str, str]] = {}
+    checks: dict[str, str] = {}
     for i, image_id in enumerate(image_ids):
         cids = []
         for r, run in enumerate(runs):
@@ -65,10 +68,16 @@ def make_demo_package(
             write_candidate(root, cid, _jpeg_bytes(_demo_rgb(i, r, size), run if leak_run_in_metadata else None))
             cids.append(cid)
             key[cid] = {"run": run, "image": image_id}
+        if attention_every and (i + 1) % attention_every == 0:
+            cid = f"{rng.getrandbits(64):016x}"
+            write_candidate(root, cid, attention_check_jpeg(_demo_rgb(i, -1, size)))
+            cids.append(cid)
+            checks[cid] = image_id
         rng.shuffle(cids)
         if show_original:
             Image.fromarray(_demo_rgb(i, -1, size)).save(original_path(root, image_id), format="PNG")
         listing.append((image_id, cids))
-    write_manifest(root, build_manifest(PickRule(most=most, least=least, show_original=show_original), listing))
-    write_key(root, key)
+    write_manifest(root, build_manifest(PickRule(most=most, least=least, show_original=show_original,
+                                                 attention_every=attention_every), listing))
+    write_key(root, key, checks)
     return root

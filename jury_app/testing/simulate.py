@@ -11,8 +11,11 @@ the SSIM (skimage, channel_axis=-1, data_range=255) of the candidate's JPEG agai
 juror who likes versions that look like the photo. Each juror picks the `most` highest utilities as "most
 appealing" and the `least` lowest as "least appealing" (the task's numbers, shrunk for few candidates as the app
 does), then finalizes. Run it on a copy of the jury package (the demo uses `demo_out/simulated_jury/`), never
-on the package real jurors vote in: simulated jurors are ordinary jurors of the store it writes to.
+on the package real jurors vote in: simulated jurors are ordinary jurors of the store it writes to, labelled
+by their ids `simulated001`, `simulated002`, ... (`store.SIMULATED_PREFIX`). Several simulations may run at once
+on one store (each adds its own jurors in one transaction, then votes), which is how the load tests drive it.
 
+    pp-jury simulate JURY_DIR --originals DIR [--jurors 7] [--sigma 0.02] [--seed 0] [--store URL]
     python -m jury_app.testing.simulate JURY_DIR --originals DIR [--jurors 7] [--sigma 0.02] [--seed 0]
 """
 
@@ -28,7 +31,8 @@ from skimage.metrics import structural_similarity
 
 from evaluator.common.imageio import load_rgb
 from evaluator.contracts.jury_package import STORE_NAME, JuryPackage, load_package
-from jury_app.votes.store import VoteStore
+from jury_app.votes.backends import open_store
+from jury_app.votes.store import SIMULATED_PREFIX, VoteStoreBase
 
 def _noise(seed: int, juror: str, candidate: str) -> float:
     digest = hashlib.sha256(f"{seed}:{juror}:{candidate}".encode()).digest()
@@ -51,13 +55,20 @@ def candidate_ssim(package: JuryPackage, originals: Path) -> dict[str, float]:
 
 
 def simulate(directory: str | Path, originals: str | Path, jurors: int = 7, sigma: float = 0.02,
-             seed: int = 0) -> int:
-    """Cast one finalized ballot per simulated juror and image into DIR/votes.sqlite; returns ballots cast."""
+             seed: int = 0, store: VoteStoreBase | None = None) -> int:
+    """Cast one finalized ballot per simulated juror and image into `store` (default DIR/votes.sqlite); returns
+    ballots cast."""
     package = load_package(directory)
-    store = VoteStore(package)
+    store = store if store is not None else open_store(package)
+    people = [j.juror for j in store.jurors() if not j.juror.startswith(SIMULATED_PREFIX)]
+    if people:
+        raise ValueError(f"{store.where} holds jurors who are not simulated ({', '.join(people[:3])}"
+                         f"{', ...' if len(people) > 3 else ''}): scripted ballots would be counted with theirs. "
+                         "Run the simulation on a copy of the package (without votes.sqlite) or with --store on a "
+                         "store of its own; nothing was added.")
     quality = candidate_ssim(package, Path(originals))
     cast = 0
-    for link in store.add_jurors(jurors):
+    for link in store.add_jurors(jurors, prefix=SIMULATED_PREFIX):
         juror = link.juror
         for im in package.images:
             ids = [c.id for c in im.candidates]

@@ -8,7 +8,10 @@ came before it, and every wrong one is logged, escaped, on the logger `pp-jury.l
 page has its own `LoginGuard`, so wrong tokens on one page never change what the other answers.
 
 The folder comes from the environment variable PP_JURY_DIR (set by `pp-jury serve`), else from the first
-argument after `--` of `streamlit run jury_app/app.py -- DIR`.
+argument after `--` of `streamlit run jury_app/app.py -- DIR`. The vote store is the URL in PP_JURY_STORE (set by
+`pp-jury serve --store URL`; `jury_app.votes.backends.store_url`), else DIR/votes.sqlite. Nothing a juror needs
+lives in this process alone: progress, layouts and the images' secret are read from the store, so a juror who
+reaches another replica (a new session) resumes where the store says and receives the same image bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import streamlit as st
 
 from evaluator.contracts.jury_package import MANIFEST_NAME, JuryImage, JuryPackage, PackageError, load_package
 from jury_app.web.served_image import candidate_key, served_bytes
-from jury_app.votes.store import VoteStore
+from jury_app.votes.backends import open_store, store_url
+from jury_app.votes.store import StoreError, VoteStoreBase
 from jury_app.votes.tokens import LoginGuard, log_safe, token_owner
 from jury_app.web.screen_cache import ScreenCache
 
@@ -44,7 +48,7 @@ if not log.handlers:
 @dataclass(frozen=True)
 class JuryContext:
     package: JuryPackage
-    store: VoteStore
+    store: VoteStoreBase
     image_secret: bytes
     juror_guard: LoginGuard
     organizer_guard: LoginGuard
@@ -58,9 +62,9 @@ def package_dir() -> Path | None:
 
 
 @st.cache_resource(show_spinner=False)
-def _open(directory: str, manifest_mtime_ns: int) -> JuryContext:
+def _open(directory: str, manifest_mtime_ns: int, url: str | None = None) -> JuryContext:
     package = load_package(directory)
-    store = VoteStore(package)
+    store = open_store(package, url)
     return JuryContext(package=package, store=store, image_secret=store.image_secret(),
                       juror_guard=LoginGuard(), organizer_guard=LoginGuard())
 
@@ -73,9 +77,9 @@ def jury_context() -> JuryContext:
         st.stop()
     try:
         mtime = (directory / MANIFEST_NAME).stat().st_mtime_ns
-        return _open(str(directory.resolve()), mtime)
-    except (OSError, PackageError) as exc:
-        st.error(f"The jury package cannot be opened: {exc}")
+        return _open(str(directory.resolve()), mtime, store_url())
+    except (OSError, PackageError, StoreError) as exc:
+        st.error(f"The jury package or its vote store cannot be opened: {exc}")
         st.stop()
         raise  # unreachable: st.stop raises
 

@@ -190,6 +190,9 @@ def render() -> None:
         if any(st.session_state.get(f"submit_{i}") for i in range(len(ids))):
             st.error("This change was not saved: your ballots are final and locked.")
         st.success("Thank you! Your ballots are final. You can close this page.")
+        if (code := store.completion_code(juror)) is not None:  # `pp-jury jurors DIR --add N --completion-prefix P`
+            st.info("Your completion code (paste it where the organizer asked you to):")
+            st.code(code, language=None)
         return
     done = store.done_images(juror)
     st.title(TITLE, anchor=False)

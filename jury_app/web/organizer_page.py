@@ -23,6 +23,7 @@ import streamlit as st
 from evaluator.common.csv_safe import safe_text
 from jury_app.web.context import JuryContext, guarded_login, jury_context
 from jury_app.web.served_image import served_bytes
+from jury_app.ranking.attention import check_results
 from jury_app.ranking.intervals import INTERVALS, QUESTION
 from evaluator.contracts.jury_package import RANKING_NAME, PackageError, load_key
 from jury_app.ranking.position_bias import position_bias
@@ -151,6 +152,11 @@ def _live(ctx: JuryContext) -> None:
                                   "revoked (not counted)": j.revoked or ""} for j in jurors])
         st.dataframe(_shown(progress), hide_index=True)
     ballots = store.ballots()
+    if key.checks:  # [jury] attention_every > 0: each juror's planted checks (jury_app.ranking.attention)
+        st.subheader("Attention checks (failed: the planted check picked as most appealing; never ranked)")
+        st.dataframe(_shown(pd.DataFrame([{"juror": r.juror, "checks": r.checks, "failed": r.failed,
+                                           "fail share": r.fail_share} for r in check_results(ballots, key)])),
+                     hide_index=True)
     st.subheader("Ranking (task rule: most appealing, ties by fewer least appealing)")
     if not ballots:
         st.info(NO_VOTES)
