@@ -7,7 +7,7 @@ DEMO_IMAGES ?= all
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 
-.PHONY: install test data demo jury bench clean
+.PHONY: install test data demo jury bench screenshots clean
 
 install: $(VENV)/.installed
 
@@ -23,9 +23,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: install
 	$(PY) -m pytest -q
 
-data: data/demo/manifest.csv
+data: data/demo-manifest.csv
 
-data/demo/manifest.csv: $(VENV)/.installed evaluator/demo/demo_data.py
+# the manifest lives beside data/demo/, not in it: the originals folder holds originals only
+data/demo-manifest.csv: $(VENV)/.installed evaluator/demo/demo_data.py
 	$(PY) -m evaluator.demo.demo_data --out data/demo
 
 # attacks every demo image by default (about 5 minutes on 2 CPU cores); DEMO_IMAGES=N attacks the first N
@@ -41,5 +42,9 @@ bench: install
 	$(PY) benchmarks/bench_jury.py
 	$(PY) benchmarks/bench_rank.py --jurors 1000 5000 20000
 
+# docs/img/*.png: the report gallery, the juror page (desktop, phone), the organizer page (headless Chromium)
+screenshots: install
+	$(PY) benchmarks/screenshots.py --out docs/img
+
 clean:
-	rm -rf $(VENV) data/demo demo_out .pytest_cache
+	rm -rf $(VENV) data/demo data/demo-manifest.csv demo_out .pytest_cache

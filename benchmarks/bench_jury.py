@@ -1,16 +1,24 @@
 """Jury app speed: a 13-candidate page in headless Chromium, and ballot commit latency under 20 jurors.
 
-    python benchmarks/bench_jury.py [--images 6] [--size 768] [--jurors 20] [--ballots 20]
+    python benchmarks/bench_jury.py [--images 6] [--size 768] [--jurors 20] [--ballots 20] [--opens 5]
+                                    [--baseline REV] [--skip-commits]
 
-Targets (issue 5): a page of 13 candidates renders in under 1 s; ballot commit p95 under 50 ms with 20
-concurrent jurors. Prints a markdown table (paste it into docs/benchmarks.md) and the command.
+Targets (issue 5, issue 16 item 4): a page of 13 candidates renders in under 1 s, from opening the private link
+to every grid image decoded, in a warm browser (one that has the app's files cached: a new tab of the same
+browser context); ballot commit p95 under 50 ms with 20 concurrent jurors. `--baseline REV` also measures the
+pages of the kit at git revision REV (extracted with `git archive` into a temp folder and served from there), in
+the same run: first both kits' warm-browser opens interleaved (one kit after the other in every round, so the
+machine's load hits both alike), then each kit's full page benchmark, one server after the other. Prints a markdown table (paste it into
+docs/benchmarks.md), the load average and the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import platform
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -35,50 +43,103 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def bench_page(root: Path, n_images: int) -> dict[str, list[float]]:
-    """Seconds from navigation (or the 'Save' click) until all 13 grid images are decoded in the page."""
+def _open_link(page, url: str) -> float:
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(ALL_LOADED, timeout=120_000)
+    return time.perf_counter() - t0
+
+
+def bench_page(root: Path, n_images: int, *, opens: int = 5, source: Path | None = None) -> dict[str, list[float]]:
+    """Seconds from navigation (or the 'Save' click) until all 13 grid images are decoded in the page.
+
+    Opens: the first link in a fresh browser (cold); `opens` links each in a new browser context (nothing
+    cached); `opens` links each in a new tab of one context that has loaded the app before (warm browser)."""
     from playwright.sync_api import sync_playwright
 
     store = VoteStore(load_package(root))
-    tokens = [link.token for link in store.add_jurors(3)]
+    tokens = [link.token for link in store.add_jurors(2 + 2 * opens)]
     port = free_port()
-    server = start_server(root, port)
+    server = start_server(root, port, source=source)
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, list[float]] = {"first load (cold browser)": [], "open link (warm browser)": [],
-                                   "next image after Save": []}
+    out: dict[str, list[float]] = {"first load (cold browser)": [], "open link (new browser context)": [],
+                                   "open link (warm browser)": [], "next image after Save": []}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-            for k, token in enumerate(tokens):
-                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                t0 = time.perf_counter()
-                page.goto(f"{base}/?token={token}")
-                page.wait_for_function(ALL_LOADED, timeout=120_000)
-                out["first load (cold browser)" if k == 0 else "open link (warm browser)"].append(
-                    time.perf_counter() - t0)
-                for i in range(n_images - 1):
-                    page.wait_for_function(IDLE, timeout=120_000)
-                    most = page.get_by_role("toolbar", name="Most appealing (exactly 3)")
-                    least = page.get_by_role("toolbar", name="Least appealing (exactly 2)")
-                    for k in range(3):
-                        press(most.get_by_role("button").nth(k))
-                    for k in range(3, 5):
-                        press(least.get_by_role("button").nth(k))
-                    t0 = time.perf_counter()
-                    page.get_by_role("button", name="Save and continue").click()
-                    try:
+            viewport = {"width": 1400, "height": 1000}
+            for k, token in enumerate(tokens[:1 + opens]):
+                page = browser.new_context(viewport=viewport).new_page()
+                out["first load (cold browser)" if k == 0 else "open link (new browser context)"].append(
+                    _open_link(page, f"{base}/?token={token}"))
+                if k == 0:
+                    for i in range(n_images - 1):
+                        page.wait_for_function(IDLE, timeout=120_000)
+                        most = page.get_by_role("toolbar", name="Most appealing (exactly 3)")
+                        least = page.get_by_role("toolbar", name="Least appealing (exactly 2)")
+                        for j in range(3):
+                            press(most.get_by_role("button").nth(j))
+                        for j in range(3, 5):
+                            press(least.get_by_role("button").nth(j))
+                        t0 = time.perf_counter()
+                        page.get_by_role("button", name="Save and continue").click()
                         page.get_by_text(f"Image {i + 2} of {n_images}", exact=True).wait_for(timeout=60_000)
-                    except Exception:
-                        page.screenshot(path="/tmp/bench_jury_failure.png", full_page=True)
-                        raise
-                    page.wait_for_function(ALL_LOADED, timeout=120_000)
-                    out["next image after Save"].append(time.perf_counter() - t0)
+                        page.wait_for_function(ALL_LOADED, timeout=120_000)
+                        out["next image after Save"].append(time.perf_counter() - t0)
                 page.context.close()
+            warm = browser.new_context(viewport=viewport)
+            first = warm.new_page()
+            _open_link(first, f"{base}/?token={tokens[1 + opens]}")  # the app's files are now in this context
+            first.close()
+            for token in tokens[2 + opens:]:
+                page = warm.new_page()
+                out["open link (warm browser)"].append(_open_link(page, f"{base}/?token={token}"))
+                page.close()
             browser.close()
     finally:
         server.kill()
         server.wait()
     return out
+
+
+def bench_open_interleaved(root: Path, kits: list[tuple[str, Path | None]], rounds: int
+                           ) -> dict[str, list[float]]:
+    """The warm-browser open, kit after kit within each round (so machine load hits every kit alike): one server
+    and one browser context per kit, warmed by one open; then per round a new tab per kit opens a new link."""
+    from playwright.sync_api import sync_playwright
+
+    store = VoteStore(load_package(root))
+    tokens = [link.token for link in store.add_jurors(len(kits) * (rounds + 1))]
+    servers, out = [], {label: [] for label, _ in kits}
+    try:
+        for _, source in kits:
+            port = free_port()
+            servers.append((start_server(root, port, source=source), f"http://127.0.0.1:{port}"))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in kits]
+            for r in range(rounds + 1):
+                for k, (label, _) in enumerate(kits):
+                    page = contexts[k].new_page()
+                    seconds = _open_link(page, f"{servers[k][1]}/?token={tokens.pop()}")
+                    page.close()
+                    if r:  # round 0 only fills the context's cache
+                        out[label].append(seconds)
+            browser.close()
+    finally:
+        for server, _ in servers:
+            server.kill()
+            server.wait()
+    return out
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """The kit's files at git revision `rev`, extracted into `into` (nothing else of the repository changes)."""
+    repo = Path(__file__).resolve().parent.parent
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def _juror_worker(directory: str, juror: str, n_ballots: int, barrier, results, think: float = 0.0) -> None:
@@ -130,18 +191,34 @@ def main() -> int:
     ap.add_argument("--ballots", type=int, default=20)
     ap.add_argument("--think", type=float, default=0.5, help="mean pause between a juror's ballots (s)")
     ap.add_argument("--skip-browser", action="store_true")
+    ap.add_argument("--skip-commits", action="store_true")
+    ap.add_argument("--opens", type=int, default=5, help="links opened per kind of browser")
+    ap.add_argument("--baseline", default=None, help="git revision to measure the pages of too ('before')")
     args = ap.parse_args()
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_browser:
-            root = make_demo_package(Path(tmp) / "page", [f"run{i:02d}" for i in range(13)], args.images,
-                                     size=args.size)
-            for name, values in bench_page(root, args.images).items():
-                if values:
-                    rows.append((f"13-candidate page, {name} ({args.size}px JPEGs)", len(values),
-                                 statistics.median(values) * 1000, pct(values, 95) * 1000, max(values) * 1000,
-                                 "< 1000 ms"))
-        for mode in ("threads", "processes"):
+            kits: list[tuple[str, Path | None]] = [("", None)]
+            if args.baseline:
+                kits.insert(0, (f"before ({args.baseline}): ", checkout(args.baseline, Path(tmp) / "baseline")))
+                kits[1] = ("after (this tree): ", None)
+            if args.baseline:
+                root = make_demo_package(Path(tmp) / "interleaved", [f"run{i:02d}" for i in range(13)],
+                                         args.images, size=args.size)
+                for label, values in bench_open_interleaved(root, kits, args.opens).items():
+                    rows.append((f"{label}13-candidate page, open link (warm browser, kits interleaved) "
+                                 f"({args.size}px JPEGs)", len(values), statistics.median(values) * 1000,
+                                 pct(values, 95) * 1000, max(values) * 1000, "< 1000 ms"))
+            for label, source in kits:
+                root = make_demo_package(Path(tmp) / f"page{len(rows)}", [f"run{i:02d}" for i in range(13)],
+                                         args.images, size=args.size)
+                for name, values in bench_page(root, args.images, opens=args.opens, source=source).items():
+                    if values:
+                        rows.append((f"{label}13-candidate page, {name} ({args.size}px JPEGs)", len(values),
+                                     statistics.median(values) * 1000, pct(values, 95) * 1000,
+                                     max(values) * 1000, "< 1000 ms"))
+        for mode in (() if args.skip_commits else ("threads", "processes")):
             for think in (0.0, args.think):
                 root = make_demo_package(Path(tmp) / f"{mode}{think}", [f"run{i}" for i in range(13)],
                                          args.ballots, size=8)
@@ -151,7 +228,8 @@ def main() -> int:
                              statistics.median(times) * 1000, pct(times, 95) * 1000, max(times) * 1000,
                              "p95 < 50 ms"))
     print(f"\nMachine: {platform.machine()}, {mp.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.platform()}\n")
+          f"{platform.platform()}; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
+          "(1 min)\n")
     print("| measurement | n | median ms | p95 ms | max ms | target |")
     print("|---|---:|---:|---:|---:|---|")
     for name, n, med, p95, mx, target in rows:

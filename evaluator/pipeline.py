@@ -58,6 +58,7 @@ from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS
                                          write_csv, write_task_json)
 from evaluator.outputs.jury_export import JuryItem, write_jury_package
 from evaluator.outputs.report import write_report
+from evaluator.outputs.report_gallery import JpegMemo, gallery_html
 from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
                                           new_generation, tidy)
 from evaluator.scoring.fidelity import fidelity
@@ -627,18 +628,24 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
         selected = [s.image for s in result.selection]
         qualified = [r.run for r in result.runs if r.qualified]
         sha_of = {(r.run, r.image): r.jpeg_sha256 for r in result.scores}
+        jury_jpegs = JpegMemo()  # the jury's JPEGs (up to a byte bound), decoded again by the report gallery
         items = [JuryItem(run=run, image=image, jpeg_sha256=sha_of[(run, image)])
                  for image in (selected if qualified else []) for run in qualified]
         write_jury_package(
             staging / JURY_DIR, selected if qualified else [], items,
-            jpeg_of=lambda item: codec.compress(runs[item.run].images[item.image].load()),
+            jpeg_of=lambda item: jury_jpegs.keep((item.run, item.image),
+                                                 codec.compress(runs[item.run].images[item.image].load())),
             picks=result.picks, note=result.jury_note,
             original_of=lambda image: load_rgb(original_paths[image]),
             run_names=qualified,
         )
         thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
+        gallery = gallery_html(result, original=lambda image: load_rgb(original_paths[image]),
+                               submitted=lambda run, image: runs[run].images[image].load(),
+                               scored=lambda rgb: codec.decompress(codec.compress(rgb)),
+                               scored_of=lambda run, image: jury_jpegs.take((run, image), codec.decompress))
         added = extra(staging, result, meta, runs, original_paths) if extra is not None else ExtraOutputs()
-        write_report(staging / REPORT_HTML, result, meta, thumbs, sections=added.sections)
+        write_report(staging / REPORT_HTML, result, meta, thumbs, gallery, sections=added.sections)
         commit_generation(staging, out_dir, RESULT_NAMES + added.names)
     except BaseException as exc:
         committed = committed_generation(out_dir)

@@ -144,7 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
             "--server.port", str(args.port), "--server.address", args.address,
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--", str(package.root)]
+            "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "minimal",  # no developer toolbar, "Deploy" or menu for jurors
+            "--", str(package.root)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)  # the Streamlit process inherits the serve lock

@@ -167,14 +167,16 @@ def test_organizer_page_needs_admin_token_and_shows_live_ranking(tmp_path, monke
         assert not at.dataframe and "Progress" not in texts(at)
     at = organizer_app(admin)
     assert not at.exception and "admin" not in at.query_params
-    ranking = next(d.value for d in at.dataframe if "bws" in d.value.columns)
-    assert sorted(ranking["run"]) == RUNS and ranking["most"].sum() == 0
+    # no ballot yet: said so, and no ranking table (no rank 1 for every run), no chart, no download
+    assert not [d for d in at.dataframe if "bws" in d.value.columns]
+    assert any("No votes yet" in i.value for i in at.info) and not at.get("download_button")
     # a ballot arrives; the next run of the page shows it (no stale cache)
     c = store.package.candidate_ids("img00")
     store.save_ballot(juror.juror, "img00", c[:3], c[3:5])
     at.run()
     ranking = next(d.value for d in at.dataframe if "bws" in d.value.columns)
-    assert ranking["most"].sum() == 3 and ranking["least"].sum() == 2
+    assert sorted(ranking["run"]) == RUNS and ranking["most"].sum() == 3 and ranking["least"].sum() == 2
+    assert not any("No votes yet" in i.value for i in at.info)
     assert "fewer than 5 jurors" in texts(at)
     for section in ("Progress", "Per image", "Position bias"):
         assert section in texts(at)

@@ -266,3 +266,81 @@ def test_juror_and_organizer_in_chromium(tmp_path):
     seen = {m for screen in screens + [other_screen] for m in screen}
     assert not seen & predictable_media_ids(root)
     assert len(set(other_screen)) == 5 and not set(other_screen) & set(screens[0])
+
+
+def test_phone_juror_page_is_clean_enlarges_blind_and_organizer_starts_empty(tmp_path):
+    """One server, 600 px candidates: the organizer page before any vote says so (no table, rank or chart); a
+    juror on a 390x844 phone sees the title and instruction, no Streamlit toolbar or menu, no horizontal scroll,
+    grid images pre-sized to 512 px; "Enlarge X" by keyboard opens the full 600 px candidate in a dialog without
+    losing picks; every byte received (the enlarged PNGs too) names no run, and the enlarged PNGs of one image
+    have one length and differ only in pixels (exactly the decoded files) and the per-juror key."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    root = make_demo_package(tmp_path / "jury", RUNS, 2, size=600, leak_run_in_metadata=True)
+    store = VoteStore(load_package(root))
+    (juror,) = store.add_jurors(1)
+    admin = store.new_admin_token()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(root, port, log_path=tmp_path / "server.log")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            organizer = browser.new_context().new_page()
+            organizer.goto(f"{base}/organizer?admin={admin}")
+            organizer.get_by_text("No votes yet", exact=False).wait_for(timeout=WAIT_MS)
+            organizer.get_by_text("juror001", exact=True).wait_for(state="attached", timeout=WAIT_MS)  # progress table
+            assert organizer.get_by_text("None", exact=True).count() == 0
+            assert organizer.locator('[data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"]').count() == 0
+            assert organizer.get_by_role("button", name="Download ranking.csv").count() == 0
+            assert organizer.get_by_text("Ranking (task rule", exact=False).count() == 1
+
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            recorder = Recorder(context)
+            page = context.new_page()
+            page.goto(f"{base}/?token={juror.token}")
+            screen_media(page, "Image 1 of 2")
+            assert decoded_widths(page) == [512] * 5  # pre-sized for the grid (600 px files)
+            page.get_by_role("heading", name="Pixel Privacy jury").wait_for(timeout=WAIT_MS)
+            page.get_by_text("For each photo, pick the", exact=False).wait_for(timeout=WAIT_MS)
+            page.get_by_text("Appealing could mean", exact=False).wait_for(timeout=WAIT_MS)
+            for testid in ("stToolbar", "stMainMenu", "stAppDeployButton", "stToolbarActions"):
+                assert page.locator(f'[data-testid="{testid}"]').filter(visible=True).count() == 0, testid
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            most = page.get_by_role("toolbar", name="Most appealing (exactly 3)")
+            most.get_by_role("button").nth(4).wait_for(timeout=WAIT_MS)
+            letters = [b.inner_text().strip() for b in most.get_by_role("button").all()]
+            press(most.get_by_role("button", name=letters[0], exact=True))
+            enlarged = []
+            for letter in letters[:2]:
+                button = page.get_by_role("button", name=f"Enlarge {letter}")
+                button.focus()
+                page.keyboard.press("Enter")
+                dialog = page.get_by_role("dialog")
+                dialog.get_by_text(f"Version {letter}", exact=True).wait_for(timeout=WAIT_MS)
+                big = dialog.locator("img")
+                big.wait_for(timeout=WAIT_MS)
+                page.wait_for_function("() => { const i = document.querySelector('[role=dialog] img');"
+                                       " return i && i.complete && i.naturalWidth === 600; }", timeout=WAIT_MS)
+                assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+                enlarged.append(media_id(big.get_attribute("src")))
+                page.keyboard.press("Escape")
+                dialog.wait_for(state="detached", timeout=WAIT_MS)
+            pill = most.get_by_role("button", name=letters[0], exact=True)
+            assert pill.get_attribute("aria-pressed") == "true"  # the pick survived the enlarging
+            recorder.drain(page)
+            recorder.refetch_missed()
+            browser.close()
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    assert all("/static/media/" in m and ".woff2" in m for m in recorder.missed), recorder.missed
+    assert recorder.leaks(RUNS + ["TEAMSECRET"]) == []
+    bodies = {media_id(u): d for u, d in recorder.chunks if "/media/" in u and "/static/" not in u}
+    assert len(set(enlarged)) == 2 and all(m in bodies for m in enlarged)
+    parts = [png_parts(bodies[m]) for m in enlarged]
+    assert (parts[0].width, parts[0].height) == (600, 600) and len({len(bodies[m]) for m in enlarged}) == 1
+    assert len({p.skeleton for p in parts}) == 1 and len({p.key for p in parts}) == 2
+    assert {p.rgb for p in parts} <= decoded_candidates(root, 0)
+    assert not set(enlarged) & predictable_media_ids(root)

@@ -257,7 +257,9 @@ def test_report_is_self_contained_and_escapes_run_names(setup):
     assert page.startswith("<!DOCTYPE html>")
     assert "<svg" in page and "data:image/jpeg;base64," in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing fetched from a network
-    assert "<script" not in page.lower()
+    # one script only: the gallery's own fixed one (switch and full-size view), no text of a run inside it
+    from evaluator.outputs.report_gallery import SCRIPT
+    assert page.lower().count("<script") == 1 and f"<script>{SCRIPT}</script>" in page
     assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert DARK in page and "threshold 50" in page
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from evaluator.contracts.jury_package import STORE_NAME
 from evaluator.contracts.results import JURY_DIR, REPORT_HTML, RUNS_CSV
+from evaluator.demo.demo_data import manifest_path
 
 BIN = Path(sys.executable).parent
 
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="attack only the first N images")
     parser.add_argument("--jurors", type=int, default=7, help="simulated jurors")
     args = parser.parse_args(argv)
-    if not (args.data / "manifest.csv").is_file():
-        print(f"demo: {args.data}/manifest.csv not found; build the demo set first with `make data`", file=sys.stderr)
+    if not manifest_path(args.data).is_file():
+        print(f"demo: {manifest_path(args.data)} not found; build the demo set first with `make data`",
+              file=sys.stderr)
         return 2
     work: Path = args.work
     runs_dir, results = work / "runs", work / "results"

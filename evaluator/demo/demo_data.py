@@ -5,7 +5,9 @@ for the larger ones, after a downscale so the crop sees more of the scene), also
 if the default BIQA scores it >= the task threshold, which is how the task's test set was defined ("high quality").
 At most `per_photo` crops are kept per photo so no single scene dominates.
 
-Writes `<out>/<image>.png` and `<out>/manifest.csv` (`image, width, height, sha256, score`), atomically.
+Writes `<out>/<image>.png` and, beside the folder, `<out>-manifest.csv` (`image, width, height, sha256, score`),
+atomically. The manifest stays out of the originals folder, which holds originals only (`data/README.md`), so
+`pp-evaluate --originals <out>` has nothing to warn about.
 
     python -m evaluator.demo.demo_data --out data/demo
 """
@@ -125,8 +127,16 @@ def select(crops: list[Crop], scores: list[float], threshold: float, per_photo: 
     return sorted(kept, key=lambda cs: cs[0].image)
 
 
+def manifest_path(out: Path) -> Path:
+    """The demo set's manifest: `<out>-manifest.csv` beside the folder (data/demo -> data/demo-manifest.csv)."""
+    out = Path(out)
+    return out.parent / f"{out.name}-manifest.csv"
+
+
 def write_demo_set(out: Path, kept: list[tuple[Crop, float]]) -> None:
-    """Write the PNGs and manifest.csv; the manifest is replaced atomically once every image is on disk."""
+    """Write the PNGs and the manifest (`manifest_path(out)`), replaced atomically once every image is on disk.
+
+    A manifest.csv that an older kit wrote inside the folder is removed (it made the originals index warn)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for crop, score in kept:
@@ -138,7 +148,8 @@ def write_demo_set(out: Path, kept: list[tuple[Crop, float]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=["image", "width", "height", "sha256", "score"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(out / "manifest.csv", buf.getvalue())
+    write_text_atomic(manifest_path(out), buf.getvalue())
+    (out / "manifest.csv").unlink(missing_ok=True)
 
 
 def build(out: Path, minimum: int = 20, per_photo: int = 4, task_path: str | None = None) -> list[tuple[Crop, float]]:
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, FileNotFoundError, KitError) as exc:  # too few crops, a missing wheel, the task or model
         print(f"demo_data: {exc}", file=sys.stderr)
         return 1
-    print(f"demo set: {len(kept)} images of {WIDTH}x{HEIGHT} in {args.out}/ (manifest.csv lists them)")
+    print(f"demo set: {len(kept)} images of {WIDTH}x{HEIGHT} in {args.out}/ ({manifest_path(args.out)} lists them)")
     return 0
 
 

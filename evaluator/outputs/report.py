@@ -2,7 +2,8 @@
 
 Sections: the gate (accuracy per run against the `gate.max_accuracy` line), score distributions per run (post-JPEG
 BIQA scores as dots with a quartile box, against the threshold line, the clean originals on top), the runs table,
-the jury selection with thumbnails, and the rules used. Every text that comes from a submission (run names,
+the jury selection with thumbnails, the camouflage gallery (`evaluator.outputs.report_gallery`: every run's
+scored images, their difference maps), and the rules used. Every text that comes from a submission (run names,
 error messages) is HTML-escaped; a run whose name looks like another's (`evaluator.intake.lookalike`) carries a warning in
 the runs table that spells both names out. A red banner tops the report when the BIQA scored
 with random weights (`--random-weights`: the scores are meaningless).
@@ -228,9 +229,10 @@ def _random_weights_banner(model: Mapping[str, Any]) -> str:
 
 
 def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails: Mapping[str, bytes],
-                  sections: Sequence[str] = ()) -> str:
-    """The report page as one HTML string (no external resource); `sections` (finished HTML, e.g. the survival
-    matrix of `evaluator.outputs.report_survival`) go before the rules."""
+                  gallery: str = "", sections: Sequence[str] = ()) -> str:
+    """The report page as one HTML string (no external resource); `gallery`: the camouflage gallery section
+    (`evaluator.outputs.report_gallery.gallery_html`), placed after the jury selection; `sections` (finished
+    HTML, e.g. the survival matrix of `evaluator.outputs.report_survival`) go after it, before the rules."""
     scored = [r for r in result.runs if r.status == "scored"]
     by_run: dict[str, list[float]] = {r.run: [] for r in scored}
     excluded = set(result.excluded_originals)
@@ -286,6 +288,7 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
         f"<h2>Jury selection</h2><p class='note'>The {len(result.selection)} image(s) whose post-JPEG scores vary "
         f"most across the scored runs (population variance, ties by image id). {jury_note}</p>",
         _selection(result, thumbnails),
+        gallery,
         *sections,
         f"<h2>Rules and versions</h2><p class='note'>rules: {rules}<br>"
         f"versions: {_e(json.dumps(meta.get('versions', {})))}"
@@ -296,6 +299,6 @@ def render_report(result: EvaluationResult, meta: Mapping[str, Any], thumbnails:
 
 
 def write_report(path: str | Path, result: EvaluationResult, meta: Mapping[str, Any],
-                 thumbnails: Mapping[str, bytes], sections: Sequence[str] = ()) -> None:
+                 thumbnails: Mapping[str, bytes], gallery: str = "", sections: Sequence[str] = ()) -> None:
     """Write `render_report(...)` to `path` atomically."""
-    write_text_atomic(path, render_report(result, meta, thumbnails, sections))
+    write_text_atomic(path, render_report(result, meta, thumbnails, gallery, sections))

@@ -1,8 +1,9 @@
 """What both pages share: the jury package folder, the loaded package, the vote store, served image bytes.
 
-`screen_images(ctx, juror, image)` is everything a juror's browser receives of an image's candidates: their
-decoded pixels as uncompressed PNGs of one length, with a private chunk keyed per juror (`blind_screen` in
-`jury_app/web/served_image.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
+`screen_images(ctx, juror, image)` (the grid) and `full_image` (one candidate enlarged) are everything a juror's
+browser receives of an image's candidates: their decoded pixels as uncompressed PNGs of one length per image and
+size, with a private chunk keyed per juror (`blind_screen` in `jury_app/web/served_image.py`), prepared once per
+package (`jury_app/web/screen_cache.py`). `guarded_login` checks every token it is given; a right one is accepted whatever
 came before it, and every wrong one is logged, escaped, on the logger `pp-jury.login` (the server's stderr). Each
 page has its own `LoginGuard`, so wrong tokens on one page never change what the other answers.
 
@@ -15,6 +16,7 @@ reaches another replica (a new session) resumes where the store says and receive
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -25,10 +27,11 @@ from pathlib import Path
 import streamlit as st
 
 from evaluator.contracts.jury_package import MANIFEST_NAME, JuryImage, JuryPackage, PackageError, load_package
-from jury_app.web.served_image import Pixels, blind_screen, candidate_pixels, served_bytes
+from jury_app.web.served_image import candidate_key, served_bytes
 from jury_app.votes.backends import open_store, store_url
 from jury_app.votes.store import StoreError, VoteStoreBase
 from jury_app.votes.tokens import LoginGuard, log_safe, token_owner
+from jury_app.web.screen_cache import ScreenCache
 
 ENV_DIR = "PP_JURY_DIR"
 HINT = "Appealing could mean that you would like to share the image with your friends on social media."
@@ -87,15 +90,38 @@ def image_bytes(path: str) -> bytes:
     return served_bytes(Path(path))[0]
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def _pixels(path: str) -> Pixels:
-    """The decoded pixels of a candidate file (cached by path: 3 bytes per pixel, so fewer entries)."""
-    return candidate_pixels(Path(path))
+SCREEN_CACHES = 2  # packages (generations) whose ScreenCache is kept: each holds up to 2 x DEFAULT_MAX_BYTES
+
+
+@st.cache_resource(show_spinner=False, max_entries=SCREEN_CACHES)
+def _screen_cache(directory: str, manifest_sha256: str, _package: JuryPackage) -> ScreenCache:
+    """The package's ScreenCache, made once per package (and manifest version), warmed in the background."""
+    cache = ScreenCache(_package)
+    cache.warm()
+    return cache
+
+
+def screens(ctx: JuryContext) -> ScreenCache:
+    """The ScreenCache of this package generation: keyed by the SHA-256 of its manifest (a new generation has new
+    random candidate ids, so a package rewritten in place never serves the old generation's images, whatever the
+    file system's mtime resolution or inode reuse); only the last `SCREEN_CACHES` generations are kept."""
+    root = ctx.package.root
+    digest = hashlib.sha256((root / MANIFEST_NAME).read_bytes()).hexdigest()
+    return _screen_cache(str(root), digest, ctx.package)
 
 
 def screen_images(ctx: JuryContext, juror: str, image: JuryImage) -> dict[str, bytes]:
-    """candidate id -> the PNG bytes this juror receives for it: one length per image, keyed per juror."""
-    return blind_screen({c.id: _pixels(str(c.file)) for c in image.candidates}, ctx.image_secret, juror)
+    """candidate id -> the grid PNG bytes this juror receives for it: one length per image, keyed per juror
+    (`blind_screen` of the grid-sized pixels; the juror-independent parts come from the package's ScreenCache)."""
+    cache = screens(ctx)
+    return {c.id: cache.grid(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
+            for c in image.candidates}
+
+
+def full_image(ctx: JuryContext, juror: str, image: JuryImage, candidate: str) -> bytes:
+    """The full-size PNG of one candidate for this juror (same layout and key as the grid's, larger pixels)."""
+    c = next(c for c in image.candidates if c.id == candidate)
+    return screens(ctx).full(c.file).with_key(candidate_key(ctx.image_secret, juror, c.id))
 
 
 def client_address() -> str:

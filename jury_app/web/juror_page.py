@@ -9,7 +9,10 @@ is read from the store on every run, so a reload, a new tab (or the private link
 resume at the first image without a ballot. The page shows letters only: no candidate id, file name, image id or run
 (widget keys use the image's position, since Streamlit sends them to the browser); the candidates' bytes come
 from `screen_images` (decoded pixels as PNGs of one length per image, URLs keyed per juror), sent by
-`st.image` unchanged.
+`st.image` unchanged; "Enlarge X" opens one candidate full size in a dialog (`full_image`: the same layout and key,
+larger pixels). A title and a one-line instruction top every screen; Streamlit's developer toolbar and menu are
+off for everyone (`pp-jury serve` starts Streamlit with `client.toolbarMode = minimal`, and the app sets no menu
+item).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import math
 import streamlit as st
 
 from jury_app.votes.ballot import BallotError
-from jury_app.web.context import HINT, JuryContext, guarded_login, image_bytes, jury_context, log, screen_images
+from jury_app.web.context import (HINT, JuryContext, full_image, guarded_login, image_bytes, jury_context, log,
+                                  screen_images)
 from jury_app.votes.store import StoreError
 from jury_app.votes.tokens import log_safe
 
@@ -28,6 +32,8 @@ JUROR_KEY = "juror_id"  # set once this session's token was accepted
 EDIT_KEY = "edit_image"
 MESSAGE_KEY = "juror_message"
 GRID_COLUMNS = 4
+TITLE = "Pixel Privacy jury"
+ENLARGE = "Enlarge"  # the button under each candidate: "Enlarge A" opens it full size
 NOT_VALID = ("This link is not valid. Please open the private link the organizer sent you, exactly as received, "
              "or ask the organizer for a new one.")
 
@@ -80,12 +86,19 @@ def _letters(slots, candidates) -> list[str]:
     return sorted(by_cand[c] for c in candidates if c in by_cand)
 
 
+@st.dialog("Full size", width="large")
+def _enlarged(png: bytes, letter: str) -> None:
+    """One candidate full size (the same PNG layout and key as in the grid, larger pixels); Esc or x closes."""
+    st.subheader(f"Version {letter}", anchor=False)
+    st.image(png, width="content", output_format="PNG", alt=f"Version {letter}, full size")
+
+
 def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) -> None:
     package, store = ctx.package, ctx.store
     ids = package.image_ids
     index = ids.index(image_id)
     image = package.image(image_id)
-    st.subheader(f"Image {index + 1} of {len(ids)}")
+    st.subheader(f"Image {index + 1} of {len(ids)}", anchor=False)
     st.info(HINT)
     rule = package.task.for_candidates(len(image.candidates))
     if rule != package.task:
@@ -95,11 +108,19 @@ def _ballot_screen(ctx: JuryContext, juror: str, image_id: str, done: set[str]) 
         st.image(image_bytes(str(image.original)), caption="Original, for reference (not a choice)", width=320)
     slots = store.layout(juror, image_id)
     screen = screen_images(ctx, juror, image)
+    enlarge = None
     for row_start in range(0, len(slots), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, slot in zip(cols, slots[row_start:row_start + GRID_COLUMNS]):
+            col.subheader(slot.letter, anchor=False)
             # output_format="PNG": st.image would otherwise re-encode an RGB PNG as JPEG (and so change the bytes)
-            col.image(screen[slot.candidate], caption=slot.letter, width="stretch", output_format="PNG")
+            col.image(screen[slot.candidate], caption=slot.letter, width="stretch", output_format="PNG",
+                      alt=f"Version {slot.letter}")
+            if col.button(f"{ENLARGE} {slot.letter}", key=f"enlarge_{index}_{slot.letter}", icon=":material/zoom_in:",
+                          help=f"Show version {slot.letter} full size"):
+                enlarge = slot
+    if enlarge is not None:
+        _enlarged(full_image(ctx, juror, image, enlarge.candidate), enlarge.letter)
     letters = [s.letter for s in slots]
     to_candidate = {s.letter: s.candidate for s in slots}
     previous = store.ballot(juror, image_id)
@@ -174,6 +195,10 @@ def render() -> None:
             st.code(code, language=None)
         return
     done = store.done_images(juror)
+    st.title(TITLE, anchor=False)
+    rule = ctx.package.task
+    st.write(f"For each photo, pick the **{rule.most} most** and **{rule.least} least** appealing versions, then "
+             f"save. Select **{ENLARGE}** under a version (or Tab to it and press Enter) to see it full size.")
     st.progress(len(done) / len(ids), text=f"{len(done)} of {len(ids)} images judged")
     if MESSAGE_KEY in st.session_state:
         st.toast(st.session_state.pop(MESSAGE_KEY))

@@ -36,6 +36,7 @@ from PIL import Image
 from evaluator.common.errors import JuryPackageError
 
 GRID_MAX_SIDE = 1024  # at most Streamlit's widest image (1460 px), which st.image would otherwise re-encode
+SCREEN_SIDE = 512  # the candidate grid: a column is at most ~300 CSS px wide; 512 px stays sharp at 1.7x zoom
 MAX_INPUT_PIXELS = 40_000_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KEY_CHUNK = b"juRy"  # ancillary (j), private (u), reserved bit clear (R), safe to copy (y)
@@ -166,16 +167,26 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def stored_png(pixels: Pixels, key: bytes) -> bytes:
-    """A PNG of `pixels` (8-bit RGB, no interlace) whose only variable parts are the pixels and `key`.
+@dataclass(frozen=True)
+class PreparedPng:
+    """The juror-independent parts of a `stored_png`: everything before the key chunk (signature, IHDR) and after
+    it (IDAT, IEND). Computed once per candidate and package (the rows, the stored blocks and both checksums);
+    a juror's bytes are then `with_key(key)`, one copy."""
 
-    Chunks: IHDR, a private ancillary `juRy` chunk holding `key` (KEY_BYTES bytes; decoders skip it), one IDAT,
-    IEND. The IDAT is a zlib stream of stored (uncompressed) deflate blocks of STORED_BLOCK bytes (the last one
-    shorter), every row with filter 0 (None), then the Adler-32 of the rows. Written here byte by byte rather than
-    by a zlib library, so the layout never depends on a library version: len = `png_length(width, height)`.
-    """
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"the key chunk holds exactly {KEY_BYTES} bytes, got {len(key)}")
+    width: int
+    height: int
+    head: bytes
+    tail: bytes
+
+    def with_key(self, key: bytes) -> bytes:
+        """head + the `juRy` chunk holding `key` + tail: exactly `stored_png(pixels, key)`."""
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"the key chunk holds exactly {KEY_BYTES} bytes, got {len(key)}")
+        return b"".join([self.head, _chunk(KEY_CHUNK, key), self.tail])
+
+
+def prepare_png(pixels: Pixels) -> PreparedPng:
+    """The `PreparedPng` of `pixels` (the layout of `stored_png`)."""
     width, height = pixels.width, pixels.height
     row = 3 * width
     if len(pixels.rgb) != row * height:
@@ -191,9 +202,22 @@ def stored_png(pixels: Pixels, key: bytes) -> bytes:
         stream += [struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF), block]
     stream.append(struct.pack(">I", zlib.adler32(raw)))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    out = b"".join([PNG_SIGNATURE, _chunk(b"IHDR", ihdr), _chunk(KEY_CHUNK, key),
-                    _chunk(b"IDAT", b"".join(stream)), _chunk(b"IEND", b"")])
-    assert len(out) == png_length(width, height)
+    return PreparedPng(width, height, PNG_SIGNATURE + _chunk(b"IHDR", ihdr),
+                       _chunk(b"IDAT", b"".join(stream)) + _chunk(b"IEND", b""))
+
+
+def stored_png(pixels: Pixels, key: bytes) -> bytes:
+    """A PNG of `pixels` (8-bit RGB, no interlace) whose only variable parts are the pixels and `key`.
+
+    Chunks: IHDR, a private ancillary `juRy` chunk holding `key` (KEY_BYTES bytes; decoders skip it), one IDAT,
+    IEND. The IDAT is a zlib stream of stored (uncompressed) deflate blocks of STORED_BLOCK bytes (the last one
+    shorter), every row with filter 0 (None), then the Adler-32 of the rows. Written here byte by byte rather than
+    by a zlib library, so the layout never depends on a library version: len = `png_length(width, height)`.
+    """
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"the key chunk holds exactly {KEY_BYTES} bytes, got {len(key)}")
+    out = prepare_png(pixels).with_key(key)
+    assert len(out) == png_length(pixels.width, pixels.height)
     return out
 
 
