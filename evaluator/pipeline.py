@@ -67,7 +67,7 @@ from evaluator.intake.lookalike import lookalike_warnings
 from evaluator.common.text import show_name
 from evaluator.intake.runs import Limits, RunIssue, RunReadError, ValidatedRun, find_runs, index_originals, validate_run
 from evaluator.common.versions import VERSIONS_KEY, kit_version, library_versions
-from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, model_hash, rules_hash
+from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, model_hash, model_key, rules_hash
 from evaluator.scoring.results import CacheStats, EvaluationResult, ImageScore, RunResult
 from evaluator.scoring.selection import score_variances, select_images
 
@@ -523,7 +523,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     info = getattr(model, "info", None)
     weights_seed = _random_weights_seed(model)
     mhash = model_hash(model)
-    context = CacheKeyContext(rules=rules_hash(task), model=mhash, kit=kit_version())
+    context = CacheKeyContext(rules=rules_hash(task), model=model_key(model), kit=kit_version())
     counters = _Counters()
     threshold = task.biqa.threshold
     with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache:

@@ -183,7 +183,10 @@ def test_eval_mode_is_deterministic(model: KonCept512BIQA, images: torch.Tensor,
 
 
 def test_batch_equals_one_at_a_time(single_scores: torch.Tensor, batch_scores: torch.Tensor) -> None:
-    torch.testing.assert_close(single_scores, batch_scores, rtol=1e-5, atol=1e-4)
+    """Batched and single scores agree far inside the kit's 0.01-point claims. Not bit-equal: oneDNN picks other
+    kernels (and, channels_last, other blockings per thread count) for another batch size, and the random weights
+    with calibrated batch norm magnify that rounding to a few 1e-4 points (measured up to 3.5e-4 once)."""
+    torch.testing.assert_close(single_scores, batch_scores, rtol=0, atol=2e-3)
 
 
 def test_other_sizes_are_resized_bilinear_antialiased(model: KonCept512BIQA, images: torch.Tensor) -> None:

@@ -8,7 +8,7 @@ import pytest
 from evaluator_fixtures import BrightnessBIQA
 
 from evaluator.config import task_from_dict
-from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, ScoreCacheError, model_hash, rules_hash
+from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, ScoreCacheError, model_hash, model_key, rules_hash
 
 CTX = CacheKeyContext(rules="r1", model="m1", kit="0.1.0")
 
@@ -59,3 +59,40 @@ def test_model_hash_follows_the_parameters_and_rules_hash_the_score_rules():
     assert rules_hash(task_from_dict({"jpeg": {"quality": 80}})) != base
     assert rules_hash(task_from_dict({"jpeg": {"subsampling": "4:4:4"}})) != base
     assert rules_hash(task_from_dict({"biqa": {"model": "niqe"}})) != base
+
+
+def _threads(n: int):
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def ctx():
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return ctx()
+
+
+def test_cache_key_follows_the_thread_count_unless_the_model_is_thread_independent():
+    """A model whose scores vary with the torch thread count in the last digits (KonCept512, a plain torch model)
+    gets a cache key per count: a rerun with other --threads never serves a number computed another way; a model
+    registered thread_independent keeps one key."""
+    import torch
+
+    from evaluator.biqa import create
+
+    plain = BrightnessBIQA()  # not registered: thread_independent unknown -> keyed by the count
+    brisque = create("brisque")
+    with _threads(1):
+        plain1, brisque1 = model_key(plain), model_key(brisque)
+    with _threads(2):
+        plain2, brisque2 = model_key(plain), model_key(brisque)
+    assert plain1 != plain2
+    assert brisque1 == brisque2
+    assert model_key(plain) != model_hash(plain)  # the identity recorded in task.json stays the weights' hash
+    assert torch.get_num_threads() >= 1

@@ -50,7 +50,7 @@ from evaluator.biqa.registry import (
 from evaluator.common.device import resolve_device
 
 
-@register("brisque")
+@register("brisque", thread_independent=True)
 def _brisque(weights: Path | None, random_seed: int | None) -> BIQAModel:
     from evaluator.biqa.brisque import Brisque
 
@@ -59,7 +59,7 @@ def _brisque(weights: Path | None, random_seed: int | None) -> BIQAModel:
     return Brisque()
 
 
-@register("niqe")
+@register("niqe", thread_independent=True)
 def _niqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     from evaluator.biqa.niqe import Niqe
 
@@ -68,7 +68,7 @@ def _niqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     return Niqe()
 
 
-@register("piqe", differentiable=False)
+@register("piqe", differentiable=False, thread_independent=True)
 def _piqe(weights: Path | None, random_seed: int | None) -> BIQAModel:
     from evaluator.biqa.piqe import Piqe
 

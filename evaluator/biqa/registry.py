@@ -43,7 +43,9 @@ class ModelSpec:
     `build(weights, random_seed)` makes the model; `needs_weights`: it scores nothing meaningful without a weights
     file, so `create` refuses it without `weights` or the explicit `random_weights_seed`; `weights_help`: which
     file to pass and the formats accepted (shown when it is missing); `differentiable`: False when `raw_score` has
-    no useful gradient (gradient attacks refuse the model); `score_range`: what `forward` clips the raw score to.
+    no useful gradient (gradient attacks refuse the model); `score_range`: what `forward` clips the raw score to;
+    `thread_independent`: its scores are bit-identical for any torch thread count (tested for every model that
+    says so); otherwise the score cache keys its scores by the thread count (`evaluator.scoring.score_cache`).
     """
 
     name: str
@@ -52,11 +54,12 @@ class ModelSpec:
     weights_help: str = ""
     differentiable: bool = True
     score_range: tuple[float, float] = (0.0, 100.0)
+    thread_independent: bool = False
 
     def info(self, **details: Any) -> BIQAInfo:
         """The `BIQAInfo` of a model built from this entry; `details`: its weights_sha256, random_weights_seed."""
         return BIQAInfo(name=self.name, score_range=self.score_range, differentiable=self.differentiable,
-                        needs_weights=self.needs_weights, **details)
+                        needs_weights=self.needs_weights, thread_independent=self.thread_independent, **details)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -64,7 +67,8 @@ Builder = Callable[[Path | None, int | None], BIQAModel]
 
 
 def register(name: str, *, needs_weights: bool = False, weights_help: str = "", differentiable: bool = True,
-             score_range: tuple[float, float] = SCORE_RANGE) -> Callable[[Builder], Builder]:
+             score_range: tuple[float, float] = SCORE_RANGE, thread_independent: bool = False
+             ) -> Callable[[Builder], Builder]:
     """Decorator: register `build(weights, random_seed) -> BIQAModel` under `name` with the model's metadata.
 
     `score_range` must be (0, 100) (ValueError otherwise): the kit reads every score on that scale (the metrics
@@ -85,7 +89,8 @@ def register(name: str, *, needs_weights: bool = False, weights_help: str = "", 
             raise ValueError(f"BIQA {name!r} is registered twice ({_REGISTRY[name].build.__qualname__} and "
                              f"{build.__qualname__}); give the new model another name")
         _REGISTRY[name] = ModelSpec(name, build, needs_weights=needs_weights, weights_help=weights_help,
-                                    differentiable=differentiable, score_range=(lo, hi))
+                                    differentiable=differentiable, score_range=(lo, hi),
+                                    thread_independent=thread_independent)
         return build
 
     return decorate

@@ -47,7 +47,7 @@ from evaluator.common.versions import kit_version
 from evaluator.config import TaskConfig
 from evaluator.defenses import DefenseError, Chain, official_codec, parse_chain
 from evaluator.scoring import metrics
-from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, model_hash, rules_hash
+from evaluator.scoring.score_cache import CacheKeyContext, ScoreCache, model_key, rules_hash
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def parse_defenses(text: str | None) -> list[str]:
 def cache_context(task: TaskConfig, model_name: str, model: BIQAModel) -> CacheKeyContext:
     """The pipeline's cache key context for `model` under `task` (as `pp-evaluate --biqa model_name` keys it)."""
     scoped = dataclasses.replace(task, biqa=dataclasses.replace(task.biqa, model=model_name))
-    return CacheKeyContext(rules=rules_hash(scoped), model=model_hash(model), kit=kit_version())
+    return CacheKeyContext(rules=rules_hash(scoped), model=model_key(model), kit=kit_version())
 
 
 #: the libraries a defense's output depends on (WebP and resize: Pillow; blur, median: scipy; bits5: numpy;

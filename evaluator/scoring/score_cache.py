@@ -64,6 +64,18 @@ def model_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def model_key(model: torch.nn.Module) -> str:
+    """The cache's model part: `model_hash` plus how the scores were computed, where that changes them: the device
+    type of the model's tensors (CPU and CUDA kernels round differently) and the torch thread count, unless the
+    model is registered `thread_independent` (brisque, niqe, piqe: bit-identical for any count, tested); so a rerun
+    with other `--threads` or `--device` never serves a number computed another way."""
+    state = model.state_dict()
+    device = next(iter(state.values())).device.type if state else "cpu"
+    info = getattr(model, "info", None)
+    threads = "any" if getattr(info, "thread_independent", False) else str(torch.get_num_threads())
+    return _sha256_json({"model": model_hash(model), "device": device, "threads": threads})
+
+
 @dataclass(frozen=True)
 class CacheKeyContext:
     """The parts of a key shared by every entry of one evaluation."""

@@ -1,0 +1,31 @@
+"""Registry-driven: every BIQA registered `thread_independent` gives bit-identical scores for 1 and 2 torch
+threads (the score cache relies on it: it keys every other model's scores by the thread count)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evaluator.biqa import available, create, spec
+
+INDEPENDENT = [name for name in available() if spec(name).thread_independent]
+
+
+def test_the_embedded_training_free_models_declare_it():
+    assert {"brisque", "niqe", "piqe"} <= set(INDEPENDENT)
+
+
+@pytest.mark.parametrize("name", INDEPENDENT)
+def test_scores_are_bit_identical_for_any_thread_count(name):
+    images = torch.rand(2, 3, 192, 256, generator=torch.Generator().manual_seed(7))
+    model = create(name)
+    before = torch.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                out.append(model(images).clone())
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out[0], out[1])
