@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from parity_images import VERSIONS, photo, to_tensor
 
 from evaluator.biqa import available, create, spec
 
@@ -17,7 +18,8 @@ def test_the_embedded_training_free_models_declare_it():
 
 @pytest.mark.parametrize("name", INDEPENDENT)
 def test_scores_are_bit_identical_for_any_thread_count(name):
-    images = torch.rand(2, 3, 192, 256, generator=torch.Generator().manual_seed(7))
+    rgb = photo("coffee")  # the parity tests' photo as clean, blurred, noisy and JPEG-20 versions
+    images = to_tensor(*(make(rgb) for make in VERSIONS.values()))
     model = create(name)
     before = torch.get_num_threads()
     try:

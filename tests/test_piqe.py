@@ -24,7 +24,6 @@ from attack_fixtures import RULES
 PHOTOS = ("astronaut", "coffee", "motorcycle_left", "china", "flower", "chelsea", "rocket")
 
 
-
 def reference(rgb: np.ndarray) -> float:
     """pypiqe's PIQE of an RGB uint8 image (0 = excellent, 100 = bad); only the parity tests need pypiqe."""
     pypiqe = pytest.importorskip("pypiqe", reason="pypiqe (installed by make install, --no-deps) is the PIQE reference")
@@ -206,18 +205,3 @@ def test_attacks_without_gradients_still_run_against_piqe(method: str, model: Pi
     x = to_tensor(photo("coffee")[:64, :64])
     result = get_attack(method)().run(x, model, **RULES)
     assert result.x_adv.shape == x.shape and torch.isfinite(result.raw_after).all()
-
-
-def test_scores_do_not_depend_on_the_number_of_threads(model: Piqe) -> None:
-    versions, _ = versions_and_scores("coffee")
-    x = to_tensor(*versions.values())
-    before = torch.get_num_threads()
-    try:
-        scores = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                scores.append(model.piqe(x))
-    finally:
-        torch.set_num_threads(before)
-    assert torch.equal(scores[0], scores[1])
