@@ -11,14 +11,13 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from jury_app.testing.devserver import free_port
+from jury_app.testing.devserver import free_port, start_server
 from jury_app.testing.fixtures import make_demo_package
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "jury.md"
@@ -34,24 +33,6 @@ def doc_caddyfile(front: int, ports: list[int]) -> str:
     conf = conf.replace("127.0.0.1:8501 127.0.0.1:8502", f"127.0.0.1:{ports[0]} 127.0.0.1:{ports[1]}")
     assert f"127.0.0.1:{ports[1]}" in conf, conf
     return "{\n\tadmin off\n\tauto_https off\n}\n" + conf
-
-
-def serve(root: Path, port: int, url: str, log) -> subprocess.Popen:
-    """`pp-jury serve DIR --port PORT --store URL`, once it answers its health check."""
-    proc = subprocess.Popen([sys.executable, "-m", "jury_app.cli", "serve", str(root), "--port", str(port),
-                             "--store", url], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false"))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"pp-jury serve exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(f"pp-jury serve did not answer on port {port}")
 
 
 def websocket_status(port: int, cookie: str) -> bytes:
@@ -72,9 +53,8 @@ def test_the_documented_caddy_config_is_sticky_and_carries_the_websocket(tmp_pat
     (tmp_path / "Caddyfile").write_text(doc_caddyfile(front, ports))
     procs = []
     try:
-        with open(tmp_path / "serve.log", "w") as log:
-            for port in ports:
-                procs.append(serve(root, port, pg_url, log))
+        for port in ports:
+            procs.append(start_server(root, port, log_path=tmp_path / "serve.log", store=pg_url))
         procs.append(subprocess.Popen([caddy, "run", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"],
                                       stdout=subprocess.DEVNULL, stderr=open(tmp_path / "caddy.log", "w")))
         deadline = time.monotonic() + 60

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from evaluator.contracts.jury_package import load_package
 from jury_app.testing.browser import CHROMIUM, LAUNCH_ARGS, press
-from jury_app.testing.devserver import free_port
+from jury_app.testing.devserver import free_port, start_server
 from jury_app.testing.fixtures import make_demo_package
 from jury_app.votes.backends import open_store
 from jury_app.web.served_image import blind_screen, candidate_pixels
@@ -25,24 +21,6 @@ RUNS = [f"run{i}" for i in range(5)]
 WAIT_MS = 60_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def serve(root, port: int, url: str, log) -> subprocess.Popen:
-    """`pp-jury serve DIR --port PORT --store URL`, once it answers its health check."""
-    proc = subprocess.Popen([sys.executable, "-m", "jury_app.cli", "serve", str(root), "--port", str(port),
-                             "--store", url], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false"))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"pp-jury serve exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(f"pp-jury serve did not answer on port {port}")
 
 
 def media_ids(page) -> set[str]:
@@ -78,35 +56,34 @@ def test_a_juror_moves_from_a_killed_replica_to_another(tmp_path, pg_url):
         {c.id: candidate_pixels(c.file) for c in image.candidates}, store.image_secret(), link.juror).values()}
         for image in package.images}
     ports = [free_port(), free_port()]
-    with open(tmp_path / "a.log", "wb") as log_a, open(tmp_path / "b.log", "wb") as log_b:
-        a = serve(root, ports[0], pg_url, log_a)
-        b = serve(root, ports[1], pg_url, log_b)
-        try:
-            with sync_api.sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-                page = browser.new_context().new_page()
-                page.goto(f"http://127.0.0.1:{ports[0]}/?token={link.token}")
-                page.get_by_text("Image 1 of 2", exact=True).wait_for(timeout=WAIT_MS)
-                assert media_ids(page) == expected["img00"]
-                vote(page)
-                page.get_by_text("Image 2 of 2", exact=True).wait_for(timeout=WAIT_MS)
-                assert store.done_images(link.juror) == {"img00"}
-                os.kill(a.pid, signal.SIGKILL)  # replica A dies; the proxy would send the juror to B
-                a.wait(timeout=30)
-                page.goto(f"http://127.0.0.1:{ports[1]}/?token={link.token}")
-                page.get_by_text("Image 2 of 2", exact=True).wait_for(timeout=WAIT_MS)  # resumed from the store
-                assert media_ids(page) == expected["img01"]  # the bytes any replica sends this juror
-                vote(page)
-                page.get_by_text("All images have a ballot").wait_for(timeout=WAIT_MS)
-                page.get_by_text("I am done: lock my ballots").click()
-                page.get_by_role("button", name="Final submit").click()
-                page.get_by_text(code, exact=True).wait_for(timeout=WAIT_MS)
-                browser.close()
-        finally:
-            for proc in (a, b):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(timeout=30)
+    a = start_server(root, ports[0], log_path=tmp_path / "a.log", store=pg_url)
+    b = start_server(root, ports[1], log_path=tmp_path / "b.log", store=pg_url)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            page = browser.new_context().new_page()
+            page.goto(f"http://127.0.0.1:{ports[0]}/?token={link.token}")
+            page.get_by_text("Image 1 of 2", exact=True).wait_for(timeout=WAIT_MS)
+            assert media_ids(page) == expected["img00"]
+            vote(page)
+            page.get_by_text("Image 2 of 2", exact=True).wait_for(timeout=WAIT_MS)
+            assert store.done_images(link.juror) == {"img00"}
+            os.kill(a.pid, signal.SIGKILL)  # replica A dies; the proxy would send the juror to B
+            a.wait(timeout=30)
+            page.goto(f"http://127.0.0.1:{ports[1]}/?token={link.token}")
+            page.get_by_text("Image 2 of 2", exact=True).wait_for(timeout=WAIT_MS)  # resumed from the store
+            assert media_ids(page) == expected["img01"]  # the bytes any replica sends this juror
+            vote(page)
+            page.get_by_text("All images have a ballot").wait_for(timeout=WAIT_MS)
+            page.get_by_text("I am done: lock my ballots").click()
+            page.get_by_role("button", name="Final submit").click()
+            page.get_by_text(code, exact=True).wait_for(timeout=WAIT_MS)
+            browser.close()
+    finally:
+        for proc in (a, b):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
     assert store.is_final(link.juror) and store.count_ballots() == 2
     assert not (root / "votes.sqlite").exists()
     store.close()

@@ -22,16 +22,18 @@ def free_port() -> int:
 
 
 def start_server(directory: str | Path, port: int, *, timeout: float = 90.0, log_path: Path | None = None,
-                 source: Path | None = None) -> subprocess.Popen:
+                 source: Path | None = None, store: str | None = None) -> subprocess.Popen:
     """Run `python -m jury_app.cli serve DIR --port PORT` (it execs streamlit, so the pid is the server's).
 
-    `source`: a checkout of the kit to run instead of the importable one (the benchmark's "before")."""
+    `source`: a checkout of the kit to run instead of the importable one (the benchmark's "before");
+    `store`: a vote-store URL (`--store`, e.g. a PostgreSQL shared by several replicas)."""
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    store_args = ["--store", store] if store is not None else []
     proc = subprocess.Popen([sys.executable, "-m", "jury_app.cli", "serve", str(directory), "--port", str(port),
-                             "--address", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                             "--address", "127.0.0.1", *store_args], stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=source)
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/_stcore/health"
