@@ -43,6 +43,19 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def print_table(rows: list[tuple], load_before: tuple[float, float, float], script: str) -> None:
+    """The machine, the load average before and after, the rows (name, n, median, p95, max ms, target) as a
+    markdown table, and the command (also used by bench_store.py)."""
+    print(f"\nMachine: {platform.machine()}, {mp.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"{platform.platform()}; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
+          "(1 min)\n")
+    print("| measurement | n | median ms | p95 ms | max ms | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, n, med, p95, mx, target in rows:
+        print(f"| {name} | {n} | {med:.1f} | {p95:.1f} | {mx:.1f} | {target} |")
+    print(f"\nCommand: python benchmarks/{script} {' '.join(sys.argv[1:])}".rstrip())
+
+
 def _open_link(page, url: str) -> float:
     t0 = time.perf_counter()
     page.goto(url)
@@ -227,14 +240,7 @@ def main() -> int:
                 rows.append((f"ballot commit, {args.jurors} concurrent jurors ({mode}, {how})", len(times),
                              statistics.median(times) * 1000, pct(times, 95) * 1000, max(times) * 1000,
                              "p95 < 50 ms"))
-    print(f"\nMachine: {platform.machine()}, {mp.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.platform()}; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
-          "(1 min)\n")
-    print("| measurement | n | median ms | p95 ms | max ms | target |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, n, med, p95, mx, target in rows:
-        print(f"| {name} | {n} | {med:.1f} | {p95:.1f} | {mx:.1f} | {target} |")
-    print(f"\nCommand: python benchmarks/bench_jury.py {' '.join(sys.argv[1:])}".rstrip())
+    print_table(rows, load_before, "bench_jury.py")
     return 0
 
 

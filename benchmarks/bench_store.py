@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_jury import pct, print_table  # benchmarks/ is on sys.path when this script runs
+
 from evaluator.contracts.jury_package import load_package
 from jury_app.testing.fixtures import make_demo_package
 from jury_app.testing.postgres import PostgresServer, find_bin
@@ -40,10 +41,6 @@ from jury_app.votes.backends import open_store
 GRID = 5  # candidates per image
 ALL_LOADED = """(n) => { const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
   return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
 
 
 def _replica(directory: str, url: str | None, jurors: list[str], n_ballots: int, think: float, start_at: float,
@@ -168,14 +165,7 @@ def main() -> int:
                              "session(s)", len(values), statistics.median(values) * 1000, pct(values, 95) * 1000,
                              max(values) * 1000, "flat in N"))
                 print(rows[-1], file=sys.stderr, flush=True)
-    load_after = os.getloadavg()
-    print(f"\nMachine: {platform.machine()}, {mp.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.platform()}; load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
-    print("| measurement | n | median ms | p95 ms | max ms | target |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, n, med, p95, mx, target in rows:
-        print(f"| {name} | {n} | {med:.1f} | {p95:.1f} | {mx:.1f} | {target} |")
-    print(f"\nCommand: python benchmarks/bench_store.py {' '.join(sys.argv[1:])}".rstrip())
+    print_table(rows, load_before, "bench_store.py")
     return 0
 
 
