@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -183,9 +184,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                                  progress=None if args.no_progress else lambda m: print(m, file=sys.stderr))
         for note in step.notes:
             print(f"pp-evaluate: matrix: {note}", file=sys.stderr)
+    # the imported libraries and the model live until exit: moved out of the garbage collector's view, they are
+    # not traversed by its collections during the run (nor copied into forked workers by them), nor at exit
+    gc.freeze()
     result = evaluate(args.originals, args.runs, args.out, task, model, batch_size=args.batch_size,
                       progress=not args.no_progress, extra=step,
                       workers=args.workers)
+    gc.freeze()  # what the run left alive is freed at exit without a last full collection over it
     if step is not None and step.result is not None:
         from evaluator.contracts.results import MATRIX_CSV
 

@@ -11,7 +11,8 @@
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
    (one image id at a time, all runs' versions of it batched together), never all held in memory. Decoding, the
    JPEG round trip and PSNR/SSIM run in `workers` processes (one image id per job, a few jobs ahead); the model
-   scores in this process. Every value depends on the files only, not on `workers` or the thread count.
+   scores in this process. Every value depends on the files only, not on `workers` or the thread count. The same
+   pool (`evaluator.common.worker_pool`) decodes the originals of step 1 and makes the report gallery's images.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
 5. Select the jury images (`evaluator.scoring.selection`) and write the blinded jury package for the qualified runs.
 6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
@@ -33,7 +34,6 @@ import hashlib
 import io
 import logging
 import math
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -52,13 +52,14 @@ from evaluator.codec import OrganizerCodec, pillow_reproduces
 from evaluator.config import TaskConfig
 from evaluator.defenses import PreprocessedCodec, official_codec
 from evaluator.common.device import model_device
+from evaluator.common.worker_pool import WorkerPool, check_picklable, default_workers
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
                                          SCORES_CSV, SELECTION_COLUMNS, SELECTION_CSV, JURY_DIR, TASK_JSON,
                                          write_csv, write_task_json)
 from evaluator.outputs.jury_export import JuryItem, write_jury_package
 from evaluator.outputs.report import write_report
-from evaluator.outputs.report_gallery import JpegMemo, gallery_html
+from evaluator.outputs.report_gallery import JpegMemo, PairMaterial, gallery_html, pair_material
 from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
                                           new_generation, tidy)
 from evaluator.scoring.fidelity import fidelity
@@ -183,7 +184,8 @@ class _Counters:
 
 
 def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAModel, cache: ScoreCache,
-                     batch_size: int, counters: _Counters, progress: bool) -> dict[str, float]:
+                     batch_size: int, counters: _Counters, progress: bool, pool: WorkerPool) -> dict[str, float]:
+    """Clean score of every original (by its file's sha256), decoded in `pool`'s processes, scored here."""
     cached = cache.get_many("clean", set(shas.values()), rules=False)
     by_sha: dict[str, float] = {sha: v["score"] for sha, v in cached.items()}
     counters.hits += sum(1 for image in paths if shas[image] in by_sha)
@@ -193,13 +195,14 @@ def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAMo
         by_sha.update(zip(keys, values))
 
     scorer = _BatchScorer(model, batch_size, store)
-    todo = [image for image in sorted(paths) if shas[image] not in by_sha]
-    queued: set[str] = set()
-    for image in tqdm(todo, desc="originals", unit="img", disable=not progress):
-        if shas[image] in queued:
-            continue
-        queued.add(shas[image])
-        scorer.add(shas[image], load_rgb(paths[image]))
+    todo: dict[str, str] = {}  # sha -> the first image with that file
+    for image in sorted(paths):
+        if shas[image] not in by_sha:
+            todo.setdefault(shas[image], image)
+    jobs = ((sha, (paths[image],)) for sha, image in todo.items())
+    for sha, rgb in tqdm(pool.run(_load_original, jobs, inline=len(todo) < 8), total=len(todo), desc="originals",
+                         unit="img", disable=not progress):
+        scorer.add(sha, rgb)
         counters.computed += 1
     scorer.flush()
     counters.batches += scorer.batches
@@ -268,81 +271,31 @@ def _prepare_image(original_path: Path, entries: Sequence[_Entry], codec: Organi
     return out
 
 
-def _worker_init() -> None:
-    """A preparation worker runs single-threaded (its siblings use the other cores)."""
-    torch.set_num_threads(1)
+def _load_original(path: Path) -> np.ndarray:
+    """The original's pixels (a worker job of `_score_originals`)."""
+    return load_rgb(path)
 
 
-def default_workers() -> int:
-    """Worker processes `evaluate` uses by default: one per CPU this process may run on (at most 8)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
-
-
-class _Preparer:
-    """Runs `_prepare_image` jobs in order: inline (workers=0) or on a process pool (started at the first job with
-    work, so an evaluation served from the cache forks nothing), at most `ahead` jobs in flight."""
-
-    def __init__(self, workers: int, ahead: int):
-        self.workers, self.pool = workers, None
-        self.ahead = max(1, ahead)
-
-    def _start(self, codec: OrganizerCodec | PreprocessedCodec) -> Any:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        import pickle
-
-        try:  # a job that cannot be pickled would fail in the pool's feeder thread (and can hang its shutdown)
-            pickle.dumps(codec)
-        except Exception as exc:
-            raise PipelineError(f"the official pre-processing {getattr(codec, 'chain', 'codec')!r} cannot be sent to "
-                                f"worker processes ({exc}); run with --workers 0") from exc
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        if method == "fork":  # forked workers inherit the compiled PSNR/SSIM and the codec's probe result:
-            tiny = np.zeros((metrics.SSIM_MIN_SIDE, metrics.SSIM_MIN_SIDE, 3), np.uint8)  # none per worker
-            fidelity(tiny, tiny)
-            pillow_reproduces(getattr(codec, "codec", codec))  # a PreprocessedCodec's JPEG is its `codec`
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
-                                        initializer=_worker_init)
-        return self.pool
-
-    def run(self, jobs: Iterator[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any]]:
-        """(tag, result) per (tag, args) job, in job order."""
-        from collections import deque
-
-        pending: deque = deque()  # (tag, future or None, result when inline)
-        for tag, args in jobs:
-            if self.workers <= 0 or not args[1]:  # inline, or nothing to prepare
-                pending.append((tag, None, _prepare_image(*args) if args[1] else []))
-            else:
-                pending.append((tag, (self.pool or self._start(args[2])).submit(_prepare_image, *args), None))
-            while pending and (pending[0][1] is None or len(pending) > self.ahead):
-                tag0, fut, value = pending.popleft()
-                yield tag0, value if fut is None else fut.result()
-        while pending:
-            tag0, fut, value = pending.popleft()
-            yield tag0, value if fut is None else fut.result()
-
-    def close(self, cancel: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=cancel)
-            self.pool = None
+def _warm_for_workers(codec: OrganizerCodec | PreprocessedCodec) -> Callable[[], None]:
+    """What this process does once before the pool forks, so that no worker does it: compile (or load) PSNR/SSIM
+    and run the codec's Pillow probe (a PreprocessedCodec's JPEG is its `codec`)."""
+    def warm() -> None:
+        tiny = np.zeros((metrics.SSIM_MIN_SIDE, metrics.SSIM_MIN_SIDE, 3), np.uint8)
+        fidelity(tiny, tiny)
+        pillow_reproduces(getattr(codec, "codec", codec))
+    return warm
 
 
 def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original_paths: dict[str, Path],
                 original_shas: dict[str, str], model: BIQAModel, codec: OrganizerCodec, cache: ScoreCache,
-                batch_size: int, counters: _Counters, progress: bool, workers: int = 0
+                batch_size: int, counters: _Counters, progress: bool, pool: WorkerPool
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, RunIssue]]:
     """Post-JPEG score (by submitted sha256) and fidelity (by 'submitted:original' sha256) of every image.
 
     Runs are validated from headers only, so an image whose pixels do not decode shows up here: its run is
     returned in the third dict (run -> issue) and not scored further. Decoding, the JPEG round trip and PSNR/SSIM
-    run in `workers` processes, one image id (all its runs) per job; the model scores in this process, in
-    batches. Every value is a function of the files only, so the numbers do not depend on `workers`.
+    run in `pool`'s processes, one image id (all its runs) per job; the model scores in this process, in
+    batches. Every value is a function of the files only, so the numbers do not depend on the pool's size.
     """
     def fid_key(run: ValidatedRun, image: str) -> str:
         return f"{run.images[image].sha256}:{original_shas[image]}"
@@ -376,46 +329,42 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
                 planned_jpeg.update([ref.sha256] if need_jpeg else [])
                 planned_fid.update([fkey] if need_fid else [])
                 entries.append(_Entry(run.name, ref, need_jpeg, need_fid))
-            yield (image, hits, entries), (original_paths[image], entries, codec)
+            yield (image, hits, entries), (original_paths[image], entries, codec) if entries else None
 
     scorer = _BatchScorer(model, batch_size, store)
     total = len(runs) * len(image_ids)
-    preparer = _Preparer(workers if total >= 8 else 0, ahead=2 * max(1, workers))
     run_by_name = {r.name: r for r in runs}
-    try:
-        with tqdm(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
-            for (image, hits, entries), results in preparer.run(jobs()):
-                counters.hits += len(hits)
-                bar.update(len(hits))
-                done_fid: dict[str, dict[str, float]] = {}
-                for e, (error, jpeg_sha, decoded, fid) in zip(entries, results):
-                    bar.update()
-                    if e.run in failed and error is None:  # not counted; its values still serve a copy elsewhere
-                        if fid is not None:
-                            done_fid[fid_key(run_by_name[e.run], image)] = fid
-                        if decoded is not None:
-                            pending_sha[e.ref.sha256] = jpeg_sha
-                            scorer.add(e.ref.sha256, decoded)
-                        continue
-                    if e.run in failed:
-                        continue
-                    if error is not None:
-                        failed[e.run] = RunIssue(file=e.ref.name, problem=f"cannot be decoded ({error})",
-                                                 fix="re-export it as 8-bit RGB PNG and submit again")
-                        log.warning("run %s: %s", show_name(e.run), show_name(str(failed[e.run])))
-                        continue
-                    counters.computed += 1
+    with tqdm(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
+        for (image, hits, entries), results in pool.run(_prepare_image, jobs(), inline=total < 8):
+            counters.hits += len(hits)
+            bar.update(len(hits))
+            done_fid: dict[str, dict[str, float]] = {}
+            for e, (error, jpeg_sha, decoded, fid) in zip(entries, results or []):
+                bar.update()
+                if e.run in failed and error is None:  # not counted; its values still serve a copy elsewhere
                     if fid is not None:
                         done_fid[fid_key(run_by_name[e.run], image)] = fid
                     if decoded is not None:
                         pending_sha[e.ref.sha256] = jpeg_sha
                         scorer.add(e.ref.sha256, decoded)
-                if done_fid:
-                    cache.put_many("fidelity", done_fid, rules=False, model=False)
-                    fid_values.update(done_fid)
-        scorer.flush()
-    finally:
-        preparer.close(cancel=True)
+                    continue
+                if e.run in failed:
+                    continue
+                if error is not None:
+                    failed[e.run] = RunIssue(file=e.ref.name, problem=f"cannot be decoded ({error})",
+                                             fix="re-export it as 8-bit RGB PNG and submit again")
+                    log.warning("run %s: %s", show_name(e.run), show_name(str(failed[e.run])))
+                    continue
+                counters.computed += 1
+                if fid is not None:
+                    done_fid[fid_key(run_by_name[e.run], image)] = fid
+                if decoded is not None:
+                    pending_sha[e.ref.sha256] = jpeg_sha
+                    scorer.add(e.ref.sha256, decoded)
+            if done_fid:
+                cache.put_many("fidelity", done_fid, rules=False, model=False)
+                fid_values.update(done_fid)
+    scorer.flush()
     for run in runs:  # a file whose first copy (in another run) did not decode: this copy does not either
         if run.name not in failed:
             for image in image_ids:
@@ -465,6 +414,24 @@ def _random_weights_seed(model: BIQAModel) -> int | None:
     if seed is not None:
         log.warning("%s", info.random_weights_note())
     return seed
+
+
+def _gallery_material(original_path: Path, pairs: Sequence[tuple[str, Any, bool]],
+                      codec: OrganizerCodec | PreprocessedCodec
+                      ) -> tuple[np.ndarray, dict[str, PairMaterial], dict[str, bytes]]:
+    """A report-gallery job (a worker job: one original and its shown (run, ImageRef, in_jury) pairs): the
+    original's pixels, per run its `PairMaterial` (the scored image is the codec's round trip of the submitted
+    image) and, for the pairs the jury package holds, the scored JPEG bytes (written there, not made twice)."""
+    base = load_rgb(original_path)
+    made: dict[str, PairMaterial] = {}
+    jpegs: dict[str, bytes] = {}
+    for run, ref, in_jury in pairs:
+        submitted = ref.load()
+        data, scored = codec.roundtrip_bytes(submitted)
+        made[run] = pair_material(base, submitted, scored)
+        if in_jury:
+            jpegs[run] = data
+    return base, made, jpegs
 
 
 def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
@@ -519,7 +486,22 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
                      model: BIQAModel, headers: dict[str, Any], image_ids: list[str], paths: dict[str, Path], *,
                      batch_size: int, progress: bool, limits: Limits, extra: ExtraStep | None = None,
                      workers: int = 0) -> EvaluationResult:
+    """The evaluation, with one worker pool (`workers` processes) for originals, runs and the report gallery."""
     codec = official_codec(task)  # the task's JPEG, after the steps of a longer preprocess.chain
+    if workers > 0:
+        try:
+            check_picklable(codec, f"the official pre-processing {getattr(codec, 'chain', 'codec')!r}")
+        except ValueError as exc:
+            raise PipelineError(f"{exc}; run with --workers 0") from exc
+    with WorkerPool(workers, before_start=_warm_for_workers(codec)) as pool:
+        return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
+                              pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
+
+
+def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,
+                   model: BIQAModel, headers: dict[str, Any], image_ids: list[str], paths: dict[str, Path],
+                   codec: OrganizerCodec | PreprocessedCodec, pool: WorkerPool, *, batch_size: int, progress: bool,
+                   limits: Limits, extra: ExtraStep | None = None) -> EvaluationResult:
     info = getattr(model, "info", None)
     weights_seed = _random_weights_seed(model)
     mhash = model_hash(model)
@@ -528,7 +510,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     threshold = task.biqa.threshold
     with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache:
         original_shas = {image: _file_sha256(p) for image, p in paths.items()}
-        clean = _score_originals(paths, original_shas, model, cache, batch_size, counters, progress)
+        clean = _score_originals(paths, original_shas, model, cache, batch_size, counters, progress, pool)
         excluded = tuple(i for i in image_ids if clean[i] < threshold)
         for image in excluded:
             log.warning("original %s scores %.2f < threshold %g: not high quality, left out of the accuracy",
@@ -544,7 +526,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
                             show_name(str(v.issues[0])))
         jpeg_values, fid_values, failed = _score_runs([v for v in validated if v.valid], image_ids, paths,
                                                       original_shas, model, codec, cache, batch_size, counters,
-                                                      progress, workers)
+                                                      progress, pool)
         for v in validated:
             if v.name in failed:
                 v.issues.append(failed[v.name])
@@ -610,13 +592,13 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
     if weights_seed is not None:
         meta["warning"] = info.random_weights_note()
     valid_by_name = {v.name: v for v in valid}
-    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, extra)
+    _write_results(out_dir, result, meta, task, codec, valid_by_name, paths, pool, extra)
     return result
 
 
 def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any], task: TaskConfig,
-                   codec: OrganizerCodec, runs: dict[str, ValidatedRun], original_paths: dict[str, Path],
-                   extra: ExtraStep | None = None) -> None:
+                   codec: OrganizerCodec | PreprocessedCodec, runs: dict[str, ValidatedRun],
+                   original_paths: dict[str, Path], pool: WorkerPool, extra: ExtraStep | None = None) -> None:
     staging = new_generation(out_dir)
     try:
         seed = meta["model"]["random_weights_seed"]
@@ -628,24 +610,38 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
         selected = [s.image for s in result.selection]
         qualified = [r.run for r in result.runs if r.qualified]
         sha_of = {(r.run, r.image): r.jpeg_sha256 for r in result.scores}
-        jury_jpegs = JpegMemo()  # the jury's JPEGs (up to a byte bound), decoded again by the report gallery
+        jury_pairs = {(run, image) for image in (selected if qualified else []) for run in qualified}
+        jury_jpegs = JpegMemo()  # the jury's JPEGs (up to a byte bound), made by the gallery's jobs
+        thumbs: dict[str, bytes] = {}
+
+        def materials(plan: Sequence[tuple[str, Sequence[str]]]) -> Iterator[tuple[np.ndarray, dict]]:
+            jobs = ((image, (original_paths[image], [(run, runs[run].images[image], (run, image) in jury_pairs)
+                                                     for run in shown], codec)) for image, shown in plan)
+            for image, (base, made, jpegs) in pool.run(_gallery_material, jobs,
+                                                       inline=sum(len(shown) for _, shown in plan) < 8):
+                for run, data in jpegs.items():
+                    jury_jpegs.keep((run, image), data)
+                if image in selected and image not in thumbs:
+                    thumbs[image] = _thumbnail(base)
+                yield base, made
+
+        gallery = gallery_html(result, materials=materials)
         items = [JuryItem(run=run, image=image, jpeg_sha256=sha_of[(run, image)])
                  for image in (selected if qualified else []) for run in qualified]
         write_jury_package(
             staging / JURY_DIR, selected if qualified else [], items,
-            jpeg_of=lambda item: jury_jpegs.keep((item.run, item.image),
-                                                 codec.compress(runs[item.run].images[item.image].load())),
+            jpeg_of=lambda item: (jury_jpegs.pop((item.run, item.image))
+                                  or codec.compress(runs[item.run].images[item.image].load())),
             picks=result.picks, note=result.jury_note,
             original_of=lambda image: load_rgb(original_paths[image]),
             run_names=qualified,
         )
-        thumbs = {image: _thumbnail(load_rgb(original_paths[image])) for image in selected}
-        gallery = gallery_html(result, original=lambda image: load_rgb(original_paths[image]),
-                               submitted=lambda run, image: runs[run].images[image].load(),
-                               scored=lambda rgb: codec.decompress(codec.compress(rgb)),
-                               scored_of=lambda run, image: jury_jpegs.take((run, image), codec.decompress))
+        for image in selected:
+            if image not in thumbs:
+                thumbs[image] = _thumbnail(load_rgb(original_paths[image]))
         added = extra(staging, result, meta, runs, original_paths) if extra is not None else ExtraOutputs()
-        write_report(staging / REPORT_HTML, result, meta, thumbs, gallery, sections=added.sections)
+        write_report(staging / REPORT_HTML, result, meta, {i: thumbs[i] for i in selected}, gallery,
+                     sections=added.sections)
         commit_generation(staging, out_dir, RESULT_NAMES + added.names)
     except BaseException as exc:
         committed = committed_generation(out_dir)

@@ -442,7 +442,8 @@ import multiprocessing
 from pathlib import Path
 import numpy as np
 from evaluator.codec import OrganizerCodec, _PILLOW_OK
-from evaluator.pipeline import _Entry, _Preparer
+from evaluator.common.worker_pool import WorkerPool
+from evaluator.pipeline import _Entry, _prepare_image, _warm_for_workers
 from evaluator.scoring import fidelity_fast
 if "fork" not in multiprocessing.get_all_start_methods():
     raise SystemExit(0)
@@ -450,10 +451,10 @@ class Ref:
     name, sha256 = "a.png", "0" * 64
     def load(self):
         return np.full((16, 16, 3), 91, np.uint8)
-preparer = _Preparer(1, ahead=1)
-jobs = iter([("tag", (Path({str(tmp_path / "a.png")!r}), [_Entry("run", Ref(), True, True)], OrganizerCodec()))])
-[(tag, [(error, sha, pixels, fid)])] = list(preparer.run(jobs))
-preparer.close()
+codec = OrganizerCodec()
+with WorkerPool(1, ahead=1, before_start=_warm_for_workers(codec)) as pool:
+    jobs = iter([("tag", (Path({str(tmp_path / "a.png")!r}), [_Entry("run", Ref(), True, True)], codec))])
+    [(tag, [(error, sha, pixels, fid)])] = list(pool.run(_prepare_image, jobs))
 assert error is None and pixels.shape == (16, 16, 3) and fid["ssim"] < 1, (error, fid)
 assert fidelity_fast.ssim_uint8.signatures, "PSNR/SSIM were not compiled before the workers forked"
 assert _PILLOW_OK, "the codec probe did not run before the workers forked"

@@ -24,10 +24,12 @@ spare), else shrunk until it fits; full size means the long side at most `FULL_S
 So the gallery's images never exceed the budget (18 M characters), and report.html stays under 20 MB for 13 runs
 x 20 images (`tests/test_report_gallery.py` checks it on a synthetic field of noisy 512x384 images).
 
-Speed and memory: each distinct original and (run, image) pair is decoded once (pass 1: the originals and scored
-versions are encoded, d is histogrammed per run for the percentile and kept, one byte per pixel with its long
-side shrunk to at most `FULL_SIDE` before amplification); pass 2 amplifies and encodes the kept maps. Held at most:
-the kept maps (13 x 20 pairs at 512x384: about 60 MB) and the encoded bytes.
+Speed and memory: each distinct original and (run, image) pair is made once (`Materials`: pp-evaluate decodes,
+JPEG-compresses and differences them in its worker processes, `pair_material`), and the page is encoded here in
+plan order, so it does not depend on how the images were made. Pass 1 encodes the originals and scored versions
+and keeps each pair's d histogram (for the run's percentile) and d (one byte per pixel, long side at most
+`FULL_SIDE`); pass 2 amplifies and encodes the kept maps. Held at most: the kept maps (13 x 20 pairs at 512x384:
+about 60 MB), the encoded bytes, and the materials of the few originals in flight.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -276,26 +278,73 @@ class JpegMemo:
             self.bytes += len(data)
         return data
 
+    def pop(self, key: object) -> bytes | None:
+        """The kept bytes, dropped from the memo; None when `key` was not kept."""
+        data = self.items.pop(key, None)
+        if data is not None:
+            self.bytes -= len(data)
+        return data
+
     def take(self, key: object, decode: Callable[[bytes], np.ndarray]) -> np.ndarray | None:
         """decode(the kept bytes), dropped from the memo; None when `key` was not kept."""
-        data = self.items.pop(key, None)
-        if data is None:
-            return None
-        self.bytes -= len(data)
-        return decode(data)
+        data = self.pop(key)
+        return None if data is None else decode(data)
 
 
-def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarray],
-                 submitted: Callable[[str, str], np.ndarray], scored: Callable[[np.ndarray], np.ndarray],
-                 budget: int = DEFAULT_BUDGET,
+@dataclass(frozen=True)
+class PairMaterial:
+    """What the gallery needs of one (run, image) pair: the histogram of d (256 counts, for the run's
+    percentile), d with its long side at most FULL_SIDE, and the scored image (what the BIQA scored)."""
+
+    counts: np.ndarray
+    diff: np.ndarray
+    scored: np.ndarray
+
+
+def pair_material(original: np.ndarray, submitted: np.ndarray, scored: np.ndarray) -> PairMaterial:
+    """The pair's material from the original, the submitted image and the scored image (all (H, W, 3) uint8)."""
+    d = difference(submitted, original)
+    return PairMaterial(np.bincount(d.ravel(), minlength=256), _shrunk(d), scored)
+
+
+#: The gallery's images: given the plan [(image, [run, ...]), ...] (each distinct original once, with the runs
+#: whose pairs it shows), yield per entry, in plan order, (the original's pixels, {run: PairMaterial}).
+#: pp-evaluate makes them in its worker processes; `serial_materials` makes them one by one from callables.
+Materials = Callable[[Sequence[tuple[str, Sequence[str]]]], Iterable[tuple[np.ndarray, Mapping[str, PairMaterial]]]]
+
+
+def serial_materials(original: Callable[[str], np.ndarray], submitted: Callable[[str, str], np.ndarray],
+                     scored: Callable[[np.ndarray], np.ndarray],
+                     scored_of: Callable[[str, str], np.ndarray | None] | None = None) -> Materials:
+    """`Materials` from `original(image)`, `submitted(run, image)` ((H, W, 3) uint8 RGB), `scored(rgb)` (what the
+    BIQA scored for a submitted image: the organizer JPEG round trip) and, where given, `scored_of(run, image)`
+    (that scored image already made, else None); each called once per distinct image / pair."""
+    def materials(plan: Sequence[tuple[str, Sequence[str]]]) -> Iterator[tuple[np.ndarray, dict[str, PairMaterial]]]:
+        for image, runs in plan:
+            base = original(image)
+            made: dict[str, PairMaterial] = {}
+            for run in runs:
+                sub = submitted(run, image)
+                ready = scored_of(run, image) if scored_of is not None else None
+                made[run] = pair_material(base, sub, scored(sub) if ready is None else ready)
+            yield base, made
+    return materials
+
+
+def gallery_html(result: EvaluationResult, *, materials: Materials | None = None,
+                 original: Callable[[str], np.ndarray] | None = None,
+                 submitted: Callable[[str, str], np.ndarray] | None = None,
+                 scored: Callable[[np.ndarray], np.ndarray] | None = None, budget: int = DEFAULT_BUDGET,
                  scored_of: Callable[[str, str], np.ndarray | None] | None = None) -> str:
     """The gallery section (heading, switch, strips, dialog, script) as one HTML string; '' without a scored run.
 
-    `original(image)` and `submitted(run, image)` return (H, W, 3) uint8 RGB; `scored(rgb)` returns what the BIQA
-    scored for a submitted image (the organizer JPEG round trip). Each is called once per distinct image / pair.
-    `scored_of(run, image)`, where given, may return that scored image already made (pp-evaluate: the decoded JPEG
-    it just wrote to the jury package), else None and `scored` makes it.
+    Images come from `materials` (see `Materials`), or else from `serial_materials(original, submitted, scored,
+    scored_of)`. The page depends only on the images, not on how they were made.
     """
+    if materials is None:
+        if original is None or submitted is None or scored is None:
+            raise TypeError("gallery_html needs `materials`, or `original`, `submitted` and `scored`")
+        materials = serial_materials(original, submitted, scored, scored_of)
     rows = {(r.run, r.image): r for r in result.scores}
     scored_runs = sorted({r.run for r in result.scores})
     if not scored_runs:
@@ -329,24 +378,19 @@ def gallery_html(result: EvaluationResult, *, original: Callable[[str], np.ndarr
     orig_uris: dict[str, tuple[str, str]] = {}
     run_uris: dict[tuple[str, str], tuple[str, str]] = {}
     kept: dict[tuple[str, str], np.ndarray] = {}
-    for image, times in shown_originals.items():
-        base = original(image)
+    plan = [(image, [run for (run, im) in shown_pairs if im == image]) for image in shown_originals]
+    for (image, runs), (base, made) in zip(plan, materials(plan), strict=True):
+        times = shown_originals[image]
         if times:
             orig_uris[image] = _pair(budget_, base, budget_.cap(2, times), hint, "original", times)
-        for (run, im), t in shown_pairs.items():
-            if im != image:
-                continue
-            sub = submitted(run, image)
-            d = difference(sub, base)
-            counts[run] += np.bincount(d.ravel(), minlength=256)
-            kept[(run, image)] = _shrunk(d)
-            del d
-            made = scored_of(run, image) if scored_of is not None else None
-            run_uris[(run, image)] = _pair(budget_, scored(sub) if made is None else made, budget_.cap(1, t), hint,
-                                           "scored", t)
-            del made
-            del sub
         del base
+        for run in runs:
+            t = shown_pairs[(run, image)]
+            m = made[run]
+            counts[run] += m.counts
+            kept[(run, image)] = m.diff
+            run_uris[(run, image)] = _pair(budget_, m.scored, budget_.cap(1, t), hint, "scored", t)
+        del made
     p99 = {run: percentile_of_counts(c) for run, c in counts.items()}
     # pass 2: the amplified difference maps
     diff_uris: dict[tuple[str, str], tuple[str, str]] = {}
