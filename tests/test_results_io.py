@@ -138,6 +138,30 @@ def test_a_kill_at_every_step_of_a_commit_leaves_old_or_new_never_a_mix(tmp_path
     assert steps > 10  # the kill points above covered mkdir, the fsyncs, the switch and the retiring
 
 
+def test_a_first_evaluation_killed_at_any_step_leaves_no_links_to_missing_results(tmp_path):
+    """Before anything is committed, a reader finds either no result files or the complete new ones; the next
+    tidy removes what a killed first evaluation left, links to a missing `current/` included."""
+    k = 1
+    while True:
+        out = tmp_path / f"k{k}"
+        out.mkdir()
+        code, steps = commit(out, "new", kill_at=k)
+        if code == 0:
+            break
+        assert code == 99
+        tidy(out, NAMES)
+        if committed_generation(out) is None:
+            dangling = [p.name for p in out.iterdir() if p.is_symlink() and not p.exists()]
+            assert dangling == [], f"kill at step {k}: links to missing results {dangling}"
+            assert not any((out / name).exists() or (out / name).is_symlink() for name in NAMES)
+        else:
+            assert seen(out) == {"new"}
+            assert_tidy(out)
+        k += 1
+    assert seen(out) == {"new"}
+    assert_tidy(out)
+
+
 def test_a_kill_at_every_step_of_adopting_an_older_results_folder(tmp_path):
     """Results of the older layout (real files in OUT/, a staging leftover) become a generation on the next run."""
     k = 1

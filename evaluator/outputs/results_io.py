@@ -338,8 +338,17 @@ def _adopt_legacy(out_dir: Path, names: Sequence[str]) -> None:
         _replace_entry(out_dir / name, out_dir)
 
 
+def _drop_dangling_links(out_dir: Path, names: Sequence[str]) -> None:
+    """Remove the links `OUT/<name>` -> `current/<name>` while nothing is committed (a first evaluation that was
+    interrupted after making them): a reader then finds no results, not links to a missing folder."""
+    for name in names:
+        path = out_dir / name
+        if _link_target(path) == f"{CURRENT}/{name}" and not path.exists():
+            path.unlink(missing_ok=True)
+
+
 def _ensure_links(out_dir: Path, names: Sequence[str]) -> None:
-    """`OUT/<name>` -> `current/<name>` for every result name (made once; dangling before the first commit)."""
+    """`OUT/<name>` -> `current/<name>` for every result name (made once, just before the first commit)."""
     for name in names:
         path = out_dir / name
         want = f"{CURRENT}/{name}"
@@ -365,7 +374,10 @@ def tidy(out_dir: Path, names: Sequence[str]) -> None:
             log.info("removing unfinished results from an interrupted evaluation: %s", entry)
             shutil.rmtree(entry, ignore_errors=True)
     _adopt_legacy(out_dir, names)
-    _ensure_links(out_dir, names)
+    if committed_generation(out_dir) is None:
+        _drop_dangling_links(out_dir, names)
+    else:
+        _ensure_links(out_dir, names)
     _report_kept(_retire_generations(out_dir), out_dir, logging.INFO)
 
 
