@@ -219,3 +219,30 @@ def test_a_database_restart_costs_no_ballot(tmp_path, pg_server):
     store.close()
     with pytest.raises(StoreError, match="cannot be reached"):
         open_store(package, pg_server.url("no_such_database"))
+
+
+def test_a_connection_lost_inside_a_ballot_does_not_claim_nothing_was_saved(tmp_path, pg_server, monkeypatch):
+    """A connection cut during a ballot's transaction (here: its own backend terminated before the picks are
+    written) may come after a commit landed on the server: the error must not say that nothing was saved, and
+    saving the ballot again stores it once."""
+    from jury_app.votes import store_postgres
+    from jury_app.votes.store import StoreError
+
+    package = load_package(make_demo_package(tmp_path / "jury", RUNS, 2, size=8))
+    store = open_store(package, pg_server.new_database())
+    juror = store.add_jurors(1)[0].juror
+    c = list(package.candidate_ids("img00"))
+    real = store_postgres._Conn.executemany
+
+    def cut_then_write(self, sql, rows):
+        self.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return real(self, sql, rows)
+
+    monkeypatch.setattr(store_postgres._Conn, "executemany", cut_then_write)
+    with pytest.raises(StoreError) as err:
+        store.save_ballot(juror, "img00", c[:3], c[3:5])
+    assert "nothing was saved" not in str(err.value) and "may or may not have been saved" in str(err.value)
+    monkeypatch.setattr(store_postgres._Conn, "executemany", real)
+    store.save_ballot(juror, "img00", c[:3], c[3:5])
+    assert [(b.image, sorted(b.most)) for b in store.ballots()] == [("img00", sorted(c[:3]))]
+    store.close()

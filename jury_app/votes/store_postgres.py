@@ -126,11 +126,15 @@ class PostgresVoteStore(VoteStoreBase):
                 self._pool_pid = os.getpid()
             return self._pool_obj
 
-    def _unreachable(self, exc: Exception) -> StoreError:
+    def _unreachable(self, exc: Exception, connected: bool = False) -> StoreError:
+        """The error for a database that cannot be reached; `connected`: the connection was lost during a
+        transaction, so its commit may have landed (the juror is told to check, not that nothing was saved)."""
         detail = str(exc).replace(self.url, redact_url(self.url)).strip().splitlines()
+        outcome = ("the connection was lost before the change was confirmed, so it may or may not have been saved "
+                   "(saving a ballot again is safe: it replaces the earlier one)" if connected else "nothing was saved")
         return StoreError(f"{self.where} cannot be reached ({detail[0] if detail else type(exc).__name__}); "
                           "check that PostgreSQL runs, the host, port, database and user of the URL, and the "
-                          "password (PGPASSWORD or ~/.pgpass); nothing was saved.")
+                          f"password (PGPASSWORD or ~/.pgpass); {outcome}.")
 
     @contextmanager
     def _tx(self) -> Iterator[_Conn]:
@@ -145,7 +149,7 @@ class PostgresVoteStore(VoteStoreBase):
             if state and not state.startswith(("08", "57")):  # not a lost connection: e.g. 40P01, a deadlock
                 raise StoreError(f"{self.where} refused the change ({state}: {str(exc).splitlines()[0]}); "
                                  "nothing was saved, please try again.") from None
-            raise self._unreachable(exc) from None
+            raise self._unreachable(exc, connected=True) from None
 
     _read = _tx
     _write = _tx
