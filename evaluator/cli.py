@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads of the model in the main process (default 1: the --workers "
                              "processes use the other cores, and 2 torch threads on 2 busy cores busy-wait)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes that decode, JPEG-compress and compute PSNR/SSIM beside the model (default: "
-                             "one per CPU, at most 8; 0 = all in this process); the numbers do not depend on it")
+                        help="processes that decode, JPEG-compress, compute PSNR/SSIM and make the report's images "
+                             "beside the model (default: one per CPU, at most 8; 0 = all in this process; at most 4 "
+                             "per CPU); the numbers do not depend on it")
     parser.add_argument("--matrix", action="store_true",
                         help="also write matrix.csv: every scored run under every defense (pre-processing) and every "
                              "BIQA, and a survival section in report.html (see README: the survival matrix)")
@@ -136,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(EXIT_USAGE, f"--threads must be >= 1, got {args.threads}")
     if args.workers is not None and args.workers < 0:
         return _fail(EXIT_USAGE, f"--workers must be >= 0, got {args.workers}")
+    from evaluator.common.worker_pool import cpu_count, max_workers
+
+    if args.workers is not None and args.workers > max_workers():
+        return _fail(EXIT_USAGE, f"--workers {args.workers} is more than {max_workers()} (4 per CPU this process may "
+                                 f"use, {cpu_count()} here): each worker holds a process and its images; leave "
+                                 "--workers out for one per CPU")
     import torch
 
     torch.set_num_threads(args.threads)

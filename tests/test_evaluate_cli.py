@@ -75,6 +75,16 @@ def test_missing_runs_folder_and_bad_batch_size_exit_2(dirs, capsys):
     assert "--batch-size" in _one_error_line(capsys)
 
 
+def test_a_negative_or_absurd_worker_count_exits_2_before_anything_runs(dirs, capsys):
+    from evaluator.common.worker_pool import max_workers
+
+    assert main(_args(dirs, "--workers", "-1")) == 2
+    assert "--workers must be >= 0" in _one_error_line(capsys)
+    assert main(_args(dirs, "--workers", str(max_workers() + 1))) == 2
+    assert f"more than {max_workers()}" in _one_error_line(capsys)
+    assert not (dirs / "out").exists()
+
+
 def test_no_originals_exits_3(dirs, capsys):
     for f in (dirs / "originals").iterdir():
         f.unlink()

@@ -22,13 +22,22 @@ import torch
 MAX_DEFAULT_WORKERS = 8
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """Worker processes by default: one per CPU this process may run on (at most MAX_DEFAULT_WORKERS)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, cpus))
+    return min(MAX_DEFAULT_WORKERS, cpu_count())
+
+
+def max_workers() -> int:
+    """The most worker processes a user may ask for: 4 per CPU (more only costs memory and switching)."""
+    return 4 * cpu_count()
 
 
 def _worker_init() -> None:
