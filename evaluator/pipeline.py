@@ -52,7 +52,7 @@ from evaluator.codec import OrganizerCodec, pillow_reproduces
 from evaluator.config import TaskConfig
 from evaluator.defenses import PreprocessedCodec, official_codec
 from evaluator.common.device import model_device
-from evaluator.common.worker_pool import WorkerPool, check_picklable, default_workers
+from evaluator.common.worker_pool import WorkerPool, check_picklable, default_workers, job_context
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
                                          SCORES_CSV, SELECTION_COLUMNS, SELECTION_CSV, JURY_DIR, TASK_JSON,
@@ -100,6 +100,41 @@ ExtraStep = Callable[[Path, EvaluationResult, dict, dict[str, ValidatedRun], dic
 
 
 # -- scoring ---------------------------------------------------------------------------------------------------
+def score_images(model: BIQAModel, images: Sequence[np.ndarray], device: torch.device | str = "cpu") -> list[float]:
+    """The model's scores of same-size (H, W, 3) uint8 images, in one call; PipelineError unless it returns one
+    finite score per image."""
+    with torch.inference_mode():
+        y = model(to_batch(images, device))
+    values = [float(v) for v in y.detach().to("cpu", torch.float64).reshape(-1)]
+    if len(values) != len(images) or not all(math.isfinite(v) for v in values):
+        raise PipelineError(f"the BIQA model returned {values!r} for a batch of {len(images)} images; "
+                            "it must return one finite score per image")
+    return values
+
+
+def scores_in_jobs(model: BIQAModel) -> bool:
+    """Whether the model scores inside the per-image jobs (the worker processes) instead of this process: a model
+    on the CPU registered `thread_independent` (brisque, niqe, piqe: bit-identical for any thread count and batch
+    composition, tested), so the numbers are the same either way. Others (KonCept512, a GPU) score here."""
+    info = getattr(model, "info", None)
+    return bool(getattr(info, "thread_independent", False)) and model_device(model).type == "cpu"
+
+
+@dataclass(frozen=True)
+class _JobScorer:
+    """The model as the jobs see it (`WorkerPool` context): scores in batches of `batch_size`, in order."""
+
+    model: BIQAModel
+    batch_size: int
+
+    def scores(self, images: Sequence[np.ndarray]) -> list[float]:
+        return [v for k in range(0, len(images), self.batch_size)
+                for v in score_images(self.model, images[k:k + self.batch_size])]
+
+    def batches(self, n: int) -> int:
+        return -(-n // self.batch_size)
+
+
 class _BatchScorer:
     """Collects same-shape images and scores them with the model `batch_size` at a time."""
 
@@ -121,13 +156,7 @@ class _BatchScorer:
     def flush(self) -> None:
         if not self.images:
             return
-        x = to_batch(self.images, self.device)
-        with torch.inference_mode():
-            y = self.model(x)
-        values = [float(v) for v in y.detach().to("cpu", torch.float64).reshape(-1)]
-        if len(values) != len(self.keys) or not all(math.isfinite(v) for v in values):
-            raise PipelineError(f"the BIQA model returned {values!r} for a batch of {len(self.keys)} images; "
-                                "it must return one finite score per image")
+        values = score_images(self.model, self.images, self.device)
         self.batches += 1
         keys = self.keys
         self.keys, self.images = [], []
@@ -185,7 +214,8 @@ class _Counters:
 
 def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAModel, cache: ScoreCache,
                      batch_size: int, counters: _Counters, progress: bool, pool: WorkerPool) -> dict[str, float]:
-    """Clean score of every original (by its file's sha256), decoded in `pool`'s processes, scored here."""
+    """Clean score of every original (by its file's sha256): decoded (and scored, with `scores_in_jobs`) in
+    `pool`'s jobs of `batch_size` originals, else scored here."""
     cached = cache.get_many("clean", set(shas.values()), rules=False)
     by_sha: dict[str, float] = {sha: v["score"] for sha, v in cached.items()}
     counters.hits += sum(1 for image in paths if shas[image] in by_sha)
@@ -195,15 +225,23 @@ def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAMo
         by_sha.update(zip(keys, values))
 
     scorer = _BatchScorer(model, batch_size, store)
-    todo: dict[str, str] = {}  # sha -> the first image with that file
+    todo: dict[str, Path] = {}  # sha -> the first original with that file
     for image in sorted(paths):
         if shas[image] not in by_sha:
-            todo.setdefault(shas[image], image)
-    jobs = ((sha, (paths[image],)) for sha, image in todo.items())
-    for sha, rgb in tqdm(pool.run(_load_original, jobs, inline=len(todo) < 8), total=len(todo), desc="originals",
-                         unit="img", disable=not progress):
-        scorer.add(sha, rgb)
-        counters.computed += 1
+            todo.setdefault(shas[image], paths[image])
+    keys = list(todo)
+    chunks = [keys[k:k + max(1, batch_size)] for k in range(0, len(keys), max(1, batch_size))]
+    jobs = ((chunk, ([todo[sha] for sha in chunk],)) for chunk in chunks)
+    with tqdm(total=len(keys), desc="originals", unit="img", disable=not progress) as bar:
+        for chunk, (pixels, scores) in pool.run(_original_job, jobs, inline=len(keys) < 8):
+            if scores is not None:
+                store(chunk, scores)
+                counters.batches += 1
+            else:
+                for sha, rgb in zip(chunk, pixels):
+                    scorer.add(sha, rgb)
+            counters.computed += len(chunk)
+            bar.update(len(chunk))
     scorer.flush()
     counters.batches += scorer.batches
     return {image: by_sha[shas[image]] for image in paths}
@@ -246,17 +284,19 @@ class _Entry:
 
 
 def _prepare_image(original_path: Path, entries: Sequence[_Entry], codec: OrganizerCodec | PreprocessedCodec
-                   ) -> list[tuple[str | None, str | None, np.ndarray | None, dict[str, float] | None]]:
-    """Per entry: (decode error or None, sha256 of the JPEG bytes, decoded JPEG pixels, fidelity) of one image id:
-    decode the submitted image, compress it with the organizer codec and decode that (when needed), PSNR and SSIM
-    against the original (when needed). A pure function of the files: the same in any worker process."""
+                   ) -> list[tuple[str | None, str | None, np.ndarray | None, dict[str, float] | None, float | None]]:
+    """Per entry: (decode error or None, sha256 of the JPEG bytes, decoded JPEG pixels, fidelity, score) of one
+    image id: decode the submitted image, compress it with the organizer codec and decode that (when needed),
+    PSNR and SSIM against the original (when needed); when the model scores in the jobs (`scores_in_jobs`), the
+    decoded JPEGs are scored here, in entry order, and their score is returned instead of their pixels. A pure
+    function of the files: the same in any worker process."""
     original: np.ndarray | None = None
-    out: list[tuple[str | None, str | None, np.ndarray | None, dict[str, float] | None]] = []
+    out: list[tuple[str | None, str | None, np.ndarray | None, dict[str, float] | None, float | None]] = []
     for e in entries:
         try:
             rgb = e.ref.load()
         except (ImageError, RunReadError) as exc:
-            out.append((str(exc), None, None, None))
+            out.append((str(exc), None, None, None, None))
             continue
         fid = None
         if e.need_fid:
@@ -267,13 +307,21 @@ def _prepare_image(original_path: Path, entries: Sequence[_Entry], codec: Organi
         if e.need_jpeg:
             data, decoded = codec.roundtrip_bytes(rgb)
             jpeg_sha = hashlib.sha256(data).hexdigest()
-        out.append((None, jpeg_sha, decoded, fid))
+        out.append((None, jpeg_sha, decoded, fid, None))
+    scorer = job_context()
+    if isinstance(scorer, _JobScorer):
+        made = [k for k, row in enumerate(out) if row[2] is not None]
+        for k, score in zip(made, scorer.scores([out[k][2] for k in made])):
+            out[k] = (*out[k][:2], None, out[k][3], score)
     return out
 
 
-def _load_original(path: Path) -> np.ndarray:
-    """The original's pixels (a worker job of `_score_originals`)."""
-    return load_rgb(path)
+def _original_job(paths: Sequence[Path]) -> tuple[list[np.ndarray] | None, list[float] | None]:
+    """A job of `_score_originals`: (None, their scores) when the model scores in the jobs, else (the originals'
+    pixels, None)."""
+    pixels = [load_rgb(p) for p in paths]
+    scorer = job_context()
+    return (None, scorer.scores(pixels)) if isinstance(scorer, _JobScorer) else (pixels, None)
 
 
 def _warm_for_workers(codec: OrganizerCodec | PreprocessedCodec) -> Callable[[], None]:
@@ -339,14 +387,25 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
             counters.hits += len(hits)
             bar.update(len(hits))
             done_fid: dict[str, dict[str, float]] = {}
-            for e, (error, jpeg_sha, decoded, fid) in zip(entries, results or []):
+            scored_keys: list[str] = []  # scored in the job: stored once per job
+            scored_values: list[float] = []
+
+            def take(e: _Entry, jpeg_sha: str | None, decoded: np.ndarray | None, fid: dict | None,
+                     score: float | None) -> None:
+                if fid is not None:
+                    done_fid[fid_key(run_by_name[e.run], image)] = fid
+                if jpeg_sha is not None:
+                    pending_sha[e.ref.sha256] = jpeg_sha
+                    if score is not None:
+                        scored_keys.append(e.ref.sha256)
+                        scored_values.append(score)
+                    else:
+                        scorer.add(e.ref.sha256, decoded)
+
+            for e, (error, jpeg_sha, decoded, fid, score) in zip(entries, results or []):
                 bar.update()
                 if e.run in failed and error is None:  # not counted; its values still serve a copy elsewhere
-                    if fid is not None:
-                        done_fid[fid_key(run_by_name[e.run], image)] = fid
-                    if decoded is not None:
-                        pending_sha[e.ref.sha256] = jpeg_sha
-                        scorer.add(e.ref.sha256, decoded)
+                    take(e, jpeg_sha, decoded, fid, score)
                     continue
                 if e.run in failed:
                     continue
@@ -356,11 +415,10 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
                     log.warning("run %s: %s", show_name(e.run), show_name(str(failed[e.run])))
                     continue
                 counters.computed += 1
-                if fid is not None:
-                    done_fid[fid_key(run_by_name[e.run], image)] = fid
-                if decoded is not None:
-                    pending_sha[e.ref.sha256] = jpeg_sha
-                    scorer.add(e.ref.sha256, decoded)
+                take(e, jpeg_sha, decoded, fid, score)
+            if scored_keys:
+                store(scored_keys, scored_values)
+                counters.batches += pool.context.batches(len(scored_keys))
             if done_fid:
                 cache.put_many("fidelity", done_fid, rules=False, model=False)
                 fid_values.update(done_fid)
@@ -493,7 +551,8 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
             check_picklable(codec, f"the official pre-processing {getattr(codec, 'chain', 'codec')!r}")
         except ValueError as exc:
             raise PipelineError(f"{exc}; run with --workers 0") from exc
-    with WorkerPool(workers, before_start=_warm_for_workers(codec)) as pool:
+    context = _JobScorer(model, max(1, batch_size)) if scores_in_jobs(model) else None
+    with WorkerPool(workers, before_start=_warm_for_workers(codec), context=context) as pool:
         return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
                               pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
 

@@ -398,6 +398,42 @@ def test_worker_processes_do_not_change_any_number(setup, workers):
     assert result.cache.computed == 5 + 10
 
 
+class PidBIQA(BrightnessBIQA):
+    """BrightnessBIQA declared `thread_independent` (so pp-evaluate may score it in its worker processes); each
+    call appends the scoring process's id to `log`."""
+
+    def __init__(self, log: Path):
+        super().__init__()
+        from evaluator.biqa.base import BIQAInfo
+
+        self.info = BIQAInfo(name="brightness", thread_independent=True)
+        self.log = str(log)
+
+    def raw_score(self, x):
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return super().raw_score(x)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_thread_independent_model_scores_in_the_jobs_with_the_same_numbers(setup, workers):
+    """A CPU model registered thread_independent scores inside the per-image jobs (in the worker processes when
+    there are workers, here when not); the files are byte for byte those of scoring in this process."""
+    tmp_path, _, _ = setup
+    _run(tmp_path)  # BrightnessBIQA: not thread_independent, scored in this process
+    names = ("scores.csv", "runs.csv", "selection.csv")
+    reference = {n: (tmp_path / "out" / n).read_bytes() for n in names}
+    log = tmp_path / "pids.txt"
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out2", TaskConfig(), PidBIQA(log),
+             batch_size=2, progress=False, workers=workers)
+    assert {n: (tmp_path / "out2" / n).read_bytes() for n in names} == reference
+    pids = set(log.read_text().split())
+    if workers == 0:
+        assert pids == {str(os.getpid())}
+    else:  # the runs' images in the workers (the 5 originals are too few to send: scored inline, here)
+        assert pids - {str(os.getpid())}, pids
+
+
 def test_an_unused_setting_is_refused_not_ignored(setup):
     """`fidelity_threads` (PSNR/SSIM threads before they moved into the worker processes) is gone: passing it is
     a TypeError, not a setting that is accepted and ignored."""
@@ -454,8 +490,8 @@ class Ref:
 codec = OrganizerCodec()
 with WorkerPool(1, ahead=1, before_start=_warm_for_workers(codec)) as pool:
     jobs = iter([("tag", (Path({str(tmp_path / "a.png")!r}), [_Entry("run", Ref(), True, True)], codec))])
-    [(tag, [(error, sha, pixels, fid)])] = list(pool.run(_prepare_image, jobs))
-assert error is None and pixels.shape == (16, 16, 3) and fid["ssim"] < 1, (error, fid)
+    [(tag, [(error, sha, pixels, fid, score)])] = list(pool.run(_prepare_image, jobs))
+assert error is None and pixels.shape == (16, 16, 3) and fid["ssim"] < 1 and score is None, (error, fid)
 assert fidelity_fast.ssim_uint8.signatures, "PSNR/SSIM were not compiled before the workers forked"
 assert _PILLOW_OK, "the codec probe did not run before the workers forked"
 print("ok")

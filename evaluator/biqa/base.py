@@ -29,7 +29,7 @@ class BIQAInfo:
     differentiable: bool = True  # False: raw_score has no useful gradient, gradient attacks refuse the model
     needs_weights: bool = False  # scores mean nothing without a weights file (KonCept512)
     random_weights_seed: int | None = None  # set: RANDOM weights from this seed (explicit opt-in), scores meaningless
-    thread_independent: bool = False  # scores bit-identical for any torch thread count (else the cache keys by it)
+    thread_independent: bool = False  # scores bit-identical for any thread count and batch (registry: what follows)
 
     def weights_identity(self) -> str:
         """What the model scores with, as one string: the weights file's sha256, `random-seed:N` for the random

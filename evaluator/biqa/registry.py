@@ -44,8 +44,10 @@ class ModelSpec:
     file, so `create` refuses it without `weights` or the explicit `random_weights_seed`; `weights_help`: which
     file to pass and the formats accepted (shown when it is missing); `differentiable`: False when `raw_score` has
     no useful gradient (gradient attacks refuse the model); `score_range`: what `forward` clips the raw score to;
-    `thread_independent`: its scores are bit-identical for any torch thread count (tested for every model that
-    says so); otherwise the score cache keys its scores by the thread count (`evaluator.scoring.score_cache`).
+    `thread_independent`: its scores are bit-identical for any torch thread count and any batch composition
+    (tested for every model that says so), so pp-evaluate scores it inside its per-image jobs, in the worker
+    processes (`evaluator.pipeline.scores_in_jobs`); otherwise the score cache keys its scores by the thread count
+    (`evaluator.scoring.score_cache`) and pp-evaluate scores it in the main process.
     """
 
     name: str

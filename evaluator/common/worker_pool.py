@@ -40,21 +40,34 @@ def max_workers() -> int:
     return 4 * cpu_count()
 
 
-def _worker_init() -> None:
-    """A worker runs single-threaded (its siblings and the main process use the other cores)."""
+_context: Any = None  # the running job's `job_context()`: in a worker, its pool's context (set once at its start)
+
+
+def job_context() -> Any:
+    """The `context` of the pool running the current job (e.g. a model the jobs share), None outside a job."""
+    return _context
+
+
+def _worker_init(context: Any) -> None:
+    """A worker runs single-threaded (its siblings and the main process use the other cores) and keeps the pool's
+    context for its jobs (inherited in memory where the pool forks)."""
+    global _context
     torch.set_num_threads(1)
+    _context = context
 
 
 class WorkerPool:
     """`run(fn, jobs)`: (tag, fn(*args)) per (tag, args) job, in job order, on `workers` processes (0: in this
     process), at most `ahead` jobs in flight (default 2 per worker). The pool starts at the first job sent to it,
-    after `before_start()` (work done once in this process, which forked workers inherit). Use it as a context
-    manager, or call `close()`."""
+    after `before_start()` (work done once in this process, which forked workers inherit). A job reads `context`
+    (an object too large to send with every job, e.g. a model) through `job_context()`, in a worker and inline
+    alike. Use it as a context manager, or call `close()`."""
 
-    def __init__(self, workers: int, ahead: int | None = None, before_start: Callable[[], None] | None = None):
+    def __init__(self, workers: int, ahead: int | None = None, before_start: Callable[[], None] | None = None,
+                 context: Any = None):
         self.workers = max(0, int(workers))
         self.ahead = max(1, ahead if ahead is not None else 2 * max(1, self.workers))
-        self.before_start = before_start
+        self.before_start, self.context = before_start, context
         self.pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -63,8 +76,16 @@ class WorkerPool:
             if self.before_start is not None:
                 self.before_start()
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
-                                            initializer=_worker_init)
+                                            initializer=_worker_init, initargs=(self.context,))
         return self.pool
+
+    def _inline(self, fn: Callable[..., Any], args: tuple) -> Any:
+        global _context
+        saved, _context = _context, self.context
+        try:
+            return fn(*args)
+        finally:
+            _context = saved
 
     def run(self, fn: Callable[..., Any], jobs: Iterable[tuple[Any, tuple | None]], *,
             inline: bool = False) -> Iterator[tuple[Any, Any]]:
@@ -72,7 +93,7 @@ class WorkerPool:
         nothing. `inline=True` (or a pool of 0 workers) runs every job in this process."""
         if inline or self.workers <= 0:
             for tag, args in jobs:
-                yield tag, None if args is None else fn(*args)
+                yield tag, None if args is None else self._inline(fn, args)
             return
         pending: deque = deque()  # (tag, future or None)
         try:
