@@ -43,6 +43,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import scipy.ndimage
 from PIL import Image
 
 from evaluator.common.errors import EXIT_USAGE, KitError
@@ -159,8 +160,6 @@ def _resize_round_trip(scale: float) -> Callable[[np.ndarray, OrganizerCodec], n
 
 def _gaussian_blur(sigma: float) -> Callable[[np.ndarray, OrganizerCodec], np.ndarray]:
     def run(rgb: np.ndarray, codec: OrganizerCodec) -> np.ndarray:
-        import scipy.ndimage  # here: only a chain or --matrix with a blur needs it (0.3 s to import)
-
         blurred = scipy.ndimage.gaussian_filter(rgb.astype(np.float64), sigma=(sigma, sigma, 0), mode="reflect",
                                                 truncate=4.0)
         return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
@@ -170,8 +169,6 @@ def _gaussian_blur(sigma: float) -> Callable[[np.ndarray, OrganizerCodec], np.nd
 
 def _median(size: int) -> Callable[[np.ndarray, OrganizerCodec], np.ndarray]:
     def run(rgb: np.ndarray, codec: OrganizerCodec) -> np.ndarray:
-        import scipy.ndimage  # here: only a chain or --matrix with a median needs it (0.3 s to import)
-
         return scipy.ndimage.median_filter(rgb, size=(size, size, 1), mode="reflect")
 
     return run

@@ -151,33 +151,3 @@ def test_fidelity_refuses_mismatched_or_non_rgb_images():
         metrics.ssim(_img().astype(np.float32), _img())
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         metrics.psnr(_img(shape=(20, 24, 4)), _img(shape=(20, 24, 4)))
-
-
-@pytest.mark.parametrize("n_u, n_v", [(1, 1), (7, 7), (40, 40), (13, 29)])
-def test_distances_equal_scipy_stats_on_random_samples_with_ties(n_u, n_v):
-    """The kit's 1-D W1 and energy distance (kept out of scipy.stats for start-up time) agree with scipy's."""
-    import scipy.stats
-
-    rng = np.random.default_rng(n_u * 100 + n_v)
-    for _ in range(20):
-        u = np.round(rng.uniform(0, 1, n_u), 2)  # rounded: ties inside and across the samples
-        v = np.round(rng.uniform(0, 1, n_v), 2)
-        assert metrics.wasserstein_distance(u, v) == pytest.approx(scipy.stats.wasserstein_distance(u, v),
-                                                                   rel=1e-12, abs=1e-15)
-        assert metrics.energy_distance(u, v) == pytest.approx(scipy.stats.energy_distance(u, v), rel=1e-12,
-                                                              abs=1e-15)
-
-
-def test_scoring_with_the_default_model_imports_no_scipy_stats_signal_or_ndimage():
-    """pp-evaluate's start-up: scipy.stats and scipy.signal (about 1 s of imports together) are not needed to score
-    with BRISQUE and compute every per-run number, nor is scipy.ndimage (only blur and median defenses use it)."""
-    import subprocess
-    import sys
-
-    code = ("import sys, torch\nfrom evaluator import cli, pipeline\nfrom evaluator.biqa import create\n"
-            "m = create('brisque')\nm(torch.rand(2, 3, 64, 64))\n"
-            "from evaluator.scoring import metrics\nmetrics.robustness_scores([70, 80], [20, 90])\n"
-            "print(sorted(k for k in sys.modules if k in ('scipy.stats', 'scipy.signal', 'scipy.ndimage')))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]", done.stdout

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import torch
 
 import evaluator.biqa.natural_scene as nss
@@ -273,8 +274,6 @@ def package_mscn_at(gray64: torch.Tensor, where: tuple[torch.Tensor, ...]) -> np
     ) * strides[-1]
     windows = padded.reshape(-1).take(corner[:, None, None] + offsets).cpu().numpy()  # (n, 7, 7)
     strip = windows.transpose(1, 0, 2).reshape(KERNEL_SIZE, -1)  # windows side by side
-    import scipy.signal  # here, not at import: only images with vanishing MSCN pixels need it (0.4 s to import)
-
     kernel = package_kernel2d()
     mu = scipy.signal.convolve2d(strip, kernel, "valid")[0, ::KERNEL_SIZE]
     ex2 = scipy.signal.convolve2d(strip**2, kernel, "valid")[0, ::KERNEL_SIZE]
@@ -306,8 +305,6 @@ def package_flat_mscn(values: np.ndarray) -> np.ndarray:
     `package_mscn_at` runs once per distinct value."""
     unique, inverse = np.unique(values, return_inverse=True)
     strip = np.repeat(unique[None, :], KERNEL_SIZE, axis=1).repeat(KERNEL_SIZE, axis=0)  # 7x7 blocks side by side
-    import scipy.signal  # here, not at import: only images with vanishing MSCN pixels need it (0.4 s to import)
-
     kernel = package_kernel2d()
     mu = scipy.signal.convolve2d(strip, kernel, "valid")[0, ::KERNEL_SIZE]
     ex2 = scipy.signal.convolve2d(strip**2, kernel, "valid")[0, ::KERNEL_SIZE]
