@@ -10,9 +10,10 @@
    longer task `preprocess.chain`: `evaluator.defenses.official_codec`), decode, score it in
    batches, and compute PSNR and SSIM of the submitted image against its original. Images are streamed
    (one image id at a time, all runs' versions of it batched together), never all held in memory. Decoding, the
-   JPEG round trip and PSNR/SSIM run in `workers` processes (one image id per job, a few jobs ahead); the model
-   scores in this process. Every value depends on the files only, not on `workers` or the thread count. The same
-   pool (`evaluator.common.worker_pool`) decodes the originals of step 1 and makes the report gallery's images.
+   JPEG round trip and PSNR/SSIM run in `workers` processes (one image id per job, a few jobs ahead); a model
+   registered `thread_independent` on the CPU (brisque, niqe, piqe) scores in those jobs, any other model in
+   this process. Every value depends on the files only, not on `workers` or the thread count. The same pool
+   (`evaluator.common.worker_pool`) decodes the originals of step 1 and makes the report gallery's images.
 4. Per run: accuracy, accuracy reduction, the gate, mean score, the five MSU-style scores, mean PSNR and SSIM.
 5. Select the jury images (`evaluator.scoring.selection`) and write the blinded jury package for the qualified runs.
 6. Write runs.csv, scores.csv, selection.csv, task.json, report.html and jury/ into a new generation folder
@@ -78,6 +79,7 @@ CACHE_DIR = ".cache"
 CACHE_FILE = "scores.sqlite"
 LOCK_FILE = ".lock"
 ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
+WARM_SIDE = 256  # side of the noise image a model scoring in the jobs is warmed up with (NIQE needs >= 192)
 
 
 class PipelineError(ResultsError, RuntimeError):
@@ -324,13 +326,21 @@ def _original_job(paths: Sequence[Path]) -> tuple[list[np.ndarray] | None, list[
     return (None, scorer.scores(pixels)) if isinstance(scorer, _JobScorer) else (pixels, None)
 
 
-def _warm_for_workers(codec: OrganizerCodec | PreprocessedCodec) -> Callable[[], None]:
-    """What this process does once before the pool forks, so that no worker does it: compile (or load) PSNR/SSIM
-    and run the codec's Pillow probe (a PreprocessedCodec's JPEG is its `codec`)."""
+def _warm_for_workers(codec: OrganizerCodec | PreprocessedCodec, scorer: _JobScorer | None = None
+                      ) -> Callable[[], None]:
+    """What this process does once before the pool forks, so that no worker does it: compile (or load) PSNR/SSIM,
+    run the codec's Pillow probe (a PreprocessedCodec's JPEG is its `codec`) and, for a model that scores in the
+    jobs, score one noise image (its compiled kernels load once, here; without this every worker loaded them)."""
     def warm() -> None:
         tiny = np.zeros((metrics.SSIM_MIN_SIDE, metrics.SSIM_MIN_SIDE, 3), np.uint8)
         fidelity(tiny, tiny)
         pillow_reproduces(getattr(codec, "codec", codec))
+        if scorer is not None:
+            noise = np.random.default_rng(0).integers(0, 256, (WARM_SIDE, WARM_SIDE, 3), dtype=np.uint8)
+            try:
+                scorer.scores([noise])
+            except Exception as exc:  # noqa: BLE001 - only a warm-up: the real images say what is wrong
+                log.debug("warming the model up failed (%s); each worker loads it itself", exc)
     return warm
 
 
@@ -342,8 +352,9 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
 
     Runs are validated from headers only, so an image whose pixels do not decode shows up here: its run is
     returned in the third dict (run -> issue) and not scored further. Decoding, the JPEG round trip and PSNR/SSIM
-    run in `pool`'s processes, one image id (all its runs) per job; the model scores in this process, in
-    batches. Every value is a function of the files only, so the numbers do not depend on the pool's size.
+    run in `pool`'s processes, one image id (all its runs) per job; the model scores in those jobs too
+    (`scores_in_jobs`), else here, in batches. Every value is a function of the files only, so the numbers do not
+    depend on the pool's size.
     """
     def fid_key(run: ValidatedRun, image: str) -> str:
         return f"{run.images[image].sha256}:{original_shas[image]}"
@@ -552,7 +563,7 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         except ValueError as exc:
             raise PipelineError(f"{exc}; run with --workers 0") from exc
     context = _JobScorer(model, max(1, batch_size)) if scores_in_jobs(model) else None
-    with WorkerPool(workers, before_start=_warm_for_workers(codec), context=context) as pool:
+    with WorkerPool(workers, before_start=_warm_for_workers(codec, context), context=context) as pool:
         return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
                               pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
 

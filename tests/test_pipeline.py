@@ -434,6 +434,27 @@ def test_a_thread_independent_model_scores_in_the_jobs_with_the_same_numbers(set
         assert pids - {str(os.getpid())}, pids
 
 
+class NanInWorkersBIQA(PidBIQA):
+    """PidBIQA that scores NaN in any process but the one that built it (so only a worker's scores are NaN)."""
+
+    def __init__(self, log: Path):
+        super().__init__(log)
+        self.home = os.getpid()
+
+    def raw_score(self, x):
+        return super().raw_score(x) * (1.0 if os.getpid() == self.home else float("nan"))
+
+
+def test_a_model_scoring_nan_in_a_worker_stops_the_evaluation_with_the_same_error(setup):
+    """The finite-score check runs where the model scores: a NaN from a worker process is the PipelineError that
+    scoring in this process gives, and no results are committed."""
+    tmp_path, _, _ = setup
+    with pytest.raises(PipelineError, match="must return one finite score per image"):
+        evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
+                 NanInWorkersBIQA(tmp_path / "pids.txt"), batch_size=2, progress=False, workers=2)
+    assert not (tmp_path / "out" / "runs.csv").exists()
+
+
 def test_an_unused_setting_is_refused_not_ignored(setup):
     """`fidelity_threads` (PSNR/SSIM threads before they moved into the worker processes) is gone: passing it is
     a TypeError, not a setting that is accepted and ignored."""
