@@ -37,6 +37,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,7 +61,8 @@ from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS
                                          write_csv, write_task_json)
 from evaluator.outputs.jury_export import JuryItem, write_jury_package
 from evaluator.outputs.report import write_report
-from evaluator.outputs.report_gallery import JpegMemo, PairMaterial, gallery_html, pair_material
+from evaluator.outputs.report_gallery import (JpegMemo, OriginalMaterial, PairMaterial, gallery_html,
+                                              original_material, pair_material)
 from evaluator.outputs.results_io import (ResultsFolderError, commit_generation, committed_generation,
                                           new_generation, tidy)
 from evaluator.scoring.fidelity import fidelity
@@ -487,7 +489,7 @@ def _random_weights_seed(model: BIQAModel) -> int | None:
 
 def _gallery_material(original_path: Path, pairs: Sequence[tuple[str, Any, bool]],
                       codec: OrganizerCodec | PreprocessedCodec
-                      ) -> tuple[np.ndarray, dict[str, PairMaterial], dict[str, bytes]]:
+                      ) -> tuple[OriginalMaterial, dict[str, PairMaterial], dict[str, bytes]]:
     """A report-gallery job (a worker job: one original and its shown (run, ImageRef, in_jury) pairs): the
     original's pixels, per run its `PairMaterial` (the scored image is the codec's round trip of the submitted
     image) and, for the pairs the jury package holds, the scored JPEG bytes (written there, not made twice)."""
@@ -500,7 +502,7 @@ def _gallery_material(original_path: Path, pairs: Sequence[tuple[str, Any, bool]
         made[run] = pair_material(base, submitted, scored)
         if in_jury:
             jpegs[run] = data
-    return base, made, jpegs
+    return original_material(base), made, jpegs
 
 
 def _thumbnail(rgb: np.ndarray, width: int = 192) -> bytes:
@@ -578,7 +580,11 @@ def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path
     context = CacheKeyContext(rules=rules_hash(task), model=model_key(model), kit=kit_version())
     counters = _Counters()
     threshold = task.biqa.threshold
-    with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache:
+    with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache, \
+            ThreadPoolExecutor(1, thread_name_prefix="validate") as validator:
+        # the runs are validated (headers and file hashes: I/O and hashlib, which release the GIL) in a thread
+        # while this one hashes and scores the originals and the workers start
+        validating = validator.submit(lambda: [_validate_safely(path, headers, limits) for path in run_paths])
         original_shas = {image: _file_sha256(p) for image, p in paths.items()}
         clean = _score_originals(paths, original_shas, model, cache, batch_size, counters, progress, pool)
         excluded = tuple(i for i in image_ids if clean[i] < threshold)
@@ -588,7 +594,7 @@ def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path
         eligible = set(image_ids) - set(excluded)
         original_accuracy = metrics.accuracy([clean[i] for i in sorted(eligible)], threshold)
 
-        validated = [_validate_safely(path, headers, limits) for path in run_paths]
+        validated = validating.result()
         _flag_name_collisions(validated)
         for v in validated:
             if not v.valid:
@@ -684,7 +690,7 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
         jury_jpegs = JpegMemo()  # the jury's JPEGs (up to a byte bound), made by the gallery's jobs
         thumbs: dict[str, bytes] = {}
 
-        def materials(plan: Sequence[tuple[str, Sequence[str]]]) -> Iterator[tuple[np.ndarray, dict]]:
+        def materials(plan: Sequence[tuple[str, Sequence[str]]]) -> Iterator[tuple[OriginalMaterial, dict]]:
             jobs = ((image, (original_paths[image], [(run, runs[run].images[image], (run, image) in jury_pairs)
                                                      for run in shown], codec)) for image, shown in plan)
             for image, (base, made, jpegs) in pool.run(_gallery_material, jobs,
@@ -692,7 +698,7 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
                 for run, data in jpegs.items():
                     jury_jpegs.keep((run, image), data)
                 if image in selected and image not in thumbs:
-                    thumbs[image] = _thumbnail(base)
+                    thumbs[image] = _thumbnail(base.pixels)
                 yield base, made
 
         gallery = gallery_html(result, materials=materials)

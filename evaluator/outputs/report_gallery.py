@@ -18,9 +18,10 @@ characters) shared out by weight as the gallery is encoded: an original's thumbn
 scored thumbnail + full size 1 and its two difference images 1, per appearance on the page (an image shown twice,
 e.g. in a jury strip and a run's picks, is encoded once and counted twice); a part gets
 remaining_chars * weight / remaining_weight. Its thumbnail takes at most min(`THUMB_CAP`, cap / 4), the full
-size the rest. An image is encoded at the quality that fitted the previous image of its kind (the quality is
-found once per kind by a search over `QUALITIES` and kept while it fits; a better one is tried only with room to
-spare), else shrunk until it fits; full size means the long side at most `FULL_SIDE`.
+size the rest. An image is encoded at the quality that fitted the previous image of its kind (a kind: the
+originals, or one run's scored or difference images, thumbnail or full size: images of one run resemble each
+other; the quality is found once per kind by a search over `QUALITIES` and kept while it fits; a better one is
+tried only with room to spare), else shrunk until it fits; full size means the long side at most `FULL_SIDE`.
 So the gallery's images never exceed the budget (18 M characters), and report.html stays under 20 MB for 13 runs
 x 20 images (`tests/test_report_gallery.py` checks it on a synthetic field of noisy 512x384 images).
 
@@ -97,15 +98,35 @@ def _encode(im: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def _resized(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`im` at `size` (Lanczos, after integer reduction while at least 1.1x too large): how every gallery image is
+    sized, in this process or (`thumb_pixels`) ahead of time in a worker."""
+    return im if size == im.size else im.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.1)
+
+
+def thumb_size(width: int, height: int) -> tuple[int, int]:
+    """The thumbnail size of a width x height image: THUMB_WIDTH wide, the aspect ratio kept."""
+    scale = THUMB_WIDTH / width
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def thumb_pixels(rgb: np.ndarray) -> np.ndarray:
+    """`rgb` at its thumbnail size, the pixels `jpeg_within(rgb, ..., width=THUMB_WIDTH)` encodes first (made in
+    the workers, so that the main process only encodes)."""
+    im = Image.fromarray(rgb)
+    return np.asarray(_resized(im, thumb_size(*im.size)))
+
+
 def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, width: int | None = None,
-                hint: dict[str, int] | None = None, kind: str = "") -> bytes:
+                hint: dict[str, int] | None = None, kind: str = "", presized: np.ndarray | None = None) -> bytes:
     """JPEG bytes of `rgb` (H, W, 3 or H, W uint8), at most `max(cap, MIN_CAP)` bytes: sized to `width` (or with
     its long side at most `long_side`), at the highest quality of QUALITIES that fits, else shrunk by
     sqrt(cap / size) steps until it fits.
 
     `hint[kind]`: the quality index that fitted the last image of this kind; tried first, and a better one only
     when the fitting JPEG takes at most cap / STEP_UP_ROOM, so a gallery of similar images needs about one encode
-    each: the quality is found once per kind and kept while it fits."""
+    each: the quality is found once per kind and kept while it fits. `presized`: `rgb` already at the first size
+    tried (`thumb_pixels` for a thumbnail), used instead of resizing it again."""
     cap = max(int(cap), MIN_CAP)
     im = Image.fromarray(rgb)
     w, h = im.size
@@ -117,7 +138,10 @@ def jpeg_within(rgb: np.ndarray, cap: int, *, long_side: int | None = None, widt
     tried: dict[tuple[tuple[int, int], int], bytes] = {}
     while True:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        sized = im if size == im.size else im.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.1)
+        if presized is not None and presized.shape[1::-1] == size:
+            sized, presized = Image.fromarray(presized), None
+        else:
+            sized = _resized(im, size)
 
         def fits(i: int) -> bool:
             if (size, i) not in tried:
@@ -214,11 +238,13 @@ class _Budget:
         return uri
 
 
-def _pair(budget: _Budget, rgb: np.ndarray, cap: int, hint: dict[str, int], kind: str, times: int) -> tuple[str, str]:
+def _pair(budget: _Budget, rgb: np.ndarray, cap: int, hint: dict[str, int], kind: str, times: int,
+          thumb_rgb: np.ndarray | None = None) -> tuple[str, str]:
     """(thumbnail, full-size) data URIs of `rgb` within `cap` bytes together: the thumbnail takes at most
-    min(THUMB_CAP, cap / 4), the full size the rest."""
+    min(THUMB_CAP, cap / 4), the full size the rest. `thumb_rgb`: `thumb_pixels(rgb)`, where already made."""
     tcap = min(THUMB_CAP, cap // 4)
-    thumb = budget.spend(jpeg_within(rgb, tcap, width=THUMB_WIDTH, hint=hint, kind=kind + " thumb"), times)
+    thumb = budget.spend(jpeg_within(rgb, tcap, width=THUMB_WIDTH, hint=hint, kind=kind + " thumb",
+                                     presized=thumb_rgb), times)
     full = budget.spend(jpeg_within(rgb, cap - tcap, long_side=FULL_SIDE, hint=hint, kind=kind + " full"), times)
     return thumb, full
 
@@ -299,18 +325,32 @@ class PairMaterial:
     counts: np.ndarray
     diff: np.ndarray
     scored: np.ndarray
+    scored_thumb: np.ndarray  # thumb_pixels(scored)
 
 
 def pair_material(original: np.ndarray, submitted: np.ndarray, scored: np.ndarray) -> PairMaterial:
     """The pair's material from the original, the submitted image and the scored image (all (H, W, 3) uint8)."""
     d = difference(submitted, original)
-    return PairMaterial(np.bincount(d.ravel(), minlength=256), _shrunk(d), scored)
+    return PairMaterial(np.bincount(d.ravel(), minlength=256), _shrunk(d), scored, thumb_pixels(scored))
+
+
+@dataclass(frozen=True)
+class OriginalMaterial:
+    """An original as the gallery shows it: its pixels and `thumb_pixels` of them."""
+
+    pixels: np.ndarray
+    thumb: np.ndarray
+
+
+def original_material(rgb: np.ndarray) -> OriginalMaterial:
+    return OriginalMaterial(rgb, thumb_pixels(rgb))
 
 
 #: The gallery's images: given the plan [(image, [run, ...]), ...] (each distinct original once, with the runs
-#: whose pairs it shows), yield per entry, in plan order, (the original's pixels, {run: PairMaterial}).
+#: whose pairs it shows), yield per entry, in plan order, (OriginalMaterial, {run: PairMaterial}).
 #: pp-evaluate makes them in its worker processes; `serial_materials` makes them one by one from callables.
-Materials = Callable[[Sequence[tuple[str, Sequence[str]]]], Iterable[tuple[np.ndarray, Mapping[str, PairMaterial]]]]
+Materials = Callable[[Sequence[tuple[str, Sequence[str]]]],
+                     Iterable[tuple[OriginalMaterial, Mapping[str, PairMaterial]]]]
 
 
 def serial_materials(original: Callable[[str], np.ndarray], submitted: Callable[[str, str], np.ndarray],
@@ -319,7 +359,8 @@ def serial_materials(original: Callable[[str], np.ndarray], submitted: Callable[
     """`Materials` from `original(image)`, `submitted(run, image)` ((H, W, 3) uint8 RGB), `scored(rgb)` (what the
     BIQA scored for a submitted image: the organizer JPEG round trip) and, where given, `scored_of(run, image)`
     (that scored image already made, else None); each called once per distinct image / pair."""
-    def materials(plan: Sequence[tuple[str, Sequence[str]]]) -> Iterator[tuple[np.ndarray, dict[str, PairMaterial]]]:
+    def materials(plan: Sequence[tuple[str, Sequence[str]]]
+                  ) -> Iterator[tuple[OriginalMaterial, dict[str, PairMaterial]]]:
         for image, runs in plan:
             base = original(image)
             made: dict[str, PairMaterial] = {}
@@ -327,7 +368,7 @@ def serial_materials(original: Callable[[str], np.ndarray], submitted: Callable[
                 sub = submitted(run, image)
                 ready = scored_of(run, image) if scored_of is not None else None
                 made[run] = pair_material(base, sub, scored(sub) if ready is None else ready)
-            yield base, made
+            yield original_material(base), made
     return materials
 
 
@@ -382,21 +423,22 @@ def gallery_html(result: EvaluationResult, *, materials: Materials | None = None
     for (image, runs), (base, made) in zip(plan, materials(plan), strict=True):
         times = shown_originals[image]
         if times:
-            orig_uris[image] = _pair(budget_, base, budget_.cap(2, times), hint, "original", times)
+            orig_uris[image] = _pair(budget_, base.pixels, budget_.cap(2, times), hint, "original", times, base.thumb)
         del base
         for run in runs:
             t = shown_pairs[(run, image)]
             m = made[run]
             counts[run] += m.counts
             kept[(run, image)] = m.diff
-            run_uris[(run, image)] = _pair(budget_, m.scored, budget_.cap(1, t), hint, "scored", t)
+            run_uris[(run, image)] = _pair(budget_, m.scored, budget_.cap(1, t), hint, f"scored {run}", t,
+                                           m.scored_thumb)
         del made
     p99 = {run: percentile_of_counts(c) for run, c in counts.items()}
     # pass 2: the amplified difference maps
     diff_uris: dict[tuple[str, str], tuple[str, str]] = {}
     for (run, image), t in shown_pairs.items():
         amp = amplified(kept.pop((run, image)), p99[run])
-        diff_uris[(run, image)] = _pair(budget_, amp, budget_.cap(1, t), hint, "diff", t)
+        diff_uris[(run, image)] = _pair(budget_, amp, budget_.cap(1, t), hint, f"diff {run}", t)
         del amp
     out = [f"<style>{CSS}</style>",
            "<h2 id='gallery'>Camouflage gallery</h2>",
