@@ -580,12 +580,17 @@ def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path
     context = CacheKeyContext(rules=rules_hash(task), model=model_key(model), kit=kit_version())
     counters = _Counters()
     threshold = task.biqa.threshold
-    with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache, \
-            ThreadPoolExecutor(1, thread_name_prefix="validate") as validator:
-        # the runs are validated (headers and file hashes: I/O and hashlib, which release the GIL) in a thread
-        # while this one hashes and scores the originals and the workers start
-        validating = validator.submit(lambda: [_validate_safely(path, headers, limits) for path in run_paths])
+    with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache:
         original_shas = {image: _file_sha256(p) for image, p in paths.items()}
+        with ThreadPoolExecutor(1, thread_name_prefix="validate") as validator:
+            # the runs are validated (headers and file hashes: I/O and hashlib, which release the GIL) in a thread
+            # while this one warms up what the workers will inherit; joined before the pool forks (a fork while
+            # another thread runs could copy a lock it holds into the workers)
+            validating = validator.submit(lambda: [_validate_safely(path, headers, limits) for path in run_paths])
+            if pool.workers > 0 and len(cache.get_many("clean", set(original_shas.values()), rules=False)) < len(
+                    set(original_shas.values())):
+                pool.prepare()  # the originals need scoring, so the pool will start
+            validated = validating.result()
         clean = _score_originals(paths, original_shas, model, cache, batch_size, counters, progress, pool)
         excluded = tuple(i for i in image_ids if clean[i] < threshold)
         for image in excluded:
@@ -594,7 +599,6 @@ def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path
         eligible = set(image_ids) - set(excluded)
         original_accuracy = metrics.accuracy([clean[i] for i in sorted(eligible)], threshold)
 
-        validated = validating.result()
         _flag_name_collisions(validated)
         for v in validated:
             if not v.valid:

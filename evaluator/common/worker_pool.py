@@ -69,12 +69,19 @@ class WorkerPool:
         self.ahead = max(1, ahead if ahead is not None else 2 * max(1, self.workers))
         self.before_start, self.context = before_start, context
         self.pool: ProcessPoolExecutor | None = None
+        self.prepared = False
+
+    def prepare(self) -> None:
+        """Run `before_start` now (once; the first job would otherwise run it just before forking)."""
+        if not self.prepared:
+            self.prepared = True
+            if self.before_start is not None:
+                self.before_start()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self.pool is None:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            if self.before_start is not None:
-                self.before_start()
+            self.prepare()
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                             initializer=_worker_init, initargs=(self.context,))
         return self.pool
