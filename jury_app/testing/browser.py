@@ -1,10 +1,30 @@
-"""Driving the jury pages in headless Chromium through playwright (the browser test and the jury benchmark)."""
+"""Driving the jury pages in headless Chromium through playwright (the browser test and the jury benchmark).
+
+`LAUNCH_ARGS` turns off the omnibox popup of the browser's own address bar (`OMNIBOX_POPUP_FEATURES`). Playwright
+opens every page in a window of its own, and Chromium 156 prepares that window's omnibox popup, a web page
+(`chrome://omnibox-popup.top-chrome/`) in a renderer of its own: measured with `/proc` CPU times on this 2-core
+machine, about 0.5 s of CPU per page opened, plus ~0.15 s in the browser process, spent while the jury page
+loads, for an address bar that a headless browser never shows. A juror's browser prepares it once per window,
+not once per link opened, so the benchmark would otherwise charge the juror page for the harness. Chromium keeps
+only the last `--disable-features` it is given, so ours repeats the features playwright itself turns off
+(`PLAYWRIGHT_DISABLED_FEATURES`, playwright 1.65; `tests/test_jury_browser_launch.py` checks the list against
+the installed playwright).
+"""
 
 from __future__ import annotations
 
 CHROMIUM = "/usr/bin/chromium"  # the system browser: playwright downloads none
+# playwright's own `--disable-features` (packages/playwright-core/src/server/chromium/chromiumSwitches.ts)
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding", "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying",
+    "AimEnabled", "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+OMNIBOX_POPUP_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")  # both off: no omnibox popup page at all
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run"]
+               "--disable-component-update", "--no-first-run",
+               "--disable-features=" + ",".join(PLAYWRIGHT_DISABLED_FEATURES + OMNIBOX_POPUP_FEATURES)]
 
 
 def press(button) -> None:
