@@ -10,6 +10,13 @@ pages of the kit at git revision REV (extracted with `git archive` into a temp f
 the same run: first both kits' warm-browser opens interleaved (one kit after the other in every round, so the
 machine's load hits both alike), then each kit's full page benchmark, one server after the other. Prints a markdown table (paste it into
 docs/benchmarks.md), the load average and the command.
+
+Where a warm-browser open's time goes (rows "warm browser, phase ..."; not targets): from the page's own
+Performance API, the milliseconds from navigation start until its scripts ran (DOMContentLoaded), until the first
+candidate image was requested (after the websocket handshake, the app script's run and the render of its
+elements) and until the last candidate was received; and, from /proc on Linux, the CPU milliseconds the server
+process and all Chromium processes used during the open (on 2 cores, a wall time cannot be less than half their
+sum).
 """
 
 from __future__ import annotations
@@ -37,6 +44,49 @@ from jury_app.votes.store import VoteStore
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
 ALL_LOADED = """() => { const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
   return imgs.length === 13 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
+
+
+PHASES = """() => { const nav = performance.getEntriesByType('navigation')[0];
+  const media = performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/media/'));
+  return [nav.domContentLoadedEventEnd, Math.min(...media.map(e => e.startTime)),
+          Math.max(...media.map(e => e.responseEnd))]; }"""
+PHASE_NAMES = ("phase: page scripts ran (DOMContentLoaded)", "phase: first candidate requested",
+               "phase: last candidate received")
+CPU_NAMES = ("CPU of the server process", "CPU of all Chromium processes")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process from /proc (None where there is no /proc or the process is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def chromium_cpu() -> dict[int, float]:
+    """pid -> CPU seconds of every running process of this user whose executable is Chromium's and that descends
+    from this process (the browser playwright started and its renderers, GPU and utility processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = {}, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            is_chromium = "chromium" in os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        seconds = cpu_seconds(pid)
+        if is_chromium and seconds is not None:
+            out[pid] = seconds
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -77,6 +127,7 @@ def bench_page(root: Path, n_images: int, *, opens: int = 5, source: Path | None
     base = f"http://127.0.0.1:{port}"
     out: dict[str, list[float]] = {"first load (cold browser)": [], "open link (new browser context)": [],
                                    "open link (warm browser)": [], "next image after Save": []}
+    out.update({f"warm browser, {name}": [] for name in PHASE_NAMES + CPU_NAMES})
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
@@ -106,7 +157,15 @@ def bench_page(root: Path, n_images: int, *, opens: int = 5, source: Path | None
             first.close()
             for token in tokens[2 + opens:]:
                 page = warm.new_page()
+                server_before, browser_before = cpu_seconds(server.pid), chromium_cpu()
                 out["open link (warm browser)"].append(_open_link(page, f"{base}/?token={token}"))
+                server_after, browser_after = cpu_seconds(server.pid), chromium_cpu()
+                for name, ms in zip(PHASE_NAMES, page.evaluate(PHASES)):
+                    out[f"warm browser, {name}"].append(ms / 1000)
+                if server_before is not None and server_after is not None and browser_after:
+                    out[f"warm browser, {CPU_NAMES[0]}"].append(server_after - server_before)
+                    out[f"warm browser, {CPU_NAMES[1]}"].append(
+                        sum(t - browser_before.get(pid, 0.0) for pid, t in browser_after.items()))
                 page.close()
             browser.close()
     finally:
@@ -230,7 +289,7 @@ def main() -> int:
                     if values:
                         rows.append((f"{label}13-candidate page, {name} ({args.size}px JPEGs)", len(values),
                                      statistics.median(values) * 1000, pct(values, 95) * 1000,
-                                     max(values) * 1000, "< 1000 ms"))
+                                     max(values) * 1000, "-" if name.startswith("warm browser, ") else "< 1000 ms"))
         for mode in (() if args.skip_commits else ("threads", "processes")):
             for think in (0.0, args.think):
                 root = make_demo_package(Path(tmp) / f"{mode}{think}", [f"run{i}" for i in range(13)],
