@@ -25,6 +25,7 @@ OMNIBOX_POPUP_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")  # both o
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run",
                "--disable-features=" + ",".join(PLAYWRIGHT_DISABLED_FEATURES + OMNIBOX_POPUP_FEATURES)]
+LAUNCH_ARGS_BEFORE_ISSUE_16 = LAUNCH_ARGS[:-1]  # playwright's features only: an omnibox popup page per page
 
 
 def press(button) -> None:
