@@ -1,11 +1,11 @@
 """Driving the jury pages in headless Chromium through playwright (the browser test and the jury benchmark).
 
-`LAUNCH_ARGS` turns off the omnibox popup of the browser's own address bar (`OMNIBOX_POPUP_FEATURES`). Playwright
-opens every page in a window of its own, and Chromium 156 prepares that window's omnibox popup, a web page
-(`chrome://omnibox-popup.top-chrome/`) in a renderer of its own: measured with `/proc` CPU times on this 2-core
-machine, about 0.5 s of CPU per page opened, plus ~0.15 s in the browser process, spent while the jury page
-loads, for an address bar that a headless browser never shows. A juror's browser prepares it once per window,
-not once per link opened, so the benchmark would otherwise charge the juror page for the harness. Chromium keeps
+`LAUNCH_ARGS` turns off the omnibox popup of the browser's own address bar (`OMNIBOX_POPUP_FEATURES`). Chromium
+156 keeps that popup as a web page (`chrome://omnibox-popup.top-chrome/`) in a renderer of its own, and that
+renderer used about 0.5 s of CPU for every page playwright opened (new tabs of one window), plus ~0.15 s more in
+the browser process (measured with `/proc` CPU times on this 2-core machine), while the jury page loads: work of
+an address bar that a headless browser never shows, which the benchmark would otherwise charge to the juror
+page on 2 cores shared with the server (whether a desktop browser spends it per new tab was not measured). Chromium keeps
 only the last `--disable-features` it is given, so ours repeats the features playwright itself turns off
 (`PLAYWRIGHT_DISABLED_FEATURES`, playwright 1.65; `tests/test_jury_browser_launch.py` checks the list against
 the installed playwright).
