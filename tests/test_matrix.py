@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+from evaluator_fixtures import H, W, BrightnessBIQA, darken, write_originals, write_run
 
 import evaluator.biqa
 from evaluator.cli import main
@@ -34,6 +34,7 @@ from evaluator.scoring.matrix import Cell, MatrixResult
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80, "img-d": 0.30, "img-e": 0.58}  # img-d: below 50
 EVIL = "evil<img src=x onerror=alert(1)>"
+LEVELS_SHAPE = (H, W)  # the size of the images `write_originals` makes
 
 
 def _brightness(rgb: np.ndarray, scale: float = 1.0) -> float:
@@ -541,7 +542,8 @@ def test_an_image_that_cannot_be_decoded_in_a_worker_marks_only_its_runs_cells(s
 
 
 class _WhereBIQA(BrightnessBIQA):
-    """Brightness, registered thread_independent or not; appends the id of the process that scores to `log`."""
+    """Brightness, registered thread_independent or not; appends the id of the process that scores the test's
+    images to `log` (not the matrix's warm-up call, on a bigger image, before its pool forks)."""
 
     def __init__(self, log: Path, thread_independent: bool) -> None:
         super().__init__()
@@ -549,8 +551,9 @@ class _WhereBIQA(BrightnessBIQA):
         self.log = log
 
     def raw_score(self, x):
-        with self.log.open("a") as f:
-            f.write(f"{os.getpid()}\n")
+        if tuple(x.shape[-2:]) == LEVELS_SHAPE:
+            with self.log.open("a") as f:
+                f.write(f"{os.getpid()}\n")
         return super().raw_score(x)
 
 

@@ -164,27 +164,29 @@ def _sha256(path: Path) -> str:
 
 class _Scorer:
     """Queues images per size for one model and scores `batch_size` at a time; keeps each score (with the entry's
-    extra fields) in `scores`, and in `failed` why the model refused an image."""
+    extra fields) in `scores`, and in `failed` why the model refused an image. An image comes as `to_batch([rgb])`
+    on the model's device (made once per image for every model on that device; a batch is their concatenation,
+    a new tensor, equal to `to_batch` of the batch's images)."""
 
     def __init__(self, name: str, model: BIQAModel, batch_size: int) -> None:
         self.name, self.model, self.batch_size = name, model, max(1, batch_size)
         self.device = model_device(model)
-        self.pending: dict[tuple[int, ...], list[tuple[str, dict[str, Any], np.ndarray]]] = {}
+        self.pending: dict[tuple[int, ...], list[tuple[str, dict[str, Any], torch.Tensor]]] = {}
         self.scores: dict[str, dict[str, Any]] = {}  # kind -> entry ({"score": s, **extra})
         self.failed: dict[str, str] = {}  # kind -> why the model could not score it
 
-    def add(self, kind: str, extra: dict[str, Any], rgb: np.ndarray) -> None:
-        queue = self.pending.setdefault(rgb.shape, [])
-        queue.append((kind, extra, rgb))
+    def add(self, kind: str, extra: dict[str, Any], x: torch.Tensor) -> None:
+        queue = self.pending.setdefault(tuple(x.shape), [])
+        queue.append((kind, extra, x))
         if len(queue) >= self.batch_size:
-            self._score(self.pending.pop(rgb.shape))
+            self._score(self.pending.pop(tuple(x.shape)))
 
-    def _score(self, queue: list[tuple[str, dict[str, Any], np.ndarray]]) -> None:
+    def _score(self, queue: list[tuple[str, dict[str, Any], torch.Tensor]]) -> None:
         if not queue:
             return
         try:
             with torch.inference_mode():
-                y = self.model(to_batch([q[2] for q in queue], self.device))
+                y = self.model(torch.cat([q[2] for q in queue]))
             scores = [float(v) for v in y.detach().to("cpu", torch.float64).reshape(-1)]
             if len(scores) != len(queue) or not all(math.isfinite(v) for v in scores):
                 raise ValueError(f"returned {scores!r} for a batch of {len(queue)} images, not one finite score each")
@@ -193,8 +195,8 @@ class _Scorer:
                 for item in queue:
                     self._score([item])
                 return
-            for kind, _, rgb in queue:
-                self.failed[kind] = (f"{self.name} cannot score a {rgb.shape[1]}x{rgb.shape[0]} image "
+            for kind, _, x in queue:
+                self.failed[kind] = (f"{self.name} cannot score a {x.shape[3]}x{x.shape[2]} image "
                                      f"({type(exc).__name__}: {exc})")
             return
         for (kind, extra, _), score in zip(queue, scores):
@@ -268,13 +270,38 @@ def _matrix_job(key: int, source: Any, image: str, plan: Plan) -> _JobResult:
             except Exception as exc:  # noqa: BLE001 - one failing defense marks its cells, the rest go on
                 result.errors[d] = f"{d} failed on {image} ({type(exc).__name__}: {exc})"
                 continue
+        tensors: dict[torch.device, torch.Tensor] = {}  # the image as a model input, once per device
         for m in ms:
-            scorers[m].add(kind, extra, out)
-        del out
+            device = scorers[m].device
+            if device not in tensors:
+                tensors[device] = to_batch([out], device)
+            scorers[m].add(kind, extra, tensors[device])
+        del out, tensors
     for m, s in scorers.items():
         s.flush()
         result.entries[m], result.failed[m] = s.scores, s.failed
     return result
+
+
+def _warm(key: int, models: Sequence[str]) -> None:
+    """Once in this process before the pool forks, so that no worker pays it: each pooled model's first call
+    (numba kernels loaded, first-use set-ups) and each defense's (lazy imports, codec probe), on a small image."""
+    ctx = _CONTEXTS[key]
+    rgb = np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)
+    for m in models:
+        try:
+            with torch.inference_mode():
+                ctx.models[m](to_batch([rgb], model_device(ctx.models[m])))
+        except Exception:  # noqa: BLE001 - a warm-up only: the jobs report whatever really fails
+            pass
+    for d, chain in ctx.chains.items():
+        try:
+            if d == ctx.official:
+                ctx.official_pre.decompress(ctx.official_pre.compress(rgb))
+            else:
+                chain(rgb, ctx.codec)
+        except Exception:  # noqa: BLE001 - as above
+            pass
 
 
 def _runs_in_workers(model: BIQAModel) -> bool:
@@ -347,7 +374,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
 
         pooled = [m for m, model in models.items() if workers > 0 and _runs_in_workers(model)]
         local = [m for m in models if m not in pooled]  # scored in this process (its device and thread count)
-        with WorkerPool(workers) as pool:
+        with WorkerPool(workers, before_start=lambda: _warm(key, pooled)) as pool:
             for chosen, inline in ((pooled, False), (local, True)):
                 if not chosen:
                     continue
