@@ -372,28 +372,38 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                         source = original_paths[image] if r == ORIGINALS else runs[r].images[image]
                         yield (r, image, content), (key, source, image, plan)
 
+        unsaved: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (model, kind) -> content -> entry
+
+        def save() -> None:
+            """Store the scores computed since the last call: one transaction per (model, kind), once per image id."""
+            for (m, kind), fresh in unsaved.items():
+                caches[m].put_many(kind, fresh, rules=kind != "clean")
+            unsaved.clear()
+
         pooled = [m for m, model in models.items() if workers > 0 and _runs_in_workers(model)]
         local = [m for m in models if m not in pooled]  # scored in this process (its device and thread count)
         with WorkerPool(workers, before_start=lambda: _warm(key, pooled)) as pool:
             for chosen, inline in ((pooled, False), (local, True)):
                 if not chosen:
                     continue
+                last = None
                 for (r, image, content), job in pool.run(_matrix_job, jobs(chosen), inline=inline):
+                    if image != last:
+                        save()
+                        last = image
                     for d, why in job.errors.items():
                         errors.setdefault((content, d), why)
                         log.warning("run %s: %s", show_name(r or "(originals)"), show_name(why))
                     for m, entries in job.entries.items():
-                        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
                         for kind, entry in entries.items():
-                            by_kind.setdefault(kind, {})[content] = entry
+                            unsaved.setdefault((m, kind), {})[content] = entry
                             values[m][(kind, content)] = entry
-                        for kind, fresh in by_kind.items():
-                            caches[m].put_many(kind, fresh, rules=kind != "clean")
                         computed += len(entries)
                     for m, refused in job.failed.items():
                         failed[m].update({(kind, content): why for kind, why in refused.items()})
                     if job.unreadable:
                         log.warning("run %s: %s", show_name(r or "(originals)"), show_name(job.unreadable))
+                save()
     finally:
         _CONTEXTS.pop(key, None)
         for c in caches.values():
