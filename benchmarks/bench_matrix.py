@@ -7,8 +7,9 @@ runs on 8 demo images), in one call and on one empty results folder:
    on the same folder: the official part comes from the cache, so this call's time is the matrix's (runs x 12
    defenses x 3 models, less the official cells, which the pipeline already scored);
 3. once more (everything from the cache).
-Each is a fresh process; prints wall time, CPU time (user + system of the process and its threads) and peak RSS,
-and the ratio matrix / official (issue 12's target: <= 4).
+Each is a fresh process; prints wall time, CPU time (user + system of the process, its threads and its worker
+processes: the official scoring and the matrix both run workers, `--workers` default), peak RSS (the largest of
+those processes) and the ratio matrix / official (issue 12's target: <= 4).
 
     python benchmarks/bench_matrix.py                                         # the survival_table.py campaign
     python benchmarks/bench_matrix.py --originals O --runs R --out /tmp/bm    # any runs

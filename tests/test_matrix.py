@@ -11,16 +11,19 @@ import csv
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.ndimage
-from evaluator_fixtures import BrightnessBIQA, darken, write_originals, write_run
+import torch
+from evaluator_fixtures import H, W, BrightnessBIQA, darken, write_originals, write_run
 
 import evaluator.biqa
 from evaluator.cli import main
 from evaluator.codec import OrganizerCodec
+from evaluator.common.imageio import save_png
 from evaluator.config import TaskConfig, task_from_dict
 from evaluator.contracts.results import MATRIX_COLUMNS, MATRIX_CSV, RUNS_CSV, read_csv
 from evaluator.defenses import apply, names
@@ -31,10 +34,21 @@ from evaluator.scoring.matrix import Cell, MatrixResult
 
 LEVELS = {"img-a": 0.70, "img-b": 0.62, "img-c": 0.80, "img-d": 0.30, "img-e": 0.58}  # img-d: below 50
 EVIL = "evil<img src=x onerror=alert(1)>"
+LEVELS_SHAPE = (H, W)  # the size of the images `write_originals` makes
 
 
 def _brightness(rgb: np.ndarray, scale: float = 1.0) -> float:
     return float(100 * scale * np.mean(rgb.astype(np.float32) / 255))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """pp-evaluate's default (--threads 1): then the test models, which are not registered thread_independent, are
+    scored in the worker processes too (`evaluator.scoring.matrix._runs_in_workers`), whatever ran before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()
@@ -56,12 +70,13 @@ def _models() -> dict[str, BrightnessBIQA]:
     return {"brisque": BrightnessBIQA(), "niqe": BrightnessBIQA(scale=0.85)}
 
 
-def _evaluate(tmp_path: Path, defenses, models=None, task: TaskConfig | None = None):
+def _evaluate(tmp_path: Path, defenses, models=None, task: TaskConfig | None = None, workers: int | None = None,
+              out: str = "out"):
     task = task or TaskConfig()
     models = models or _models()
-    step = MatrixStep(models=models, defenses=list(defenses), task=task, batch_size=3)
-    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", task, models[task.biqa.model],
-                      batch_size=3, progress=False, extra=step)
+    step = MatrixStep(models=models, defenses=list(defenses), task=task, batch_size=3, workers=workers)
+    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / out, task, models[task.biqa.model],
+                      batch_size=3, progress=False, extra=step, workers=workers)
     return result, step.result
 
 
@@ -137,18 +152,25 @@ def test_a_second_run_scores_nothing_and_a_new_defense_or_run_scores_only_its_ce
     assert new_run.computed == 3 * len(originals) * 2 - len(originals)
 
 
-def test_a_defense_that_fails_on_one_image_marks_only_its_cells(setup, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_defense_that_fails_on_one_image_marks_only_its_cells(setup, monkeypatch, workers):
+    """In this process or in the workers (which inherit the patched filter), the failure comes back as that cell's
+    error and the pool goes on."""
     tmp_path, originals, submitted = setup
     real = scipy.ndimage.median_filter
     marker = submitted["mild"]["img-b"]
 
+    raised_in = tmp_path / "raised-in"
+
     def flaky(image, *args, **kwargs):
         if image.shape == marker.shape and np.array_equal(image, marker):
+            raised_in.write_text(str(os.getpid()))
             raise MemoryError("simulated")  # not a ValueError: any exception of a defense is caught
         return real(image, *args, **kwargs)
 
     monkeypatch.setattr(scipy.ndimage, "median_filter", flaky)
-    _evaluate(tmp_path, ["median3", "jpeg90"])
+    _evaluate(tmp_path, ["median3", "jpeg90"], workers=workers)
+    assert (int(raised_in.read_text()) == os.getpid()) == (workers == 0)
     cells = _cells(tmp_path)
     for model in ("brisque", "niqe"):
         bad = cells[("mild", "median3", model)]
@@ -269,9 +291,14 @@ def test_transfer_table_reads_the_attacked_model_and_marks_it():
     assert math.isclose(result.cell("robust", "jpeg90", "niqe").accuracy, 0.4)
 
 
-def test_each_submitted_image_is_decoded_once_and_batches_stay_within_batch_size(setup, monkeypatch):
+@pytest.mark.parametrize("workers, fork", [(0, True), (2, False)])
+def test_each_submitted_image_is_decoded_once_and_batches_stay_within_batch_size(setup, monkeypatch, workers, fork):
     """Streaming: the matrix decodes every (run, image) once for all its defenses and models, and no model call
-    gets more than batch_size images (the images waiting for a model are bounded, not the whole matrix)."""
+    gets more than batch_size images (the images waiting for a model are bounded, not the whole matrix). Counted
+    in this process: workers=0, or workers where processes cannot be forked (the models reach the workers by
+    fork only, so the matrix then runs here)."""
+    import multiprocessing
+
     import evaluator.intake.runs as intake
 
     tmp_path, originals, submitted = setup
@@ -291,7 +318,9 @@ def test_each_submitted_image_is_decoded_once_and_batches_stay_within_batch_size
         real_raw = model.raw_score
         model.raw_score = lambda x, real_raw=real_raw: (sizes.append(x.shape[0]), real_raw(x))[1]
     monkeypatch.setattr(intake.ImageRef, "load", counting)
-    step = MatrixStep(models=models, defenses=names(), task=task, batch_size=3)
+    if not fork:
+        monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    step = MatrixStep(models=models, defenses=names(), task=task, batch_size=3, workers=workers)
     staging = tmp_path / "staging"
     staging.mkdir()
     step(staging, _Evaluation(tmp_path / "out", submitted), {}, _valid_runs(tmp_path),
@@ -332,13 +361,13 @@ class _PickyBIQA(BrightnessBIQA):
         return super().raw_score(x)
 
 
-@pytest.mark.parametrize("error", [ValueError, IndexError, ZeroDivisionError])
-def test_a_model_that_cannot_score_an_image_marks_only_its_cells_not_its_batch_mates(setup, error):
+@pytest.mark.parametrize("error, workers", [(ValueError, 2), (IndexError, 0), (ZeroDivisionError, 2)])
+def test_a_model_that_cannot_score_an_image_marks_only_its_cells_not_its_batch_mates(setup, error, workers):
     """Whatever a matrix model raises on one image (NIQE/PIQE corner cases are not all ValueErrors), that image's
     cells say so and the evaluation (runs.csv, the other cells) goes on."""
     tmp_path, _, submitted = setup
     models = {"brisque": BrightnessBIQA(), "piqe": _PickyBIQA(error)}
-    _evaluate(tmp_path, ["none", "jpeg90"], models=models)
+    _evaluate(tmp_path, ["none", "jpeg90"], models=models, workers=workers)
     cells = _cells(tmp_path)
     for d in ("none", "jpeg90"):
         assert "piqe cannot score a 32x24 image" in cells[("dark", d, "piqe")]["error"]
@@ -453,3 +482,94 @@ def test_a_sentence_says_when_the_unattacked_originals_qualify_under_a_defense_t
     assert run_sentence(result, "fragile").endswith("survives none (no pre-processing).")
     html = survival_section(result)
     assert html.count("originals (no attack)") >= 3  # a baseline row in both heatmaps and in the transfer table
+
+
+# -- worker processes ------------------------------------------------------------------------------------------
+def test_matrix_csv_is_byte_identical_for_0_1_and_2_workers_with_the_embedded_models(tmp_path):
+    """brisque, niqe and piqe scored in this process, in one worker and in two: the same matrix.csv, byte for byte
+    (batches are formed within one image's job, never across the jobs a worker happens to get)."""
+    from parity_images import noisy
+    from parity_images import photo as shipped_photo
+
+    originals = {name: np.ascontiguousarray(shipped_photo(name)[:288, :384]) for name in ("astronaut", "chelsea",
+                                                                                           "coffee")}
+    (tmp_path / "originals").mkdir()
+    for image, rgb in originals.items():
+        save_png(tmp_path / "originals" / f"{image}.png", rgb)
+    (tmp_path / "runs").mkdir()
+    write_run(tmp_path / "runs", "noisy", {k: noisy(v) for k, v in originals.items()})
+    write_run(tmp_path / "runs", "same", dict(originals))  # the originals' own bytes: one job serves both
+    task = task_from_dict({"biqa": {"threshold": 1}})  # every original eligible: every cell has numbers
+    models = {m: evaluator.biqa.create(m) for m in ("brisque", "niqe", "piqe")}
+    outputs, computed = [], []
+    for workers in (0, 1, 2):
+        _, matrix = _evaluate(tmp_path, ["none", "jpeg90", "blur1", "resize50", "median3"], models=models, task=task,
+                              workers=workers, out=f"out{workers}")
+        outputs.append((tmp_path / f"out{workers}" / MATRIX_CSV).read_bytes())
+        computed.append(matrix.computed)
+        assert all(c.error == "" and c.n_images == 3 for c in (*matrix.cells, *matrix.baseline)), matrix.cells
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert computed[0] == computed[1] == computed[2] > 0
+
+
+def test_an_image_that_cannot_be_decoded_in_a_worker_marks_only_its_runs_cells(setup):
+    """A submitted image that fails when a worker decodes it again (here: changed since it was validated) marks
+    that run's cells with the reason; the pool goes on and every other run's cells have their numbers."""
+    tmp_path, originals, submitted = setup
+    task = TaskConfig()
+    models = _models()
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", task, models["brisque"], batch_size=3,
+             progress=False, workers=0)
+    valid = _valid_runs(tmp_path)
+    (tmp_path / "runs" / "mild" / "img-c.png").write_bytes(b"not a png any more")
+    step = MatrixStep(models=models, defenses=["none", "jpeg90", "blur1"], task=task, batch_size=3, workers=2)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    step(staging, _Evaluation(tmp_path / "out", submitted), {}, valid,
+         {p.stem: p for p in sorted((tmp_path / "originals").glob("*.png"))})
+    result = step.result
+    assert result is not None
+    for d in ("none", "jpeg90", "blur1"):
+        for m in models:
+            if (d, m) == ("jpeg90", "brisque"):
+                continue
+            bad = result.cell("mild", d, m)
+            assert "img-c could not be decoded" in bad.error and "changed since it was validated" in bad.error
+            good = result.cell("dark", d, m)
+            assert good.error == "" and good.n_images > 0
+    # only the cells that needed the image: the official brisque cell is read from the pipeline's cache entries
+    assert result.cell("mild", "jpeg90", "brisque").error == ""
+
+
+class _WhereBIQA(BrightnessBIQA):
+    """Brightness, registered thread_independent or not; appends the id of the process that scores the test's
+    images to `log` (not the matrix's warm-up call, on a bigger image, before its pool forks)."""
+
+    def __init__(self, log: Path, thread_independent: bool) -> None:
+        super().__init__()
+        self.info = dataclasses.replace(self.info, thread_independent=thread_independent)
+        self.log = log
+
+    def raw_score(self, x):
+        if tuple(x.shape[-2:]) == LEVELS_SHAPE:
+            with self.log.open("a") as f:
+                f.write(f"{os.getpid()}\n")
+        return super().raw_score(x)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_model_keyed_by_the_thread_count_is_scored_in_the_workers_only_when_this_process_runs_one_thread(
+        setup, threads):
+    """Workers run 1 torch thread. The cache keys a model not registered thread_independent by this process's thread
+    count (`score_cache.model_key`), so with 2 threads here such a model is scored here; the others in the workers."""
+    tmp_path, _, _ = setup
+    logs = {m: tmp_path / f"{m}.pids" for m in ("niqe", "piqe")}
+    models = {"brisque": BrightnessBIQA(),  # the task model (runs.csv, scored by the pipeline in this process)
+              "niqe": _WhereBIQA(logs["niqe"], True), "piqe": _WhereBIQA(logs["piqe"], False)}
+    torch.set_num_threads(threads)
+    _evaluate(tmp_path, ["none", "blur1"], models=models, workers=2)
+    assert threads == torch.get_num_threads()
+    here = str(os.getpid())
+    pids = {m: set(p.read_text().split()) for m, p in logs.items()}
+    assert pids["niqe"] and here not in pids["niqe"]
+    assert pids["piqe"] == {here} if threads == 2 else pids["piqe"] and here not in pids["piqe"]

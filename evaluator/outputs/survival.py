@@ -31,6 +31,7 @@ class MatrixStep:
     batch_size: int = 8
     notes: Sequence[str] = ()
     progress: Callable[[str], None] | None = None
+    workers: int | None = None  # processes for the matrix's images (None: `default_workers()`; 0: this process)
     result: MatrixResult | None = field(default=None, init=False)  # set once the step ran
 
     def __call__(self, staging: Path, evaluation: Any, meta: dict, runs: Mapping[str, Any],
@@ -40,7 +41,7 @@ class MatrixStep:
         self.result = survival_matrix(
             {name: v for name, v in runs.items() if name in scored}, sorted(original_paths), original_paths,
             self.models, self.defenses, self.task, out_dir / CACHE_DIR / CACHE_FILE, batch_size=self.batch_size,
-            notes=self.notes, progress=self.progress)
+            notes=self.notes, progress=self.progress, workers=self.workers)
         write_csv(staging / MATRIX_CSV, MATRIX_COLUMNS, matrix_rows(self.result))
         return ExtraOutputs(names=(MATRIX_CSV,), sections=tuple(survival_sections(self.result)))
 
@@ -61,10 +62,11 @@ def model_names(text: str | None) -> list[str]:
 
 def build_matrix_step(defenses: str | None, models: str | None, task: TaskConfig, official_name: str,
                       official_model: BIQAModel, *, device: str = "cpu", batch_size: int = 8,
-                      progress: Callable[[str], None] | None = None) -> MatrixStep:
+                      progress: Callable[[str], None] | None = None, workers: int | None = None) -> MatrixStep:
     """The `--matrix` step from the CLI's `--defenses` and `--models` text: names checked first (an unknown one
     lists the known ones), then the models built; the task's own model is `official_model` (with its weights);
-    any other model that needs a weights file (koncept512) is skipped with a note."""
+    any other model that needs a weights file (koncept512) is skipped with a note. `workers`: as `--workers`
+    (None: `default_workers()`)."""
     from evaluator.biqa import create
     from evaluator.biqa.registry import spec
     from evaluator.scoring.matrix import parse_defenses
@@ -87,4 +89,4 @@ def build_matrix_step(defenses: str | None, models: str | None, task: TaskConfig
         raise ConfigError(f"--models {models!r}: no model left to score ({'; '.join(notes)}); name a model that "
                           "needs no weights file (brisque, niqe, piqe)")
     return MatrixStep(models=built, defenses=chains, task=task, batch_size=batch_size, notes=tuple(notes),
-                      progress=progress)
+                      progress=progress, workers=workers)
