@@ -187,7 +187,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from evaluator.outputs.survival import build_matrix_step
 
         step = build_matrix_step(args.defenses, args.models, task, name, model, device=args.device,
-                                 batch_size=args.batch_size,
+                                 batch_size=args.batch_size, workers=args.workers,
                                  progress=None if args.no_progress else lambda m: print(m, file=sys.stderr))
         for note in step.notes:
             print(f"pp-evaluate: matrix: {note}", file=sys.stderr)

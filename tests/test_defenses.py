@@ -310,3 +310,16 @@ def test_every_defense_pickles_to_the_same_catalogue_entry(name):
     again = pickle.loads(pickle.dumps(chain))
     rgb = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
     assert np.array_equal(again(rgb), chain(rgb))
+
+
+@pytest.mark.parametrize("shape", [(384, 512, 3), (7, 5, 3), (1, 4, 3), (2, 2, 3), (3, 1, 3), (1, 1, 3),
+                                   (100, 33, 3)])
+def test_the_3x3_median_equals_scipys_median_filter_exactly(shape) -> None:
+    import scipy.ndimage
+
+    from evaluator.defenses import median3x3
+
+    rng = np.random.default_rng(sum(shape))
+    for levels in (256, 256, 3):  # also few levels: ties everywhere
+        img = rng.integers(0, levels, shape, dtype=np.uint8)
+        assert np.array_equal(median3x3(img), scipy.ndimage.median_filter(img, size=(3, 3, 1), mode="reflect"))

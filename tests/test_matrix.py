@@ -211,6 +211,24 @@ def test_cli_matrix_writes_matrix_csv_and_the_report_section_with_names_escaped(
     assert "matrix: 3 run(s) x 2 defense(s) x 2 model(s)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, expected", [(["--workers", "0"], 0), (["--workers", "1"], 1), ([], None)])
+def test_cli_workers_reach_the_matrix(setup, brightness_everywhere, monkeypatch, flag, expected):
+    """`pp-evaluate --matrix --workers N` computes the matrix with N worker processes too (None: the default)."""
+    import evaluator.outputs.survival as survival
+
+    seen = []
+    real = survival.survival_matrix
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("workers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(survival, "survival_matrix", spy)
+    tmp_path, _, _ = setup
+    assert main(_args(tmp_path, "--matrix", "--defenses", "jpeg90", "--models", "brisque", *flag)) == 0
+    assert seen == [expected]
+
+
 def test_cli_skips_a_model_that_needs_weights_with_a_note(setup, brightness_everywhere, capsys):
     tmp_path, _, _ = setup
     assert main(_args(tmp_path, "--matrix", "--defenses", "jpeg90", "--models", "brisque,koncept512")) == 0
