@@ -126,16 +126,26 @@ def scores_in_jobs(model: BIQAModel) -> bool:
 
 @dataclass(frozen=True)
 class _JobScorer:
-    """The model as the jobs see it (`WorkerPool` context): scores in batches of `batch_size`, in order."""
+    """The model as the jobs see it (`WorkerPool` context): scores in order, in batches of at most `batch_size`
+    consecutive images of one size (as `_BatchScorer`: originals may be landscape and portrait)."""
 
     model: BIQAModel
     batch_size: int
 
+    def spans(self, shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
+        """[start, stop) of each model call for images of these shapes, in order."""
+        out, start = [], 0
+        for k in range(1, len(shapes) + 1):
+            if k == len(shapes) or shapes[k] != shapes[start] or k - start >= self.batch_size:
+                out.append((start, k))
+                start = k
+        return out
+
     def scores(self, images: Sequence[np.ndarray]) -> list[float]:
-        return [v for k in range(0, len(images), self.batch_size)
-                for v in score_images(self.model, images[k:k + self.batch_size])]
+        return [v for a, b in self.spans([im.shape for im in images]) for v in score_images(self.model, images[a:b])]
 
     def batches(self, n: int) -> int:
+        """Model calls for n images of one size (one image id's versions: validated to its original's size)."""
         return -(-n // self.batch_size)
 
 
@@ -237,10 +247,10 @@ def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAMo
     chunks = [keys[k:k + max(1, batch_size)] for k in range(0, len(keys), max(1, batch_size))]
     jobs = ((chunk, ([todo[sha] for sha in chunk],)) for chunk in chunks)
     with tqdm(total=len(keys), desc="originals", unit="img", disable=not progress) as bar:
-        for chunk, (pixels, scores) in pool.run(_original_job, jobs, inline=len(keys) < 8):
+        for chunk, (pixels, scores, calls) in pool.run(_original_job, jobs, inline=len(keys) < 8):
             if scores is not None:
                 store(chunk, scores)
-                counters.batches += 1
+                counters.batches += calls
             else:
                 for sha, rgb in zip(chunk, pixels):
                     scorer.add(sha, rgb)
@@ -320,12 +330,14 @@ def _prepare_image(original_path: Path, entries: Sequence[_Entry], codec: Organi
     return out
 
 
-def _original_job(paths: Sequence[Path]) -> tuple[list[np.ndarray] | None, list[float] | None]:
-    """A job of `_score_originals`: (None, their scores) when the model scores in the jobs, else (the originals'
-    pixels, None)."""
+def _original_job(paths: Sequence[Path]) -> tuple[list[np.ndarray] | None, list[float] | None, int]:
+    """A job of `_score_originals`: (None, their scores, model calls) when the model scores in the jobs, else
+    (the originals' pixels, None, 0)."""
     pixels = [load_rgb(p) for p in paths]
     scorer = job_context()
-    return (None, scorer.scores(pixels)) if isinstance(scorer, _JobScorer) else (pixels, None)
+    if not isinstance(scorer, _JobScorer):
+        return pixels, None, 0
+    return None, scorer.scores(pixels), len(scorer.spans([p.shape for p in pixels]))
 
 
 def _warm_for_workers(codec: OrganizerCodec | PreprocessedCodec, scorer: _JobScorer | None = None

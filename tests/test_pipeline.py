@@ -445,6 +445,32 @@ class NanInWorkersBIQA(PidBIQA):
         return super().raw_score(x) * (1.0 if os.getpid() == self.home else float("nan"))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_originals_of_different_sizes_score_in_the_jobs_as_in_this_process(tmp_path, workers):
+    """Landscape and portrait originals (the jobs of `batch_size` originals mix sizes): a model that scores in the
+    jobs batches only same-size images, as this process does; the same files byte for byte, and the same number
+    of model calls with 0 or 2 workers (was: 'all input arrays must have the same shape')."""
+    from evaluator_fixtures import photo
+
+    from evaluator.common.imageio import save_png
+
+    originals = {f"img-{i}": photo(i, 0.7, *((24, 32) if i % 3 else (32, 24))) for i in range(9)}
+    (tmp_path / "originals").mkdir()
+    for image, rgb in originals.items():
+        save_png(tmp_path / "originals" / f"{image}.png", rgb)
+    write_run(tmp_path / "runs", DARK, {k: darken(v, 0.5) for k, v in originals.items()})
+    write_run(tmp_path / "runs", MILD, {k: darken(v, 0.95) for k, v in originals.items()})
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "ref", TaskConfig(), BrightnessBIQA(),
+             batch_size=4, progress=False, workers=0)  # scored in this process
+    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
+                      PidBIQA(tmp_path / "pids.txt"), batch_size=4, progress=False, workers=workers)
+    names = ("scores.csv", "runs.csv", "selection.csv")
+    assert {n: (tmp_path / "out" / n).read_bytes() for n in names} == {
+        n: (tmp_path / "ref" / n).read_bytes() for n in names}
+    # originals (P: portrait, L: landscape) in jobs of 4: [P L L P] [L L P L] [L] -> 3 + 3 + 1 calls; runs: one call per image id's job
+    assert result.cache.model_batches == 7 + 9
+
+
 def test_a_model_scoring_nan_in_a_worker_stops_the_evaluation_with_the_same_error(setup):
     """The finite-score check runs where the model scores: a NaN from a worker process is the PipelineError that
     scoring in this process gives, and no results are committed."""
