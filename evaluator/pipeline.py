@@ -38,6 +38,7 @@ import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -577,9 +578,15 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         except ValueError as exc:
             raise PipelineError(f"{exc}; run with --workers 0") from exc
     context = _JobScorer(model, max(1, batch_size)) if scores_in_jobs(model) else None
-    with WorkerPool(workers, before_start=_warm_for_workers(codec, context), context=context) as pool:
-        return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
-                              pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
+    try:
+        with WorkerPool(workers, before_start=_warm_for_workers(codec, context), context=context) as pool:
+            return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
+                                  pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
+    except BrokenProcessPool as exc:  # a worker died (the out-of-memory killer, a signal): not a Python error
+        raise PipelineError(f"a worker process of pp-evaluate ended abruptly ({exc}); most often the system ran out "
+                            f"of memory and killed it. Nothing was committed: the results in {out_dir} are as they "
+                            "were (the scores already computed are kept in its cache); run again with fewer "
+                            "--workers (or --workers 0) or a smaller --batch-size") from exc
 
 
 def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,

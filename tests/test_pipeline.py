@@ -481,6 +481,34 @@ def test_a_model_scoring_nan_in_a_worker_stops_the_evaluation_with_the_same_erro
     assert not (tmp_path / "out" / "runs.csv").exists()
 
 
+class KilledInWorkersBIQA(PidBIQA):
+    """PidBIQA whose worker processes die (SIGKILL, as the out-of-memory killer does) when they score."""
+
+    def __init__(self, log: Path):
+        super().__init__(log)
+        self.home = os.getpid()
+
+    def raw_score(self, x):
+        if os.getpid() != self.home:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().raw_score(x)
+
+
+def test_a_worker_killed_mid_evaluation_is_a_clear_error_and_nothing_is_committed(setup):
+    """A worker process that dies (the OOM killer) is a PipelineError saying what happened and what to do (was a
+    bare BrokenProcessPool traceback); no results are committed."""
+    from evaluator.common.errors import KitError
+
+    tmp_path, _, _ = setup
+    with pytest.raises(PipelineError, match=r"worker process .*ended abruptly.*--workers") as caught:
+        evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
+                 KilledInWorkersBIQA(tmp_path / "pids.txt"), batch_size=2, progress=False, workers=2)
+    assert isinstance(caught.value, KitError) and "nothing was committed" in str(caught.value).lower()
+    assert not (tmp_path / "out" / "runs.csv").exists() and not (tmp_path / "out" / "current").exists()
+
+
 def test_an_unused_setting_is_refused_not_ignored(setup):
     """`fidelity_threads` (PSNR/SSIM threads before they moved into the worker processes) is gone: passing it is
     a TypeError, not a setting that is accepted and ignored."""
