@@ -85,6 +85,13 @@ ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
 WARM_SIDE = 256  # side of the noise image a model scoring in the jobs is warmed up with (NIQE needs >= 192)
 
 
+class _Progress(tqdm):
+    """tqdm without its monitor thread: the worker pool forks while a bar is open, and a fork must not copy a
+    thread that may hold a lock into the workers (the monitor takes tqdm's lock and writes to stderr)."""
+
+    monitor_interval = 0
+
+
 class PipelineError(ResultsError, RuntimeError):
     """The evaluation cannot go on (the message names the file and what to do)."""
 
@@ -247,7 +254,7 @@ def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAMo
     keys = list(todo)
     chunks = [keys[k:k + max(1, batch_size)] for k in range(0, len(keys), max(1, batch_size))]
     jobs = ((chunk, ([todo[sha] for sha in chunk],)) for chunk in chunks)
-    with tqdm(total=len(keys), desc="originals", unit="img", disable=not progress) as bar:
+    with _Progress(total=len(keys), desc="originals", unit="img", disable=not progress) as bar:
         for chunk, (pixels, scores, calls) in pool.run(_original_job, jobs, inline=len(keys) < 8):
             if scores is not None:
                 store(chunk, scores)
@@ -408,7 +415,7 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
     scorer = _BatchScorer(model, batch_size, store)
     total = len(runs) * len(image_ids)
     run_by_name = {r.name: r for r in runs}
-    with tqdm(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
+    with _Progress(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
         for (image, hits, entries), results in pool.run(_prepare_image, jobs(), inline=total < 8):
             counters.hits += len(hits)
             bar.update(len(hits))

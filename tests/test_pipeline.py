@@ -509,6 +509,27 @@ def test_a_worker_killed_mid_evaluation_is_a_clear_error_and_nothing_is_committe
     assert not (tmp_path / "out" / "runs.csv").exists() and not (tmp_path / "out" / "current").exists()
 
 
+def test_the_worker_pool_forks_while_no_other_thread_runs(setup, monkeypatch):
+    """With progress bars on (pp-evaluate's default), the pool forks while only this thread runs: no thread that
+    may hold a lock (tqdm's monitor takes tqdm's lock and writes to stderr; the runs' validation thread) is
+    copied into the workers half-way."""
+    import threading
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    real_fork, alive = os.fork, []
+
+    def fork():
+        alive.append(sorted(t.name for t in threading.enumerate() if t is not threading.current_thread()))
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    tmp_path, _, _ = setup
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(), BrightnessBIQA(),
+             batch_size=2, progress=True, workers=2)
+    assert alive and all(names == [] for names in alive), alive
+
+
 def test_an_unused_setting_is_refused_not_ignored(setup):
     """`fidelity_threads` (PSNR/SSIM threads before they moved into the worker processes) is gone: passing it is
     a TypeError, not a setting that is accepted and ignored."""
