@@ -594,3 +594,39 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_ctrl_c_stops_the_evaluation_without_tracebacks_from_the_workers(setup):
+    """Ctrl-C in a terminal reaches the whole process group: the main process stops the evaluation (nothing is
+    committed) and the workers, idle or busy, leave it to do so instead of each printing a KeyboardInterrupt
+    traceback. The interrupt comes while the workers wait for jobs (in the extra step, after the gallery)."""
+    import signal
+    import subprocess
+    import sys
+
+    if not hasattr(os, "killpg"):
+        pytest.skip("no process groups on this platform")
+    tmp_path, _, _ = setup
+    code = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from evaluator_fixtures import BrightnessBIQA
+from evaluator.config import TaskConfig
+from evaluator.pipeline import evaluate
+def extra(staging, result, meta, runs, paths):
+    os.killpg(os.getpgrp(), signal.SIGINT)
+    time.sleep(30)
+tmp = Path({str(tmp_path)!r})
+try:
+    evaluate(tmp / "originals", tmp / "runs", tmp / "out", TaskConfig(), BrightnessBIQA(), batch_size=2,
+             progress=False, workers=2, extra=extra)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert done.returncode == 130 and done.stdout.strip() == "interrupted", (done.stdout, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out" / "runs.csv").exists()
