@@ -467,7 +467,8 @@ def test_originals_of_different_sizes_score_in_the_jobs_as_in_this_process(tmp_p
     names = ("scores.csv", "runs.csv", "selection.csv")
     assert {n: (tmp_path / "out" / n).read_bytes() for n in names} == {
         n: (tmp_path / "ref" / n).read_bytes() for n in names}
-    # originals (P: portrait, L: landscape) in jobs of 4: [P L L P] [L L P L] [L] -> 3 + 3 + 1 calls; runs: one call per image id's job
+    # originals (P: portrait, L: landscape) in jobs of 4: [P L L P] [L L P L] [L] -> 3 + 3 + 1 calls;
+    # runs: one call per image id's job
     assert result.cache.model_batches == 7 + 9
 
 
@@ -510,17 +511,19 @@ def test_a_worker_killed_mid_evaluation_is_a_clear_error_and_nothing_is_committe
 
 
 def test_the_worker_pool_forks_while_no_other_thread_runs(setup, monkeypatch):
-    """With progress bars on (pp-evaluate's default), the pool forks while only this thread runs: no thread that
-    may hold a lock (tqdm's monitor takes tqdm's lock and writes to stderr; the runs' validation thread) is
-    copied into the workers half-way."""
+    """With progress bars on (pp-evaluate's default), the pool forks while no thread of the evaluation but this one
+    runs: no thread that may hold a lock (tqdm's monitor takes tqdm's lock and writes to stderr; the runs'
+    validation thread) is copied into the workers half-way."""
     import threading
 
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
     real_fork, alive = os.fork, []
+    before = set(threading.enumerate())  # threads other tests left behind are not this evaluation's
 
     def fork():
-        alive.append(sorted(t.name for t in threading.enumerate() if t is not threading.current_thread()))
+        alive.append(sorted(t.name for t in threading.enumerate()
+                            if t is not threading.current_thread() and t not in before))
         return real_fork()
 
     monkeypatch.setattr(os, "fork", fork)
