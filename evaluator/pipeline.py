@@ -38,6 +38,7 @@ import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +85,13 @@ ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg")
 WARM_SIDE = 256  # side of the noise image a model scoring in the jobs is warmed up with (NIQE needs >= 192)
 
 
+class _Progress(tqdm):
+    """tqdm without its monitor thread: the worker pool forks while a bar is open, and a fork must not copy a
+    thread that may hold a lock into the workers (the monitor takes tqdm's lock and writes to stderr)."""
+
+    monitor_interval = 0
+
+
 class PipelineError(ResultsError, RuntimeError):
     """The evaluation cannot go on (the message names the file and what to do)."""
 
@@ -126,16 +134,26 @@ def scores_in_jobs(model: BIQAModel) -> bool:
 
 @dataclass(frozen=True)
 class _JobScorer:
-    """The model as the jobs see it (`WorkerPool` context): scores in batches of `batch_size`, in order."""
+    """The model as the jobs see it (`WorkerPool` context): scores in order, in batches of at most `batch_size`
+    consecutive images of one size (as `_BatchScorer`: originals may be landscape and portrait)."""
 
     model: BIQAModel
     batch_size: int
 
+    def spans(self, shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
+        """[start, stop) of each model call for images of these shapes, in order."""
+        out, start = [], 0
+        for k in range(1, len(shapes) + 1):
+            if k == len(shapes) or shapes[k] != shapes[start] or k - start >= self.batch_size:
+                out.append((start, k))
+                start = k
+        return out
+
     def scores(self, images: Sequence[np.ndarray]) -> list[float]:
-        return [v for k in range(0, len(images), self.batch_size)
-                for v in score_images(self.model, images[k:k + self.batch_size])]
+        return [v for a, b in self.spans([im.shape for im in images]) for v in score_images(self.model, images[a:b])]
 
     def batches(self, n: int) -> int:
+        """Model calls for n images of one size (one image id's versions: validated to its original's size)."""
         return -(-n // self.batch_size)
 
 
@@ -236,11 +254,11 @@ def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAMo
     keys = list(todo)
     chunks = [keys[k:k + max(1, batch_size)] for k in range(0, len(keys), max(1, batch_size))]
     jobs = ((chunk, ([todo[sha] for sha in chunk],)) for chunk in chunks)
-    with tqdm(total=len(keys), desc="originals", unit="img", disable=not progress) as bar:
-        for chunk, (pixels, scores) in pool.run(_original_job, jobs, inline=len(keys) < 8):
+    with _Progress(total=len(keys), desc="originals", unit="img", disable=not progress) as bar:
+        for chunk, (pixels, scores, calls) in pool.run(_original_job, jobs, inline=len(keys) < 8):
             if scores is not None:
                 store(chunk, scores)
-                counters.batches += 1
+                counters.batches += calls
             else:
                 for sha, rgb in zip(chunk, pixels):
                     scorer.add(sha, rgb)
@@ -320,12 +338,14 @@ def _prepare_image(original_path: Path, entries: Sequence[_Entry], codec: Organi
     return out
 
 
-def _original_job(paths: Sequence[Path]) -> tuple[list[np.ndarray] | None, list[float] | None]:
-    """A job of `_score_originals`: (None, their scores) when the model scores in the jobs, else (the originals'
-    pixels, None)."""
+def _original_job(paths: Sequence[Path]) -> tuple[list[np.ndarray] | None, list[float] | None, int]:
+    """A job of `_score_originals`: (None, their scores, model calls) when the model scores in the jobs, else
+    (the originals' pixels, None, 0)."""
     pixels = [load_rgb(p) for p in paths]
     scorer = job_context()
-    return (None, scorer.scores(pixels)) if isinstance(scorer, _JobScorer) else (pixels, None)
+    if not isinstance(scorer, _JobScorer):
+        return pixels, None, 0
+    return None, scorer.scores(pixels), len(scorer.spans([p.shape for p in pixels]))
 
 
 def _warm_for_workers(codec: OrganizerCodec | PreprocessedCodec, scorer: _JobScorer | None = None
@@ -395,7 +415,7 @@ def _score_runs(runs: Sequence[ValidatedRun], image_ids: Sequence[str], original
     scorer = _BatchScorer(model, batch_size, store)
     total = len(runs) * len(image_ids)
     run_by_name = {r.name: r for r in runs}
-    with tqdm(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
+    with _Progress(total=total, desc="runs x images", unit="img", disable=not progress) as bar:
         for (image, hits, entries), results in pool.run(_prepare_image, jobs(), inline=total < 8):
             counters.hits += len(hits)
             bar.update(len(hits))
@@ -565,9 +585,15 @@ def _evaluate_locked(originals_dir: Path, run_paths: Sequence[Path], out_dir: Pa
         except ValueError as exc:
             raise PipelineError(f"{exc}; run with --workers 0") from exc
     context = _JobScorer(model, max(1, batch_size)) if scores_in_jobs(model) else None
-    with WorkerPool(workers, before_start=_warm_for_workers(codec, context), context=context) as pool:
-        return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
-                              pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
+    try:
+        with WorkerPool(workers, before_start=_warm_for_workers(codec, context), context=context) as pool:
+            return _evaluate_with(originals_dir, run_paths, out_dir, task, model, headers, image_ids, paths, codec,
+                                  pool, batch_size=batch_size, progress=progress, limits=limits, extra=extra)
+    except BrokenProcessPool as exc:  # a worker died (the out-of-memory killer, a signal): not a Python error
+        raise PipelineError(f"a worker process of pp-evaluate ended abruptly ({exc}); most often the system ran out "
+                            f"of memory and killed it. Nothing was committed: the results in {out_dir} are as they "
+                            "were (the scores already computed are kept in its cache); run again with fewer "
+                            "--workers (or --workers 0) or a smaller --batch-size") from exc
 
 
 def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path, task: TaskConfig,

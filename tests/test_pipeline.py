@@ -445,6 +445,33 @@ class NanInWorkersBIQA(PidBIQA):
         return super().raw_score(x) * (1.0 if os.getpid() == self.home else float("nan"))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_originals_of_different_sizes_score_in_the_jobs_as_in_this_process(tmp_path, workers):
+    """Landscape and portrait originals (the jobs of `batch_size` originals mix sizes): a model that scores in the
+    jobs batches only same-size images, as this process does; the same files byte for byte, and the same number
+    of model calls with 0 or 2 workers (was: 'all input arrays must have the same shape')."""
+    from evaluator_fixtures import photo
+
+    from evaluator.common.imageio import save_png
+
+    originals = {f"img-{i}": photo(i, 0.7, *((24, 32) if i % 3 else (32, 24))) for i in range(9)}
+    (tmp_path / "originals").mkdir()
+    for image, rgb in originals.items():
+        save_png(tmp_path / "originals" / f"{image}.png", rgb)
+    write_run(tmp_path / "runs", DARK, {k: darken(v, 0.5) for k, v in originals.items()})
+    write_run(tmp_path / "runs", MILD, {k: darken(v, 0.95) for k, v in originals.items()})
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "ref", TaskConfig(), BrightnessBIQA(),
+             batch_size=4, progress=False, workers=0)  # scored in this process
+    result = evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
+                      PidBIQA(tmp_path / "pids.txt"), batch_size=4, progress=False, workers=workers)
+    names = ("scores.csv", "runs.csv", "selection.csv")
+    assert {n: (tmp_path / "out" / n).read_bytes() for n in names} == {
+        n: (tmp_path / "ref" / n).read_bytes() for n in names}
+    # originals (P: portrait, L: landscape) in jobs of 4: [P L L P] [L L P L] [L] -> 3 + 3 + 1 calls;
+    # runs: one call per image id's job
+    assert result.cache.model_batches == 7 + 9
+
+
 def test_a_model_scoring_nan_in_a_worker_stops_the_evaluation_with_the_same_error(setup):
     """The finite-score check runs where the model scores: a NaN from a worker process is the PipelineError that
     scoring in this process gives, and no results are committed."""
@@ -453,6 +480,57 @@ def test_a_model_scoring_nan_in_a_worker_stops_the_evaluation_with_the_same_erro
         evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
                  NanInWorkersBIQA(tmp_path / "pids.txt"), batch_size=2, progress=False, workers=2)
     assert not (tmp_path / "out" / "runs.csv").exists()
+
+
+class KilledInWorkersBIQA(PidBIQA):
+    """PidBIQA whose worker processes die (SIGKILL, as the out-of-memory killer does) when they score."""
+
+    def __init__(self, log: Path):
+        super().__init__(log)
+        self.home = os.getpid()
+
+    def raw_score(self, x):
+        if os.getpid() != self.home:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().raw_score(x)
+
+
+def test_a_worker_killed_mid_evaluation_is_a_clear_error_and_nothing_is_committed(setup):
+    """A worker process that dies (the OOM killer) is a PipelineError saying what happened and what to do (was a
+    bare BrokenProcessPool traceback); no results are committed."""
+    from evaluator.common.errors import KitError
+
+    tmp_path, _, _ = setup
+    with pytest.raises(PipelineError, match=r"worker process .*ended abruptly.*--workers") as caught:
+        evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(),
+                 KilledInWorkersBIQA(tmp_path / "pids.txt"), batch_size=2, progress=False, workers=2)
+    assert isinstance(caught.value, KitError) and "nothing was committed" in str(caught.value).lower()
+    assert not (tmp_path / "out" / "runs.csv").exists() and not (tmp_path / "out" / "current").exists()
+
+
+def test_the_worker_pool_forks_while_no_other_thread_runs(setup, monkeypatch):
+    """With progress bars on (pp-evaluate's default), the pool forks while no thread of the evaluation but this one
+    runs: no thread that may hold a lock (tqdm's monitor takes tqdm's lock and writes to stderr; the runs'
+    validation thread) is copied into the workers half-way."""
+    import threading
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    real_fork, alive = os.fork, []
+    before = set(threading.enumerate())  # threads other tests left behind are not this evaluation's
+
+    def fork():
+        alive.append(sorted(t.name for t in threading.enumerate()
+                            if t is not threading.current_thread() and t not in before))
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    tmp_path, _, _ = setup
+    evaluate(tmp_path / "originals", tmp_path / "runs", tmp_path / "out", TaskConfig(), BrightnessBIQA(),
+             batch_size=2, progress=True, workers=2)
+    assert alive and all(names == [] for names in alive), alive
 
 
 def test_an_unused_setting_is_refused_not_ignored(setup):
@@ -519,3 +597,39 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_ctrl_c_stops_the_evaluation_without_tracebacks_from_the_workers(setup):
+    """Ctrl-C in a terminal reaches the whole process group: the main process stops the evaluation (nothing is
+    committed) and the workers, idle or busy, leave it to do so instead of each printing a KeyboardInterrupt
+    traceback. The interrupt comes while the workers wait for jobs (in the extra step, after the gallery)."""
+    import signal
+    import subprocess
+    import sys
+
+    if not hasattr(os, "killpg"):
+        pytest.skip("no process groups on this platform")
+    tmp_path, _, _ = setup
+    code = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from evaluator_fixtures import BrightnessBIQA
+from evaluator.config import TaskConfig
+from evaluator.pipeline import evaluate
+def extra(staging, result, meta, runs, paths):
+    os.killpg(os.getpgrp(), signal.SIGINT)
+    time.sleep(30)
+tmp = Path({str(tmp_path)!r})
+try:
+    evaluate(tmp / "originals", tmp / "runs", tmp / "out", TaskConfig(), BrightnessBIQA(), batch_size=2,
+             progress=False, workers=2, extra=extra)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert done.returncode == 130 and done.stdout.strip() == "interrupted", (done.stdout, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out" / "runs.csv").exists()

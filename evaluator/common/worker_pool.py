@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -49,9 +50,12 @@ def job_context() -> Any:
 
 
 def _worker_init(context: Any) -> None:
-    """A worker runs single-threaded (its siblings and the main process use the other cores) and keeps the pool's
-    context for its jobs (inherited in memory where the pool forks)."""
+    """A worker runs single-threaded (its siblings and the main process use the other cores), keeps the pool's
+    context for its jobs (inherited in memory where the pool forks) and ignores Ctrl-C: a terminal sends SIGINT to
+    the whole process group, and the main process stops the work (cancels the queued jobs, waits for the running
+    ones), instead of every worker printing a KeyboardInterrupt traceback and dying under the pool."""
     global _context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     _context = context
 
