@@ -130,8 +130,9 @@ class PostgresVoteStore(VoteStoreBase):
         """The error for a database that cannot be reached; `connected`: the connection was lost during a
         transaction, so its commit may have landed (the juror is told to check, not that nothing was saved)."""
         detail = str(exc).replace(self.url, redact_url(self.url)).strip().splitlines()
-        outcome = ("the connection was lost before the change was confirmed, so it may or may not have been saved "
-                   "(saving a ballot again is safe: it replaces the earlier one)" if connected else "nothing was saved")
+        outcome = ("the connection was lost before the database confirmed the request: a change may or may not have "
+                   "been saved (saving a ballot again is safe: it replaces the earlier one)" if connected
+                   else "nothing was saved")
         return StoreError(f"{self.where} cannot be reached ({detail[0] if detail else type(exc).__name__}); "
                           "check that PostgreSQL runs, the host, port, database and user of the URL, and the "
                           f"password (PGPASSWORD or ~/.pgpass); {outcome}.")
