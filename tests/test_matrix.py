@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.ndimage
 import torch
 from evaluator_fixtures import H, W, BrightnessBIQA, darken, write_originals, write_run
 
 import evaluator.biqa
+import evaluator.defenses
 from evaluator.cli import main
 from evaluator.codec import OrganizerCodec
 from evaluator.common.imageio import save_png
@@ -157,7 +157,7 @@ def test_a_defense_that_fails_on_one_image_marks_only_its_cells(setup, monkeypat
     """In this process or in the workers (which inherit the patched filter), the failure comes back as that cell's
     error and the pool goes on."""
     tmp_path, originals, submitted = setup
-    real = scipy.ndimage.median_filter
+    real = evaluator.defenses.median3x3
     marker = submitted["mild"]["img-b"]
 
     raised_in = tmp_path / "raised-in"
@@ -168,7 +168,7 @@ def test_a_defense_that_fails_on_one_image_marks_only_its_cells(setup, monkeypat
             raise MemoryError("simulated")  # not a ValueError: any exception of a defense is caught
         return real(image, *args, **kwargs)
 
-    monkeypatch.setattr(scipy.ndimage, "median_filter", flaky)
+    monkeypatch.setattr(evaluator.defenses, "median3x3", flaky)
     _evaluate(tmp_path, ["median3", "jpeg90"], workers=workers)
     assert (int(raised_in.read_text()) == os.getpid()) == (workers == 0)
     cells = _cells(tmp_path)
