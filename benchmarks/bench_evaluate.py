@@ -12,7 +12,9 @@ Scores N images x R runs (default 550 x 13 at 512x384, the 2020 field) with the 
    submitted image, Pillow decode, Pillow JPEG quality 90 to memory, decode, and the `brisque` package's own
    feature functions + libsvm prediction (its `score()` fails on NumPy 2); no validation, no fidelity, no outputs;
 4. prints wall time, CPU time (all processes) and peak memory (summed PSS of the command's process tree, sampled
-   every 50 ms) of each, the largest score difference between the two paths, and whether the tables agree: the
+   every 50 ms; for pp-evaluate in a third, untimed fresh run, because reading the PSS of its three processes 20
+   times a second slows them on 2 cores; the one-process loop is sampled while timed, the sampler using the core
+   it leaves idle) of each, the largest score difference between the two paths, and whether the tables agree: the
    accuracy and gate of every run and the jury selection recomputed from the loop's scores against runs.csv and
    selection.csv.
 
@@ -139,8 +141,10 @@ def _tree_rss_mib(pid: int) -> float:
     return total
 
 
-def timed_command(cmd: list[str], env: dict | None = None) -> dict:
-    """Run `cmd`; wall seconds, CPU seconds of it and its children, peak summed RSS of its process tree."""
+def timed_command(cmd: list[str], env: dict | None = None, sample_memory: bool = True) -> dict:
+    """Run `cmd`; wall seconds, CPU seconds of it and its children, peak summed PSS of its process tree (0 unless
+    `sample_memory`: the sampler reads every process's /proc/PID/smaps_rollup 20 times a second, which walks its
+    page tables under its memory lock and takes CPU, so a multi-process command is timed without it)."""
     import threading
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -155,11 +159,13 @@ def timed_command(cmd: list[str], env: dict | None = None) -> dict:
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if sample_memory:
+        sampler.start()
     out, err = proc.communicate()
     seconds = time.perf_counter() - t0
     stop.set()
-    sampler.join()
+    if sample_memory:
+        sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
@@ -283,13 +289,17 @@ def main() -> int:
         print(f"load average before: {_load_average()}")
         shutil.rmtree(work / "out", ignore_errors=True)
         cmd = pipeline_command(work)
-        pipe = timed_command(cmd, _env())
-        again = timed_command(cmd, _env())
+        pipe = timed_command(cmd, _env(), sample_memory=False)  # timed alone (see timed_command)
+        again = timed_command(cmd, _env(), sample_memory=False)
+        shutil.rmtree(work / "out-memory", ignore_errors=True)  # the same command once more, fresh, for its memory
+        memory = timed_command([*cmd[:cmd.index("--out") + 1], str(work / "out-memory"),
+                                *cmd[cmd.index("--out") + 2:]], _env())
+        shutil.rmtree(work / "out-memory", ignore_errors=True)
         print(f"pipeline `pp-evaluate` (defaults, fresh --out; {' '.join(cmd[3:])}): {args.images} images x "
               f"{args.runs} runs (+ originals = {n} scored) in {pipe['seconds']:.1f} s "
               f"({1000 * pipe['seconds'] / n:.1f} ms/image; CPU of all its processes {pipe['cpu_seconds']:.1f} s = "
-              f"{1000 * pipe['cpu_seconds'] / n:.1f} ms/image), peak memory (process tree) "
-              f"{pipe['peak_rss_mib']:.0f} MiB; rerun from cache {again['seconds']:.1f} s")
+              f"{1000 * pipe['cpu_seconds'] / n:.1f} ms/image); rerun from cache {again['seconds']:.1f} s; peak "
+              f"memory (process tree, in a third, untimed fresh run) {memory['peak_rss_mib']:.0f} MiB")
         if not args.skip_baseline:
             base = timed_command([sys.executable, __file__, "--phase", "baseline", "--workdir", str(work)], _env())
             print(f"baseline (Pillow JPEG + brisque package, per image, one process): {n} images in "
