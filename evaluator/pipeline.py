@@ -55,6 +55,7 @@ from evaluator.codec import OrganizerCodec, pillow_reproduces
 from evaluator.config import TaskConfig
 from evaluator.defenses import PreprocessedCodec, official_codec
 from evaluator.common.device import model_device
+from evaluator.common.hashing import file_sha256
 from evaluator.common.worker_pool import WorkerPool, check_picklable, default_workers, job_context
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.contracts.results import (REPORT_HTML, RESULT_NAMES, RUNS_COLUMNS, RUNS_CSV, SCORES_COLUMNS,
@@ -183,14 +184,6 @@ class _BatchScorer:
         keys = self.keys
         self.keys, self.images = [], []
         self.on_scored(keys, values)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -607,7 +600,7 @@ def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path
     counters = _Counters()
     threshold = task.biqa.threshold
     with ScoreCache(out_dir / CACHE_DIR / CACHE_FILE, context) as cache:
-        original_shas = {image: _file_sha256(p) for image, p in paths.items()}
+        original_shas = {image: file_sha256(p) for image, p in paths.items()}
         with ThreadPoolExecutor(1, thread_name_prefix="validate") as validator:
             # the runs are validated (headers and file hashes: I/O and hashlib, which release the GIL) in a thread
             # while this one warms up what the workers will inherit; joined before the pool forks (a fork while

@@ -26,8 +26,8 @@ from evaluator.biqa.koncept512 import (
     WeightsError,
     expected_shapes,
     load_koncept512_weights,
-    sha256_file,
 )
+from evaluator.common.hashing import file_sha256 as sha256_file
 
 H, W = 384, 512
 

@@ -78,15 +78,6 @@ def expected_shapes() -> dict[str, torch.Size]:
     return {k: v.shape for k, v in net.state_dict().items()}
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _first(names: list[str]) -> str:
     more = f" (and {len(names) - _SHOW} more)" if len(names) > _SHOW else ""
     return ", ".join(repr(n) for n in names[:_SHOW]) + more

@@ -50,6 +50,7 @@ import torch
 from evaluator.biqa.base import BIQAModel
 from evaluator.codec import OrganizerCodec
 from evaluator.common.device import model_device
+from evaluator.common.hashing import file_sha256
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.common.text import show_name
 from evaluator.common.worker_pool import WorkerPool, default_workers
@@ -152,14 +153,6 @@ def defense_kind(chain: Chain) -> str:
     text = json.dumps({"steps": steps, "libraries": {n: version(n) for n in DEFENSE_LIBRARIES}}, sort_keys=True,
                       default=str)
     return f"defense:{chain.name}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Scorer:
@@ -325,7 +318,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
     official = parse_chain(task.preprocess.chain, "preprocess.chain").name
     codec = OrganizerCodec.from_task(task)
     threshold = task.biqa.threshold
-    original_shas = {image: _sha256(original_paths[image]) for image in image_ids}
+    original_shas = {image: file_sha256(original_paths[image]) for image in image_ids}
     kind_of = {d: OFFICIAL_KIND if d == official else defense_kind(c) for d, c in chains.items()}
     names = sorted(runs)
     sha = {(r, i): runs[r].images[i].sha256 for r in names for i in image_ids}
