@@ -15,6 +15,7 @@ Re-running with the same `--out` resumes: `pp-attack` skips images that already 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
@@ -172,6 +173,57 @@ class WallTimes:
             return
         self.times[key] = round(seconds, 2)
         write_atomic(self.path, json.dumps(self.times, indent=2, sort_keys=True) + "\n")
+
+
+def campaign_parser(description: str, out: str, doc: str, out_help: str = "campaign folder (originals, runs, "
+                    "results); reused and resumed across calls", methods_note: str = "") -> argparse.ArgumentParser:
+    """The arguments every campaign script takes: --out (default `out`), --data, --images, --spread, --methods,
+    --threads, --jobs, --doc (default `doc`); a script adds its own."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(out), help=out_help)
+    ap.add_argument("--data", type=Path, default=Path("data/demo"), help="folder of original <id>.png (demo set)")
+    ap.add_argument("--images", type=int, default=0, help="first N images only (0 = all)")
+    ap.add_argument("--spread", action="store_true",
+                    help="with --images N: N evenly spaced images of the sorted set instead of the first N")
+    ap.add_argument("--methods", default="", help="comma-separated methods (default: all of pp-attack --list)"
+                    + methods_note)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of every CLI call (OMP_NUM_THREADS)")
+    ap.add_argument("--jobs", type=int, default=2, help="pp-attack calls running at the same time")
+    ap.add_argument("--doc", type=Path, default=Path(doc), help="markdown file to write")
+    return ap
+
+
+@dataclass
+class Campaign:
+    """An opened campaign (`open_campaign`): its arguments, start time, CLI environment, chosen methods, the
+    prepared originals and their ids, the runs folder and the recorded wall times."""
+
+    args: argparse.Namespace
+    raw: list[str]
+    start: float
+    env: dict[str, str]
+    out: Path
+    methods: list[str]
+    originals: Path
+    images: list[str]
+    runs_dir: Path
+    walltimes: "WallTimes"
+
+
+def open_campaign(parse_args, argv: list[str] | None) -> Campaign:
+    """What every campaign script does first: INFO logging, `parse_args(argv or sys.argv[1:])`, the CLI
+    environment, the `--methods` subset, the chosen originals copied into OUT/originals, and OUT/walltimes.json."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    raw = sys.argv[1:] if argv is None else argv
+    args = parse_args(raw)
+    start = time.perf_counter()
+    env = cli_env(args.threads)
+    out = args.out.resolve()
+    methods = select_methods(env, args.methods)
+    originals = out / "originals"
+    images = prepare_originals(args.data.resolve(), originals, args.images or None, args.spread)
+    return Campaign(args, raw, start, env, out, methods, originals, images, out / "runs",
+                    WallTimes.load(out / "walltimes.json"))
 
 
 def run_cli(cmd: Sequence[str], env: dict[str, str], what: str) -> float:

@@ -69,34 +69,15 @@ def uap_amplitude_specs(out: Path, methods: list[str]) -> list[cp.AttackSpec]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("results/benchmarks"),
-                    help="campaign folder (shared with attack_table.py); reused and resumed across calls")
-    ap.add_argument("--data", type=Path, default=Path("data/demo"), help="folder of original <id>.png (demo set)")
-    ap.add_argument("--images", type=int, default=0, help="first N images only (0 = all)")
-    ap.add_argument("--spread", action="store_true",
-                    help="with --images N: N evenly spaced images of the sorted set instead of the first N")
-    ap.add_argument("--methods", default="", help="comma-separated methods (default: all of pp-attack --list); "
-                    "sections whose methods are left out are skipped")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of every CLI call (OMP_NUM_THREADS)")
-    ap.add_argument("--jobs", type=int, default=2, help="pp-attack calls running at the same time")
-    ap.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"), help="markdown file to write")
-    return ap.parse_args(argv)
+    return cp.campaign_parser(__doc__.split("\n\n")[0], "results/benchmarks", "docs/reproduction.md",
+                              out_help="campaign folder (shared with attack_table.py); reused and resumed across calls",
+                              methods_note="; sections whose methods are left out are skipped").parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    raw = sys.argv[1:] if argv is None else argv
-    args = parse_args(raw)
-    start = time.perf_counter()
-    env = cp.cli_env(args.threads)
-    out = args.out.resolve()
-    methods = cp.select_methods(env, args.methods)
-    originals = out / "originals"
-    images = cp.prepare_originals(args.data.resolve(), originals, args.images or None, args.spread)
-    runs_dir = out / "runs"
-    walltimes = cp.WallTimes.load(out / "walltimes.json")
+    c = cp.open_campaign(parse_args, argv)
+    args, raw, start, env, out, methods = c.args, c.raw, c.start, c.env, c.out, c.methods
+    originals, images, runs_dir, walltimes = c.originals, c.images, c.runs_dir, c.walltimes
 
     specs: dict[str, cp.AttackSpec] = {}
     for spec, _ in bonnet_specs(out):

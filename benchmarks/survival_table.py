@@ -40,19 +40,9 @@ def specs(methods: list[str], out: Path) -> list[cp.AttackSpec]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("results/survival"),
-                    help="campaign folder (originals, runs, results); reused and resumed across calls")
-    ap.add_argument("--data", type=Path, default=Path("data/demo"), help="folder of original <id>.png (demo set)")
-    ap.add_argument("--images", type=int, default=0, help="first N images only (0 = all)")
-    ap.add_argument("--spread", action="store_true", help="with --images N: N evenly spaced images")
-    ap.add_argument("--methods", default="", help="comma-separated methods (default: all of pp-attack --list)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of every CLI call (OMP_NUM_THREADS)")
-    ap.add_argument("--jobs", type=int, default=2, help="pp-attack calls running at the same time")
+    ap = cp.campaign_parser(__doc__.split("\n\n")[0], "results/survival", "docs/survival.md")
     ap.add_argument("--stage", choices=("attacks", "all"), default="all",
                     help="'attacks': only produce (or resume) the runs; 'all': runs, matrix and doc")
-    ap.add_argument("--doc", type=Path, default=Path("docs/survival.md"), help="markdown file to write")
     ap.add_argument("--results", type=Path, default=None,
                     help="pp-evaluate --out of the matrix (default OUT/results; reusing the folder of "
                          "bench_matrix.py reuses its cached scores)")
@@ -60,17 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    raw = sys.argv[1:] if argv is None else argv
-    args = parse_args(raw)
-    start = time.perf_counter()
-    env = cp.cli_env(args.threads)
-    out = args.out.resolve()
-    methods = cp.select_methods(env, args.methods)
-    originals = out / "originals"
-    cp.prepare_originals(args.data.resolve(), originals, args.images or None, args.spread)
-    runs_dir = out / "runs"
-    walltimes = cp.WallTimes.load(out / "walltimes.json")
+    c = cp.open_campaign(parse_args, argv)
+    args, raw, start, env, out, methods = c.args, c.raw, c.start, c.env, c.out, c.methods
+    originals, runs_dir, walltimes = c.originals, c.runs_dir, c.walltimes
     all_specs = specs(methods, out)
     failures = cp.run_attacks(cp.heavy_first(all_specs), originals, runs_dir, env, walltimes, args.jobs)
     log.info("attacks done in %.0f s; failures: %s", time.perf_counter() - start, sorted(failures) or "none")
