@@ -228,10 +228,10 @@ class _Counters:
 
 
 def _score_originals(paths: dict[str, Path], shas: dict[str, str], model: BIQAModel, cache: ScoreCache,
-                     batch_size: int, counters: _Counters, progress: bool, pool: WorkerPool) -> dict[str, float]:
-    """Clean score of every original (by its file's sha256): decoded (and scored, with `scores_in_jobs`) in
-    `pool`'s jobs of `batch_size` originals, else scored here."""
-    cached = cache.get_many("clean", set(shas.values()), rules=False)
+                     cached: dict[str, dict[str, Any]], batch_size: int, counters: _Counters, progress: bool,
+                     pool: WorkerPool) -> dict[str, float]:
+    """Clean score of every original (by its file's sha256; `cached`: the cache's "clean" entries of those
+    shas): decoded (and scored, with `scores_in_jobs`) in `pool`'s jobs of `batch_size` originals, else here."""
     by_sha: dict[str, float] = {sha: v["score"] for sha, v in cached.items()}
     counters.hits += sum(1 for image in paths if shas[image] in by_sha)
 
@@ -606,11 +606,12 @@ def _evaluate_with(originals_dir: Path, run_paths: Sequence[Path], out_dir: Path
             # while this one warms up what the workers will inherit; joined before the pool forks (a fork while
             # another thread runs could copy a lock it holds into the workers)
             validating = validator.submit(lambda: [_validate_safely(path, headers, limits) for path in run_paths])
-            if pool.workers > 0 and len(cache.get_many("clean", set(original_shas.values()), rules=False)) < len(
-                    set(original_shas.values())):
+            cached_clean = cache.get_many("clean", set(original_shas.values()), rules=False)
+            if pool.workers > 0 and len(cached_clean) < len(set(original_shas.values())):
                 pool.prepare()  # the originals need scoring, so the pool will start
             validated = validating.result()
-        clean = _score_originals(paths, original_shas, model, cache, batch_size, counters, progress, pool)
+        clean = _score_originals(paths, original_shas, model, cache, cached_clean, batch_size, counters, progress,
+                                 pool)
         excluded = tuple(i for i in image_ids if clean[i] < threshold)
         for image in excluded:
             log.warning("original %s scores %.2f < threshold %g: not high quality, left out of the accuracy",
@@ -709,7 +710,10 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
         selected = [s.image for s in result.selection]
         qualified = [r.run for r in result.runs if r.qualified]
         sha_of = {(r.run, r.image): r.jpeg_sha256 for r in result.scores}
-        jury_pairs = {(run, image) for image in (selected if qualified else []) for run in qualified}
+        jury_images = selected if qualified else []
+        items = [JuryItem(run=run, image=image, jpeg_sha256=sha_of[(run, image)])
+                 for image in jury_images for run in qualified]
+        jury_pairs = {(item.run, item.image) for item in items}
         jury_jpegs = JpegMemo()  # the jury's JPEGs (up to a byte bound), made by the gallery's jobs
         thumbs: dict[str, bytes] = {}
 
@@ -725,10 +729,8 @@ def _write_results(out_dir: Path, result: EvaluationResult, meta: dict[str, Any]
                 yield base, made
 
         gallery = gallery_html(result, materials=materials)
-        items = [JuryItem(run=run, image=image, jpeg_sha256=sha_of[(run, image)])
-                 for image in (selected if qualified else []) for run in qualified]
         write_jury_package(
-            staging / JURY_DIR, selected if qualified else [], items,
+            staging / JURY_DIR, jury_images, items,
             jpeg_of=lambda item: (jury_jpegs.pop((item.run, item.image))
                                   or codec.compress(runs[item.run].images[item.image].load())),
             picks=result.picks, note=result.jury_note,
