@@ -223,5 +223,5 @@ def test_gallery_uses_the_scored_images_it_is_given_and_the_jpeg_memo_keeps_its_
     assert page.count("data-full=") == 3 * 3 + 2 * 6
     memo = JpegMemo(max_bytes=10)
     assert memo.keep("x", b"12345") == b"12345" and memo.keep("y", b"123456") == b"123456"  # y over the bound
-    assert memo.take("y", bytes) is None and memo.take("x", bytes) == b"12345" and memo.take("x", bytes) is None
+    assert memo.pop("y") is None and memo.pop("x") == b"12345" and memo.pop("x") is None
     assert memo.bytes == 0

@@ -311,11 +311,6 @@ class JpegMemo:
             self.bytes -= len(data)
         return data
 
-    def take(self, key: object, decode: Callable[[bytes], np.ndarray]) -> np.ndarray | None:
-        """decode(the kept bytes), dropped from the memo; None when `key` was not kept."""
-        data = self.pop(key)
-        return None if data is None else decode(data)
-
 
 @dataclass(frozen=True)
 class PairMaterial:
