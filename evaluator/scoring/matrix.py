@@ -53,7 +53,7 @@ from evaluator.common.device import model_device
 from evaluator.common.hashing import file_sha256
 from evaluator.common.imageio import load_rgb, to_batch
 from evaluator.common.text import show_name
-from evaluator.common.worker_pool import WorkerPool, default_workers
+from evaluator.common.worker_pool import WorkerPool, default_workers, job_context
 from evaluator.common.versions import kit_version
 from evaluator.config import TaskConfig
 from evaluator.defenses import DefenseError, Chain, official_codec, parse_chain
@@ -202,8 +202,8 @@ class _Scorer:
 
 @dataclass(frozen=True)
 class _Context:
-    """What every job of one `survival_matrix` call shares, set in this module before its worker pool forks (the
-    models are not pickled into jobs; the workers inherit them)."""
+    """What every job of one `survival_matrix` call shares: its worker pool's context (`job_context()`), which
+    forked workers inherit (the models are not pickled into jobs)."""
 
     models: Mapping[str, BIQAModel]
     chains: Mapping[str, Chain]
@@ -211,9 +211,6 @@ class _Context:
     codec: OrganizerCodec
     official_pre: Any  # `evaluator.defenses.official_codec(task)`: the pipeline's exact official path
     batch_size: int
-
-
-_CONTEXTS: dict[int, _Context] = {}  # survival_matrix call -> its context (read by `_matrix_job` in the workers)
 
 
 @dataclass
@@ -232,12 +229,12 @@ class _JobResult:
 Plan = tuple[tuple[str, "str | None", tuple[str, ...]], ...]
 
 
-def _matrix_job(key: int, source: Any, image: str, plan: Plan) -> _JobResult:
+def _matrix_job(source: Any, image: str, plan: Plan) -> _JobResult:
     """Decode one submitted image (or original: `source` a Path) once, apply each defense of `plan` once (in plan
     order) and score its output with each model that needs it; batches are formed within the job only (per model
     and image size, in plan order, `batch_size` at a time), so no number depends on the number of workers. Any
     exception of the decoder, a defense or a model is returned as that cell's error, never raised."""
-    ctx = _CONTEXTS[key]
+    ctx: _Context = job_context()
     result = _JobResult()
     try:
         rgb = load_rgb(source) if isinstance(source, Path) else source.load()
@@ -276,10 +273,9 @@ def _matrix_job(key: int, source: Any, image: str, plan: Plan) -> _JobResult:
     return result
 
 
-def _warm(key: int, models: Sequence[str]) -> None:
+def _warm(ctx: _Context, models: Sequence[str]) -> None:
     """Once in this process before the pool forks, so that no worker pays it: each pooled model's first call
     (numba kernels loaded, first-use set-ups) and each defense's (lazy imports, codec probe), on a small image."""
-    ctx = _CONTEXTS[key]
     rgb = np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)
     for m in models:
         try:
@@ -332,9 +328,8 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
     failed: dict[str, dict[tuple[str, str], str]] = {m: {} for m in models}  # (kind, content) -> why m refused it
     errors: dict[tuple[str, str], str] = {}  # (submitted sha, defense) -> first error
     reused = computed = 0
-    key = id(values)
-    _CONTEXTS[key] = _Context(models=dict(models), chains=chains, official=official, codec=codec,
-                              official_pre=official_codec(task), batch_size=batch_size)
+    context = _Context(models=dict(models), chains=chains, official=official, codec=codec,
+                       official_pre=official_codec(task), batch_size=batch_size)
     try:
         for m, model in models.items():
             caches[m] = ScoreCache(cache_path, cache_context(task, m, model))
@@ -363,7 +358,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                     plan = tuple(s for s in steps if s[2])
                     if plan:
                         source = original_paths[image] if r == ORIGINALS else runs[r].images[image]
-                        yield (r, image, content), (key, source, image, plan)
+                        yield (r, image, content), (source, image, plan)
 
         unsaved: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (model, kind) -> content -> entry
 
@@ -375,7 +370,7 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
 
         pooled = [m for m, model in models.items() if workers > 0 and _runs_in_workers(model)]
         local = [m for m in models if m not in pooled]  # scored in this process (its device and thread count)
-        with WorkerPool(workers, before_start=lambda: _warm(key, pooled)) as pool:
+        with WorkerPool(workers, before_start=lambda: _warm(context, pooled), context=context) as pool:
             for chosen, inline in ((pooled, False), (local, True)):
                 if not chosen:
                     continue
@@ -398,7 +393,6 @@ def survival_matrix(runs: Mapping[str, Any], image_ids: Sequence[str], original_
                         log.warning("run %s: %s", show_name(r or "(originals)"), show_name(job.unreadable))
                 save()
     finally:
-        _CONTEXTS.pop(key, None)
         for c in caches.values():
             c.close()
 
